@@ -1,0 +1,59 @@
+"""System checks for the deployment mistakes that silently break event streams."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.apps import AppConfig
+from django.conf import settings
+from django.core import checks
+
+__all__ = ["check_deployment"]
+
+GZIP_MIDDLEWARE = "django.middleware.gzip.GZipMiddleware"
+
+
+@checks.register(checks.Tags.compatibility)
+def check_deployment(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    messages: list[checks.CheckMessage] = []
+    if not getattr(settings, "ASGI_APPLICATION", None):
+        messages.append(
+            checks.Warning(
+                "ASGI_APPLICATION is not set.",
+                hint=(
+                    "Event streams need an ASGI server; under WSGI they are refused. Set "
+                    "ASGI_APPLICATION = 'yourproject.asgi.application' and serve with "
+                    "daphne or uvicorn."
+                ),
+                id="django_sse.W001",
+            )
+        )
+    if GZIP_MIDDLEWARE in getattr(settings, "MIDDLEWARE", []):
+        messages.append(
+            checks.Info(
+                "GZipMiddleware is enabled; django_sse responses are exempt from it.",
+                hint=(
+                    "SSEResponse sets 'Content-Encoding: identity', which GZipMiddleware "
+                    "leaves alone. A hand-made StreamingHttpResponse with "
+                    "text/event-stream would be compressed and buffered."
+                ),
+                id="django_sse.I001",
+            )
+        )
+    apps = list(settings.INSTALLED_APPS)
+    staticfiles = "django.contrib.staticfiles"
+    if "daphne" in apps and staticfiles in apps and apps.index("daphne") > apps.index(staticfiles):
+        messages.append(
+            checks.Warning(
+                "'daphne' comes after 'django.contrib.staticfiles' in INSTALLED_APPS.",
+                hint=(
+                    "staticfiles' runserver then wins and serves WSGI, where streams "
+                    "are refused. Put 'daphne' first in INSTALLED_APPS."
+                ),
+                id="django_sse.W002",
+            )
+        )
+    return messages

@@ -1,0 +1,43 @@
+"""Project-wide settings, read from one dict: ``settings.DJANGO_SSE``.
+
+Every key is optional; ``DEFAULTS`` documents them. Values are read on each access,
+so ``override_settings`` in tests takes effect without a restart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
+
+__all__ = ["DEFAULTS", "get"]
+
+DEFAULTS: dict[str, Any] = {
+    # Seconds between keep-alive comments on an idle stream; 0 turns them off.
+    "KEEP_ALIVE": 15.0,
+    # Milliseconds sent as ``retry`` at the start of every stream; None sends none.
+    "RETRY": None,
+    # Seconds after which a stream ends with outcome "timeout"; None means no limit.
+    "MAX_DURATION": None,
+    # Write a StreamLog row when a stream opens and when it closes.
+    "LOG_STREAMS": True,
+    # End open streams (outcome "shutdown") when the process gets SIGINT or SIGTERM,
+    # so servers that wait for open responses can stop.
+    "HANDLE_SIGNALS": True,
+}
+
+
+def get(name: str) -> Any:
+    if name not in DEFAULTS:
+        raise KeyError(f"Unknown django_sse setting {name!r}")
+    configured = getattr(django_settings, "DJANGO_SSE", None) or {}
+    if not isinstance(configured, dict):
+        raise ImproperlyConfigured("settings.DJANGO_SSE must be a dict")
+    unknown = set(configured) - set(DEFAULTS)
+    if unknown:
+        raise ImproperlyConfigured(
+            f"Unknown key(s) in settings.DJANGO_SSE: {', '.join(sorted(unknown))}. "
+            f"Known keys: {', '.join(DEFAULTS)}"
+        )
+    return configured.get(name, DEFAULTS[name])

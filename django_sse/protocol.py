@@ -1,0 +1,220 @@
+"""The Server-Sent Events wire format: every byte we write, and a parser for what we read.
+
+Encoding follows the HTML Living Standard's event stream grammar so that no value can
+inject a field or end an event early. Parsing follows "Interpreting an event stream"
+step by step, so the Python client and the tests see exactly what a browser sees.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+
+__all__ = ["KEEP_ALIVE", "Event", "EventParser", "MessageEvent", "encode"]
+
+# A comment line on its own: no blank line follows, so even lenient clients that
+# dispatch on every blank line never see a phantom empty event.
+KEEP_ALIVE = b":\n"
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def _lines(text: str) -> list[str]:
+    # str.splitlines() would also split on \v, \f, U+2028 and friends, which the
+    # protocol treats as ordinary characters.
+    if "\r" not in text:
+        return text.split("\n")
+    return _LINE_BREAK.split(text)
+
+
+def _dump_json(value: Any) -> str:
+    return json.dumps(value, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event to send.
+
+    ``data`` may be a ``str`` (sent as is, line breaks become several ``data:`` lines)
+    or anything JSON-serializable by Django's encoder (dicts, lists, datetimes,
+    Decimals, UUIDs), sent as compact JSON. ``None`` sends no ``data`` field.
+    """
+
+    data: Any = None
+    event: str | None = None
+    id: str | None = None
+    retry: int | None = None
+    comment: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.event is not None:
+            if not isinstance(self.event, str):
+                raise TypeError(f"Event.event must be a str, not {type(self.event).__name__}")
+            if "\r" in self.event or "\n" in self.event:
+                raise ValueError(f"Event.event must not contain CR or LF: {self.event!r}")
+        if self.id is not None:
+            if not isinstance(self.id, str):
+                raise TypeError(f"Event.id must be a str, not {type(self.id).__name__}")
+            if "\r" in self.id or "\n" in self.id or "\0" in self.id:
+                raise ValueError(f"Event.id must not contain CR, LF or NUL: {self.id!r}")
+        if self.retry is not None and (
+            isinstance(self.retry, bool) or not isinstance(self.retry, int) or self.retry < 0
+        ):
+            raise ValueError(f"Event.retry must be a non-negative int, not {self.retry!r}")
+        if self.comment is not None and not isinstance(self.comment, str):
+            raise TypeError(f"Event.comment must be a str, not {type(self.comment).__name__}")
+
+    def encode(self) -> bytes:
+        parts: list[str] = []
+        if self.comment is not None:
+            parts.extend(f":{' ' if line else ''}{line}\n" for line in _lines(self.comment))
+        fields = len(parts)
+        if self.event is not None:
+            parts.append(f"event: {self.event}\n")
+        if self.data is not None:
+            text = self.data if isinstance(self.data, str) else _dump_json(self.data)
+            parts.extend(f"data: {line}\n" for line in _lines(text))
+        if self.id is not None:
+            parts.append(f"id: {self.id}\n")
+        if self.retry is not None:
+            parts.append(f"retry: {self.retry}\n")
+        if len(parts) > fields:
+            parts.append("\n")
+        return "".join(parts).encode()
+
+
+def encode(item: Any) -> bytes:
+    """Encode one item a stream yields: an Event, a str or JSON-able data, or raw bytes."""
+    if isinstance(item, str):
+        if "\n" not in item and "\r" not in item:
+            return f"data: {item}\n\n".encode()
+        return Event(data=item).encode()
+    if isinstance(item, Event):
+        return item.encode()
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return bytes(item)
+    if item is None:
+        raise TypeError("A stream yielded None; yield an Event, a str, JSON-able data or bytes")
+    return Event(data=item).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEvent:
+    """An event as a browser's EventSource would dispatch it."""
+
+    data: str
+    event: str = "message"
+    id: str = ""
+    retry: int | None = None
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+@dataclass(slots=True)
+class EventParser:
+    """Incremental parser for ``text/event-stream`` bytes, per the HTML Living Standard.
+
+    Feed it chunks as they arrive, split anywhere (inside a UTF-8 sequence, between CR
+    and LF); it returns the events completed by each chunk. ``last_event_id`` is the
+    spec's "last event ID string": it persists across events, and an ``id`` takes effect
+    only when its block ends with a blank line (whether or not the block dispatches an
+    event), so a connection lost mid-block resumes after the last complete block rather
+    than skipping it. ``reconnection_time`` holds the last valid ``retry`` value,
+    including one sent in a block that dispatched no event.
+    """
+
+    last_event_id: str = ""
+    reconnection_time: int | None = None
+    _pending: bytearray = field(default_factory=bytearray)
+    _started: bool = False
+    _after_cr: bool = False
+    _data: list[str] = field(default_factory=list)
+    _event_type: str = ""
+    # An ``id`` read in the current block, committed to ``last_event_id`` at its end.
+    _id: str | None = None
+    _retry: int | None = None
+
+    def feed(self, chunk: bytes) -> list[MessageEvent]:
+        if not chunk:
+            return []
+        buffer = self._pending
+        buffer += chunk
+        if not self._started:
+            if len(buffer) < 3 and b"\xef\xbb\xbf".startswith(bytes(buffer)):
+                return []
+            if buffer.startswith(b"\xef\xbb\xbf"):
+                del buffer[:3]
+            self._started = True
+        if self._after_cr and buffer[:1] == b"\n":
+            del buffer[:1]
+        self._after_cr = False
+        events: list[MessageEvent] = []
+        start = 0
+        length = len(buffer)
+        # Each search resumes only once the line break it found is consumed: searching
+        # afresh for every line would rescan the rest of the buffer for a CR that an
+        # LF-only stream never sends, which is quadratic in the chunk size.
+        cr = buffer.find(b"\r")
+        lf = buffer.find(b"\n")
+        while cr != -1 or lf != -1:
+            if cr == -1 or (lf != -1 and lf < cr):
+                end, next_start = lf, lf + 1
+            elif cr + 1 < length:
+                end = cr
+                next_start = cr + 2 if buffer[cr + 1] == 0x0A else cr + 1
+            else:
+                # A CR ends this chunk: the line is complete, but an LF at the start
+                # of the next chunk belongs to the same line break.
+                end, next_start = cr, cr + 1
+                self._after_cr = True
+            event = self._line(buffer[start:end].decode("utf-8", "replace"))
+            if event is not None:
+                events.append(event)
+            start = next_start
+            if cr != -1 and cr < start:
+                cr = buffer.find(b"\r", start)
+            if lf != -1 and lf < start:
+                lf = buffer.find(b"\n", start)
+        del buffer[:start]
+        return events
+
+    def _line(self, line: str) -> MessageEvent | None:
+        if not line:
+            return self._dispatch()
+        if line[0] == ":":
+            return None
+        name, colon, value = line.partition(":")
+        if colon and value[:1] == " ":
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event_type = value
+        elif name == "id":
+            if "\0" not in value:
+                self._id = value
+        elif name == "retry" and value and value.isascii() and value.isdigit():
+            self._retry = self.reconnection_time = int(value)
+        return None
+
+    def _dispatch(self) -> MessageEvent | None:
+        if self._id is not None:
+            self.last_event_id, self._id = self._id, None
+        retry, self._retry = self._retry, None
+        if not self._data:
+            self._event_type = ""
+            return None
+        event = MessageEvent(
+            data="\n".join(self._data),
+            event=self._event_type or "message",
+            id=self.last_event_id,
+            retry=retry,
+        )
+        self._data = []
+        self._event_type = ""
+        return event

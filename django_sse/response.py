@@ -1,0 +1,329 @@
+"""The stream engine: turns an async iterable into SSE bytes on Django's async response.
+
+One stream runs as two parts. A pump task iterates the source and encodes what it
+yields into a small bounded buffer; the response iterator (what Django's ASGI handler
+consumes) waits on that buffer, the keep-alive timer, the maximum duration and stop
+requests all at once. That split is what lets a disconnect be noticed while the source
+is idle, and lets the engine, not the garbage collector, close the source: Django's
+handler only closes the outermost iterator it holds (Django ticket 37066).
+
+Events that are ready together leave in one write, so a fast source costs one
+``send()`` per batch rather than one per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from asgiref.sync import SyncToAsync
+from django.conf import settings
+from django.db import connections
+from django.http import StreamingHttpResponse
+
+from django_sse import conf, shutdown
+from django_sse.protocol import KEEP_ALIVE, Event, encode
+
+__all__ = ["Outcome", "SSEResponse", "StreamStats", "sse_response"]
+
+logger = logging.getLogger("django_sse")
+
+# How many encoded items the pump may run ahead of the network.
+_BUFFER_ITEMS = 64
+_NEVER = float("inf")
+
+WSGI_REFUSAL = (
+    "Server-Sent Events need an ASGI server: under WSGI, Django drains an async "
+    "stream completely before sending its first byte, so an endless stream never "
+    "arrives. Serve the project with an ASGI server such as daphne or uvicorn."
+)
+
+
+class Outcome(str, enum.Enum):
+    """Why a stream ended. Exactly one is recorded per stream."""
+
+    COMPLETED = "completed"
+    CLIENT_DISCONNECTED = "client_disconnected"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+    SHUTDOWN = "shutdown"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass
+class StreamStats:
+    """What one stream did; handed to ``on_close`` and to stream logging."""
+
+    started_at: float = field(default_factory=time.time)
+    events: int = 0
+    bytes: int = 0
+    last_event_id: str | None = None
+    outcome: Outcome | None = None
+    error: BaseException | None = None
+
+
+OnClose = Callable[[Outcome], Awaitable[None]]
+
+
+class SSEResponse(StreamingHttpResponse):
+    """A ``text/event-stream`` response driven by an async iterable.
+
+    The iterable yields :class:`~django_sse.Event`, ``str`` (data), JSON-able data
+    or pre-encoded ``bytes``. Options left as ``None`` take the project defaults
+    from ``settings.DJANGO_SSE``; a ``keep_alive`` or ``max_duration`` of 0 turns
+    that feature off.
+    """
+
+    def __init__(
+        self,
+        source: AsyncIterable[Any],
+        *,
+        keep_alive: float | None = None,
+        retry: int | None = None,
+        max_duration: float | None = None,
+        on_close: OnClose | None = None,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        if not hasattr(source, "__aiter__"):
+            raise TypeError(
+                f"SSEResponse needs an async iterable (e.g. an async generator), "
+                f"not {type(source).__name__}"
+            )
+        self._source = source
+        self._keep_alive = float(conf.get("KEEP_ALIVE") if keep_alive is None else keep_alive)
+        self._retry = conf.get("RETRY") if retry is None else retry
+        self._max_duration = conf.get("MAX_DURATION") if max_duration is None else max_duration
+        self._on_close = on_close
+        self.stats = StreamStats()
+        # Validates ``retry`` once, up front, rather than when the stream starts.
+        self._opening = KEEP_ALIVE if self._retry is None else Event(retry=self._retry).encode()
+        self._engine: AsyncIterator[bytes] = self._run()
+        super().__init__(self._engine, status=status, headers=headers)
+        self["Content-Type"] = "text/event-stream; charset=utf-8"
+        self["Cache-Control"] = "no-cache, no-transform"
+        self["X-Accel-Buffering"] = "no"
+        # GZipMiddleware leaves alone any response that names its encoding. Compressing
+        # would buffer events inside the compressor and break keep-alives.
+        self["Content-Encoding"] = "identity"
+        self._stream: _Stream | None = None
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        replaced = getattr(self, "_iterator", None) is not self._engine
+        if replaced:
+            # A middleware replaced streaming_content; honour its wrapper.
+            return super().__aiter__()
+        # Hand Django the engine itself, so the aclose() it does on disconnect reaches
+        # the engine and through it the source.
+        return self._engine
+
+    def __iter__(self) -> Iterator[bytes]:
+        logger.error(WSGI_REFUSAL)
+        raise RuntimeError(WSGI_REFUSAL)
+
+    def stop(self, outcome: Outcome | str = Outcome.SHUTDOWN) -> None:
+        """End the stream from outside (shutdown, revoked access) with this outcome."""
+        if self._stream is not None:
+            self._stream.stop(Outcome(outcome))
+
+    async def _run(self) -> AsyncIterator[bytes]:
+        _release_request_thread()
+        stream = self._stream = _Stream(self._source, self.stats)
+        shutdown.register(stream)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._max_duration if self._max_duration else None
+        try:
+            self.stats.bytes += len(self._opening)
+            yield self._opening
+            while True:
+                chunk = await stream.next_chunk(self._keep_alive, deadline)
+                if chunk is None:
+                    break
+                self.stats.bytes += len(chunk)
+                yield chunk
+        except (GeneratorExit, asyncio.CancelledError):
+            # GeneratorExit: Django closed us while we were suspended at a yield (its
+            # send() was cancelled). CancelledError: the disconnect came while we waited.
+            stream.conclude(
+                Outcome.SHUTDOWN if shutdown.is_shutting_down() else Outcome.CLIENT_DISCONNECTED
+            )
+            raise
+        finally:
+            shutdown.unregister(stream)
+            await stream.close()
+            await self._closed()
+
+    async def _closed(self) -> None:
+        assert self.stats.outcome is not None
+        if self._on_close is None:
+            return
+        try:
+            await self._on_close(self.stats.outcome)
+        except Exception:
+            logger.exception("on_close raised for a stream that ended with %s", self.stats.outcome)
+
+
+class _Stream:
+    """The pump task and the buffer it fills; owned by exactly one SSEResponse."""
+
+    def __init__(self, source: AsyncIterable[Any], stats: StreamStats) -> None:
+        self._source = source
+        self._stats = stats
+        self._buffer: list[bytes] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self._space: asyncio.Future[None] | None = None
+        self._finished = False
+        self._closing = False
+        self._pump = asyncio.get_running_loop().create_task(self._fill())
+
+    def stop(self, outcome: Outcome) -> None:
+        self.conclude(outcome)
+        self._closing = True
+        self._wake()
+
+    def shutdown(self) -> None:
+        self.stop(Outcome.SHUTDOWN)
+
+    def conclude(self, outcome: Outcome, error: BaseException | None = None) -> None:
+        """Record why the stream ends; the first reason given wins."""
+        if self._stats.outcome is None:
+            self._stats.outcome = outcome
+            self._stats.error = error
+
+    async def next_chunk(self, keep_alive: float, deadline: float | None) -> bytes | None:
+        """The next bytes to send: ready events, a keep-alive, or None at the end.
+
+        Events already pulled from the source are always flushed before the end, so
+        a stream that times out or is stopped loses nothing it had produced.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            if deadline is not None and self._stats.outcome is None and loop.time() >= deadline:
+                self.stop(Outcome.TIMEOUT)
+            if self._buffer:
+                chunk = b"".join(self._buffer)
+                self._buffer.clear()
+                _resolve(self._space)
+                return chunk
+            if self._stats.outcome is not None:
+                return None
+            if self._finished:
+                self.conclude(Outcome.COMPLETED)
+                return None
+            wake_at = min(
+                loop.time() + keep_alive if keep_alive > 0 else _NEVER,
+                deadline if deadline is not None else _NEVER,
+            )
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_at(wake_at, _resolve, waiter) if wake_at != _NEVER else None
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+            idle = not self._buffer and not self._finished and self._stats.outcome is None
+            if idle and (deadline is None or loop.time() < deadline):
+                return KEEP_ALIVE
+
+    async def close(self) -> None:
+        """Stop the pump and close the source, so its ``finally`` runs now."""
+        self._closing = True
+        if not self._pump.done():
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+        aclose = getattr(self._source, "aclose", None)
+        if aclose is not None:
+            try:
+                await aclose()
+            except Exception:
+                logger.exception("Closing the stream's source raised")
+
+    async def _fill(self) -> None:
+        stats = self._stats
+        try:
+            async for item in self._source:
+                chunk = encode(item)
+                self._buffer.append(chunk)
+                stats.events += 1
+                if isinstance(item, Event) and item.id is not None:
+                    stats.last_event_id = item.id
+                self._wake()
+                if self._closing:
+                    return
+                if len(self._buffer) >= _BUFFER_ITEMS:
+                    self._space = asyncio.get_running_loop().create_future()
+                    await self._space
+        except asyncio.CancelledError:
+            if self._closing:
+                raise
+            self._fail(RuntimeError("The stream's source was cancelled"))
+        except Exception as exc:
+            self._fail(exc)
+        finally:
+            self._finished = True
+            self._wake()
+
+    def _fail(self, exc: BaseException) -> None:
+        logger.error("Stream source raised", exc_info=exc)
+        message = str(exc) if settings.DEBUG else "The stream failed on the server."
+        self._buffer.append(Event(event="error", data={"message": message}).encode())
+        self.conclude(Outcome.ERROR, exc)
+
+    def _wake(self) -> None:
+        _resolve(self._waiter)
+
+
+def _resolve(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
+
+
+def _release_request_thread() -> None:
+    """Let the request's sync thread go while the stream runs.
+
+    Django runs each ASGI request in a thread-sensitive context, whose first sync
+    call (the ``request_started`` receivers) starts a dedicated thread that would
+    otherwise sit idle until the stream ends: one OS thread per open stream. The
+    thread closes its database connections and exits; asgiref starts a new one on
+    demand if the stream makes another sync call.
+    """
+    context = SyncToAsync.thread_sensitive_context.get(None)
+    if context is None:
+        return
+    executor = SyncToAsync.context_to_thread_executor.pop(context, None)
+    if executor is None:
+        return
+    executor.submit(connections.close_all)
+    executor.shutdown(wait=False)
+
+
+def sse_response(
+    source: AsyncIterable[Any],
+    *,
+    keep_alive: float | None = None,
+    retry: int | None = None,
+    max_duration: float | None = None,
+    on_close: OnClose | None = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> SSEResponse:
+    """Stream ``source`` as Server-Sent Events from a function-based async view."""
+    return SSEResponse(
+        source,
+        keep_alive=keep_alive,
+        retry=retry,
+        max_duration=max_duration,
+        on_close=on_close,
+        status=status,
+        headers=headers,
+    )

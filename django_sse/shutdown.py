@@ -1,0 +1,104 @@
+"""End open streams when the process is asked to stop.
+
+ASGI servers wait for open responses before exiting (uvicorn forever, unless told
+otherwise), and an event stream never finishes by itself. Chaining onto SIGINT and
+SIGTERM lets every open stream end with outcome ``shutdown`` and its cleanup run, and
+the server then stops as it would with ordinary requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any, Protocol
+
+from django_sse import conf
+
+__all__ = ["end_all_streams", "is_shutting_down", "register", "unregister"]
+
+
+class _Stoppable(Protocol):
+    def shutdown(self) -> None: ...
+
+
+_open: dict[asyncio.AbstractEventLoop, set[_Stoppable]] = {}
+_lock = threading.Lock()
+_installed = False
+_shutting_down = False
+
+
+def register(stream: _Stoppable) -> None:
+    loop = asyncio.get_running_loop()
+    with _lock:
+        _open.setdefault(loop, set()).add(stream)
+    if not _installed and conf.get("HANDLE_SIGNALS"):
+        _install_signal_handlers()
+
+
+def unregister(stream: _Stoppable) -> None:
+    loop = asyncio.get_running_loop()
+    with _lock:
+        streams = _open.get(loop)
+        if streams is not None:
+            streams.discard(stream)
+            if not streams:
+                del _open[loop]
+
+
+def is_shutting_down() -> bool:
+    return _shutting_down
+
+
+def end_all_streams() -> None:
+    """End every open stream in this process with outcome ``shutdown``.
+
+    Safe to call from any thread and from a signal handler: the streams are stopped
+    from their own event loops.
+    """
+    global _shutting_down
+    _shutting_down = True
+    with _lock:
+        loops = list(_open)
+    for loop in loops:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(_stop_streams_of, loop)
+
+
+def _stop_streams_of(loop: asyncio.AbstractEventLoop) -> None:
+    with _lock:
+        streams = list(_open.get(loop, ()))
+    for stream in streams:
+        stream.shutdown()
+
+
+def _install_signal_handlers() -> None:
+    global _installed
+    with _lock:
+        if _installed:
+            return
+        _installed = True
+    # signal.signal() only works in the main thread; servers that run their loop
+    # elsewhere (e.g. runserver's autoreloader) stop streams by cancelling them.
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(signum)
+        if previous is None:  # installed from C: we cannot chain to it
+            continue
+        signal.signal(signum, _chained(signum, previous))
+
+
+def _chained(signum: int, previous: Any) -> Callable[[int, FrameType | None], None]:
+    def handler(received: int, frame: FrameType | None) -> None:
+        end_all_streams()
+        if callable(previous):
+            previous(received, frame)
+        elif previous == signal.SIG_DFL:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    return handler

@@ -1,0 +1,116 @@
+"""SSEView: an async class-based view whose ``stream()`` generator becomes an event stream."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.views import View
+
+from django_sse.response import WSGI_REFUSAL, Outcome, SSEResponse
+
+__all__ = ["SSEView"]
+
+logger = logging.getLogger("django_sse")
+
+# Longer Last-Event-ID values are ignored: no event id we issue is anywhere near it,
+# and a client should not be able to make us carry kilobytes through every lookup.
+MAX_LAST_EVENT_ID = 1024
+
+
+class SSEView(View):
+    """Serve ``stream()`` as Server-Sent Events.
+
+    Options left as ``None`` take the project defaults from ``settings.DJANGO_SSE``.
+    Only GET is allowed unless a subclass lists more in ``http_method_names``
+    (e.g. ``["post"]`` for a stream that takes a request body).
+    """
+
+    http_method_names = ["get", "options"]
+
+    keep_alive: float | None = None
+    retry: int | None = None
+    max_duration: float | None = None
+
+    login_required: bool = False
+    # With login_required: answer 403 instead of redirecting anonymous users to login.
+    raise_exception: bool = False
+
+    last_event_id: str | None = None
+
+    async def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        """Yield Events, str data, JSON-able data or bytes. Subclasses override this."""
+        raise NotImplementedError(f"{type(self).__name__} must define async def stream()")
+        yield  # pragma: no cover  (makes this an async generator)
+
+    async def has_permission(self, request: HttpRequest) -> bool:
+        """Decide before any byte is streamed whether this request may subscribe."""
+        return True
+
+    async def on_close(self, reason: Outcome) -> None:
+        """Called once when the stream ends, after the generator's cleanup has run."""
+
+    async def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        return await self._respond(request, *args, **kwargs)
+
+    async def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        return await self._respond(request, *args, **kwargs)
+
+    async def _respond(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if not isinstance(request, ASGIRequest):
+            logger.error("%s at %s: %s", type(self).__name__, request.path, WSGI_REFUSAL)
+            return HttpResponse(WSGI_REFUSAL, status=500, content_type="text/plain")
+        denied = await self._check_access(request)
+        if denied is not None:
+            return denied
+        self.last_event_id = _last_event_id(request)
+        source = self.stream(request, *args, **kwargs)
+        if not hasattr(source, "__aiter__"):
+            raise TypeError(
+                f"{type(self).__name__}.stream() must be an async generator "
+                f"(async def with yield), not return {type(source).__name__}"
+            )
+        return SSEResponse(
+            source,
+            keep_alive=self.keep_alive,
+            retry=self.retry,
+            max_duration=self.max_duration,
+            on_close=self.on_close,
+        )
+
+    async def _check_access(self, request: HttpRequest) -> HttpResponseBase | None:
+        if self.login_required and not await _is_authenticated(request):
+            if self.raise_exception:
+                raise PermissionDenied("Authentication required")
+            return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
+        if not await self.has_permission(request):
+            raise PermissionDenied("You may not subscribe to this stream")
+        return None
+
+
+async def _is_authenticated(request: HttpRequest) -> bool:
+    if not hasattr(request, "user"):
+        raise ImproperlyConfigured(
+            "SSEView.login_required needs django.contrib.auth's AuthenticationMiddleware"
+        )
+    auser = getattr(request, "auser", None)
+    if auser is not None:  # Django 5.0+
+        user = await auser()
+        return bool(user.is_authenticated)
+    return await sync_to_async(lambda: bool(request.user.is_authenticated))()
+
+
+def _last_event_id(request: HttpRequest) -> str | None:
+    value = request.headers.get("Last-Event-ID")
+    if value is None:
+        value = request.GET.get("lastEventId")
+    if value is None or len(value.encode()) > MAX_LAST_EVENT_ID:
+        return None
+    return value

@@ -1,0 +1,117 @@
+"""Real server processes on free loopback ports, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STARTUP_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _command(kind: str, app: str, port: int) -> list[str]:
+    if kind == "uvicorn":
+        return [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1",
+                "--port", str(port), "--log-level", "info", "--no-access-log"]  # fmt: skip
+    if kind == "daphne":
+        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
+    if kind == "wsgi":
+        return [sys.executable, "-m", "tests.wsgi_server", str(port)]
+    raise ValueError(f"unknown server kind {kind!r}")
+
+
+# What each server prints once it accepts connections.
+_READY = {"uvicorn": "Uvicorn running on", "daphne": "Listening on TCP address", "wsgi": "Serving"}
+
+
+class LiveServer:
+    """A server subprocess; ``start()`` returns once it has said it is listening."""
+
+    def __init__(
+        self,
+        kind: str,
+        app: str = "tests.asgi:application",
+        env: dict[str, str] | None = None,
+        command: Sequence[str] | None = None,
+        ready: str | None = None,
+    ) -> None:
+        self.kind = kind
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._outcomes = Path(tempfile.mkstemp(prefix="sse-outcomes-")[1])
+        self._env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "SSE_TEST_OUTCOMES": str(self._outcomes),
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        self._command = list(command) if command else _command(kind, app, self.port)
+        self._ready = ready or _READY[kind]
+        self.process: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
+        self._listening = threading.Event()
+
+    def start(self) -> LiveServer:
+        self.process = subprocess.Popen(
+            self._command,
+            cwd=ROOT,
+            env=self._env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._read_output, daemon=True).start()
+        if not self._listening.wait(STARTUP_TIMEOUT) or self.process.poll() is not None:
+            self.stop()
+            raise RuntimeError(f"{self.kind} did not start:\n{''.join(self.output)}")
+        return self
+
+    def _read_output(self) -> None:
+        assert self.process is not None
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+            if self._ready in line:
+                self._listening.set()
+        self._listening.set()
+
+    def send_signal(self, signum: int) -> int:
+        """Signal the server and wait for it to exit; returns its exit code."""
+        assert self.process is not None
+        self.process.send_signal(signum)
+        return self.process.wait(timeout=STARTUP_TIMEOUT)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._outcomes.unlink(missing_ok=True)
+
+    def outcomes(self) -> dict[str, str]:
+        """Outcomes recorded by the server's probed views, by token."""
+        lines = self._outcomes.read_text().split() if self._outcomes.exists() else []
+        return dict(zip(lines[::2], lines[1::2], strict=True))
+
+    def __enter__(self) -> LiveServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -1,0 +1,254 @@
+"""The stream engine, driven in-process the way Django's ASGI handler drives it."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any
+
+import pytest
+from asgiref.sync import SyncToAsync, ThreadSensitiveContext, sync_to_async
+from django.test import override_settings
+
+from django_sse import Event, Outcome, SSEResponse, sse_response
+from django_sse.protocol import KEEP_ALIVE, EventParser
+from django_sse.response import WSGI_REFUSAL
+
+LIMIT = 10.0  # seconds any single await in these tests may take before the test fails
+
+
+class Recorder:
+    """A source generator plus what happened to it."""
+
+    def __init__(self) -> None:
+        self.finally_ran = False
+        self.outcomes: list[Outcome] = []
+        self.proceed = asyncio.Event()
+
+    async def on_close(self, reason: Outcome) -> None:
+        self.outcomes.append(reason)
+
+    async def wrap(self, items: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        try:
+            async for item in items:
+                yield item
+        finally:
+            self.finally_ran = True
+
+
+async def items(*values: Any) -> AsyncIterator[Any]:
+    for value in values:
+        yield value
+
+
+async def forever(first: Any = "first") -> AsyncIterator[Any]:
+    yield first
+    await asyncio.Event().wait()
+
+
+def within(awaitable: Any) -> Any:
+    return asyncio.wait_for(awaitable, LIMIT)
+
+
+async def drain(response: SSEResponse) -> bytes:
+    async def read() -> bytes:
+        raw = b""
+        async with aclosing(aiter(response)) as content:  # type: ignore[type-var]
+            async for chunk in content:
+                raw += chunk
+        return raw
+
+    result: bytes = await within(read())
+    return result
+
+
+async def test_completed_stream_sends_every_item_and_closes_once() -> None:
+    recorder = Recorder()
+    source = recorder.wrap(items(Event(data="a", id="1"), "b", {"c": 1}, b"data: d\n\n"))
+    response = sse_response(source, on_close=recorder.on_close, keep_alive=0)
+    raw = await drain(response)
+    events = EventParser().feed(raw)
+    assert [(e.data, e.id) for e in events] == [
+        ("a", "1"),
+        ("b", "1"),
+        ('{"c":1}', "1"),
+        ("d", "1"),
+    ]
+    assert raw.startswith(KEEP_ALIVE)
+    assert recorder.finally_ran
+    assert recorder.outcomes == [Outcome.COMPLETED]
+    assert response.stats.events == 4
+    assert response.stats.bytes == len(raw)
+    assert response.stats.last_event_id == "1"
+
+
+async def test_retry_is_sent_first() -> None:
+    raw = await drain(sse_response(items("x"), retry=1500))
+    assert raw.startswith(b"retry: 1500\n\n")
+    assert EventParser().feed(raw)[0].data == "x"
+
+
+def test_invalid_retry_is_rejected_up_front() -> None:
+    with pytest.raises(ValueError, match="retry"):
+        sse_response(items(), retry=-5)
+
+
+def test_a_sync_iterable_is_rejected_with_a_clear_error() -> None:
+    with pytest.raises(TypeError, match="async iterable"):
+        sse_response(["a", "b"])  # type: ignore[arg-type]
+
+
+async def test_ready_events_leave_in_one_write() -> None:
+    response = sse_response(items(*[str(n) for n in range(50)]), keep_alive=0)
+    chunks = []
+    async with aclosing(aiter(response)) as content:  # type: ignore[type-var]
+        async for chunk in content:
+            chunks.append(chunk)
+    events = EventParser().feed(b"".join(chunks))
+    assert [e.data for e in events] == [str(n) for n in range(50)]
+    assert len(chunks) < 50
+
+
+async def test_keep_alive_is_a_comment_sent_only_while_idle() -> None:
+    response = sse_response(forever(), keep_alive=0.01)
+    async with aclosing(aiter(response)) as content:  # type: ignore[type-var]
+        assert await within(anext(content)) == KEEP_ALIVE  # the opening comment
+        assert await within(anext(content)) == b"data: first\n\n"
+        assert await within(anext(content)) == KEEP_ALIVE
+        assert await within(anext(content)) == KEEP_ALIVE
+
+
+async def test_closing_while_suspended_at_yield_runs_cleanup() -> None:
+    """What Django does when the client leaves while send() is pending."""
+    recorder = Recorder()
+
+    async def endless() -> AsyncIterator[str]:
+        while True:
+            yield "x" * 100
+
+    response = sse_response(recorder.wrap(endless()), on_close=recorder.on_close)
+    content = aiter(response)
+    await within(anext(content))
+    await within(anext(content))
+    await content.aclose()  # type: ignore[attr-defined]
+    assert recorder.finally_ran
+    assert recorder.outcomes == [Outcome.CLIENT_DISCONNECTED]
+
+
+async def test_cancellation_while_waiting_runs_cleanup() -> None:
+    """What Django 5+ does on http.disconnect: it cancels the response task."""
+    recorder = Recorder()
+    response = sse_response(recorder.wrap(forever()), on_close=recorder.on_close)
+    received = asyncio.Event()
+
+    async def consume() -> None:
+        async with aclosing(aiter(response)) as content:  # type: ignore[type-var]
+            async for chunk in content:
+                if b"first" in chunk:
+                    received.set()
+
+    task = asyncio.create_task(consume())
+    await within(received.wait())
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert recorder.finally_ran
+    assert recorder.outcomes == [Outcome.CLIENT_DISCONNECTED]
+
+
+@pytest.mark.parametrize(
+    ("debug", "message"), [(False, "The stream failed on the server."), (True, "boom")]
+)
+async def test_exception_becomes_error_event(debug: bool, message: str, caplog: Any) -> None:
+    recorder = Recorder()
+
+    async def failing() -> AsyncIterator[str]:
+        yield "ok"
+        raise RuntimeError("boom")
+
+    with override_settings(DEBUG=debug):
+        raw = await drain(sse_response(recorder.wrap(failing()), on_close=recorder.on_close))
+    events = EventParser().feed(raw)
+    assert [e.event for e in events] == ["message", "error"]
+    assert events[1].json() == {"message": message}
+    assert recorder.outcomes == [Outcome.ERROR]
+    assert recorder.finally_ran
+    assert "RuntimeError: boom" in caplog.text  # the traceback goes to the log
+
+
+async def test_yielding_something_unencodable_is_an_error_not_a_crash() -> None:
+    recorder = Recorder()
+    with override_settings(DEBUG=True):
+        raw = await drain(sse_response(items("a", None), on_close=recorder.on_close))
+    events = EventParser().feed(raw)
+    assert events[-1].event == "error"
+    assert "None" in events[-1].json()["message"]
+    assert recorder.outcomes == [Outcome.ERROR]
+
+
+async def test_max_duration_ends_with_timeout() -> None:
+    recorder = Recorder()
+    response = sse_response(
+        recorder.wrap(forever()), max_duration=0.05, keep_alive=0, on_close=recorder.on_close
+    )
+    events = EventParser().feed(await drain(response))
+    assert [e.data for e in events] == ["first"]
+    assert recorder.finally_ran
+    assert recorder.outcomes == [Outcome.TIMEOUT]
+
+
+async def test_stop_ends_the_stream_with_the_given_outcome() -> None:
+    recorder = Recorder()
+    response = sse_response(recorder.wrap(forever()), on_close=recorder.on_close, keep_alive=0)
+    async with aclosing(aiter(response)) as content:  # type: ignore[type-var]
+        await within(anext(content))
+        assert b"first" in await within(anext(content))
+        response.stop(Outcome.SHUTDOWN)
+        assert await within(anext(content, None)) is None
+    assert recorder.finally_ran
+    assert recorder.outcomes == [Outcome.SHUTDOWN]
+
+
+async def test_on_close_errors_are_logged_not_raised(caplog: Any) -> None:
+    async def broken(reason: Outcome) -> None:
+        raise ValueError("hook failed")
+
+    await drain(sse_response(items("a"), on_close=broken))
+    assert "on_close raised" in caplog.text
+
+
+async def test_the_request_thread_is_released_while_streaming() -> None:
+    """No OS thread per open stream: the engine lets the request's sync thread go."""
+    async with ThreadSensitiveContext():
+        # What Django's request_started receivers do: start the context's thread.
+        worker = await sync_to_async(threading.current_thread, thread_sensitive=True)()
+        context = SyncToAsync.thread_sensitive_context.get()
+        assert context in SyncToAsync.context_to_thread_executor
+        response = sse_response(forever(), keep_alive=0)
+        async with aclosing(aiter(response)) as content:  # type: ignore[type-var]
+            await within(anext(content))
+            assert context not in SyncToAsync.context_to_thread_executor
+            await within(asyncio.to_thread(worker.join, LIMIT))
+            assert not worker.is_alive()
+            # A later sync call in the same request still works, on a new thread.
+            again = await sync_to_async(threading.current_thread, thread_sensitive=True)()
+            assert again is not worker
+
+
+def test_iterating_under_wsgi_is_refused_with_the_fix_in_the_message() -> None:
+    response = sse_response(items("a"))
+    with pytest.raises(RuntimeError) as error:
+        iter(response)
+    assert str(error.value) == WSGI_REFUSAL
+    assert "daphne or uvicorn" in WSGI_REFUSAL
+
+
+def test_headers() -> None:
+    response = sse_response(items())
+    assert response["Content-Type"] == "text/event-stream; charset=utf-8"
+    assert response["Cache-Control"] == "no-cache, no-transform"
+    assert response["X-Accel-Buffering"] == "no"
+    assert response["Content-Encoding"] == "identity"
+    assert not response.has_header("Connection")

@@ -1,0 +1,161 @@
+"""Views the tests stream from, in-process and through real ASGI servers.
+
+Streams that take a ``token`` query parameter report their cleanup to a probe, which
+``/status/<token>/`` awaits: a test learns that a server-side ``finally`` ran without
+sleeping, even across processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from django_sse import Event, Outcome, SSEView, sse_response
+
+
+@dataclass
+class Probe:
+    finally_ran: bool = False
+    outcome: str | None = None
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+_probes: dict[str, Probe] = {}
+
+
+def probe(token: str) -> Probe:
+    return _probes.setdefault(token, Probe())
+
+
+def _record_outcome(token: str, outcome: str) -> None:
+    path = os.environ.get("SSE_TEST_OUTCOMES")
+    if path:
+        with open(path, "a") as log:
+            log.write(f"{token} {outcome}\n")
+
+
+class ProbedView(SSEView):
+    """Reports its generator's cleanup and its outcome to the request's probe."""
+
+    token = ""
+
+    async def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        self.token = request.GET.get("token", "")
+        try:
+            async for item in self.items(request):
+                yield item
+        finally:
+            probe(self.token).finally_ran = True
+
+    def items(self, request: HttpRequest) -> AsyncIterator[Any]:
+        raise NotImplementedError
+
+    async def on_close(self, reason: Outcome) -> None:
+        state = probe(self.token)
+        state.outcome = str(reason)
+        state.closed.set()
+        _record_outcome(self.token, str(reason))
+
+
+class CounterView(ProbedView):
+    async def items(self, request: HttpRequest) -> AsyncIterator[Any]:
+        for i in range(int(request.GET.get("n", "3"))):
+            yield Event(data=str(i), id=str(i))
+
+
+class GateView(ProbedView):
+    """Sends one event, then blocks until /release/<token>/ opens the gate."""
+
+    async def items(self, request: HttpRequest) -> AsyncIterator[Any]:
+        yield Event(data="first", id="1")
+        await probe(self.token).gate.wait()
+        yield Event(data="second", id="2")
+
+
+class IdleView(ProbedView):
+    keep_alive = 0.2
+
+    async def items(self, request: HttpRequest) -> AsyncIterator[Any]:
+        yield "hello"
+        await asyncio.Event().wait()
+        yield "never"
+
+
+class FloodView(ProbedView):
+    """Yields as fast as it can, so it spends its life suspended at a yield."""
+
+    keep_alive = 0
+
+    async def items(self, request: HttpRequest) -> AsyncIterator[Any]:
+        payload = "x" * 1000
+        while True:
+            yield payload
+
+
+class ErrorView(ProbedView):
+    async def items(self, request: HttpRequest) -> AsyncIterator[Any]:
+        yield "before"
+        raise ValueError("secret detail")
+
+
+class TimeoutView(ProbedView):
+    max_duration = 0.3
+    keep_alive = 0
+
+    async def items(self, request: HttpRequest) -> AsyncIterator[Any]:
+        yield "started"
+        await asyncio.Event().wait()
+        yield "never"
+
+
+class ForbiddenView(CounterView):
+    async def has_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+class LoginRequiredView(CounterView):
+    login_required = True
+
+
+class LastEventIdView(SSEView):
+    async def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        yield {"last_event_id": self.last_event_id}
+
+
+class PostEchoView(SSEView):
+    http_method_names = ["post"]
+
+    async def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        yield Event(event="echo", data=json.loads(request.body))
+
+
+class RetryView(CounterView):
+    retry = 2500
+
+
+async def function_stream(request: HttpRequest) -> HttpResponse:
+    async def numbers() -> AsyncIterator[Any]:
+        for n in range(3):
+            yield {"n": n}
+
+    return sse_response(numbers(), retry=1000)  # type: ignore[return-value]
+
+
+async def release(request: HttpRequest, token: str) -> JsonResponse:
+    probe(token).gate.set()
+    return JsonResponse({"released": token})
+
+
+async def status(request: HttpRequest, token: str) -> JsonResponse:
+    state = probe(token)
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(state.closed.wait(), float(request.GET.get("wait", "2")))
+    return JsonResponse({"finally_ran": state.finally_ran, "outcome": state.outcome})
