@@ -22,6 +22,9 @@ DEFAULTS: dict[str, Any] = {
     "MAX_DURATION": None,
     # Write a StreamLog row when a stream opens and when it closes.
     "LOG_STREAMS": True,
+    # Request header naming the client's address, set by your trusted reverse proxy
+    # (e.g. "X-Forwarded-For"; its last address is used). None: use REMOTE_ADDR.
+    "CLIENT_ADDRESS_HEADER": None,
     # End open streams (outcome "shutdown") when the process gets SIGINT or SIGTERM,
     # so servers that wait for open responses can stop.
     "HANDLE_SIGNALS": True,

@@ -20,12 +20,12 @@ import logging
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from asgiref.sync import SyncToAsync
 from django.conf import settings
 from django.db import connections
-from django.http import StreamingHttpResponse
+from django.http import HttpRequest, StreamingHttpResponse
 
 from django_sse import conf, shutdown
 from django_sse.protocol import KEEP_ALIVE, Event, encode
@@ -63,6 +63,7 @@ class StreamStats:
     """What one stream did; handed to ``on_close`` and to stream logging."""
 
     started_at: float = field(default_factory=time.time)
+    ended_at: float | None = None
     events: int = 0
     bytes: int = 0
     last_event_id: str | None = None
@@ -71,6 +72,16 @@ class StreamStats:
 
 
 OnClose = Callable[[Outcome], Awaitable[None]]
+
+
+class StreamObserver(Protocol):
+    """Told when a stream starts and after it ended; e.g. the StreamLog tracker."""
+
+    def opened(self, stats: StreamStats) -> None:
+        """Must not block: schedule any I/O as a task."""
+
+    async def closed(self, stats: StreamStats) -> None:
+        """Runs after the source's cleanup and before ``on_close``."""
 
 
 class SSEResponse(StreamingHttpResponse):
@@ -90,6 +101,7 @@ class SSEResponse(StreamingHttpResponse):
         retry: int | None = None,
         max_duration: float | None = None,
         on_close: OnClose | None = None,
+        observer: StreamObserver | None = None,
         status: int = 200,
         headers: dict[str, str] | None = None,
     ) -> None:
@@ -103,6 +115,7 @@ class SSEResponse(StreamingHttpResponse):
         self._retry = conf.get("RETRY") if retry is None else retry
         self._max_duration = conf.get("MAX_DURATION") if max_duration is None else max_duration
         self._on_close = on_close
+        self._observer = observer
         self.stats = StreamStats()
         # Validates ``retry`` once, up front, rather than when the stream starts.
         self._opening = KEEP_ALIVE if self._retry is None else Event(retry=self._retry).encode()
@@ -138,6 +151,9 @@ class SSEResponse(StreamingHttpResponse):
         _release_request_thread()
         stream = self._stream = _Stream(self._source, self.stats)
         shutdown.register(stream)
+        self.stats.started_at = time.time()
+        if self._observer is not None:
+            self._observer.opened(self.stats)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._max_duration if self._max_duration else None
         try:
@@ -157,18 +173,28 @@ class SSEResponse(StreamingHttpResponse):
             )
             raise
         finally:
-            shutdown.unregister(stream)
-            await stream.close()
-            await self._closed()
+            try:
+                await stream.close()
+                await self._closed()
+            finally:
+                # Last: a shutdown waits for this before letting the server stop.
+                shutdown.unregister(stream)
 
     async def _closed(self) -> None:
-        assert self.stats.outcome is not None
-        if self._on_close is None:
-            return
-        try:
-            await self._on_close(self.stats.outcome)
-        except Exception:
-            logger.exception("on_close raised for a stream that ended with %s", self.stats.outcome)
+        self.stats.ended_at = time.time()
+        outcome = self.stats.outcome
+        assert outcome is not None
+        if self._observer is not None:
+            await _guarded(self._observer.closed(self.stats), "The stream observer", outcome)
+        if self._on_close is not None:
+            await _guarded(self._on_close(outcome), "on_close", outcome)
+
+
+async def _guarded(hook: Awaitable[None], name: str, outcome: Outcome) -> None:
+    try:
+        await hook
+    except Exception:
+        logger.exception("%s raised for a stream that ended with %s", name, outcome)
 
 
 class _Stream:
@@ -314,16 +340,29 @@ def sse_response(
     retry: int | None = None,
     max_duration: float | None = None,
     on_close: OnClose | None = None,
+    request: HttpRequest | None = None,
+    log: bool | None = None,
     status: int = 200,
     headers: dict[str, str] | None = None,
 ) -> SSEResponse:
-    """Stream ``source`` as Server-Sent Events from a function-based async view."""
+    """Stream ``source`` as Server-Sent Events from a function-based async view.
+
+    Pass the ``request`` to get a StreamLog row for the stream (unless ``log=False``
+    or ``LOG_STREAMS`` is off).
+    """
+    observer = None
+    if request is not None and (conf.get("LOG_STREAMS") if log is None else log):
+        from django_sse.tracking import StreamTracker
+
+        match = request.resolver_match
+        observer = StreamTracker(request, match.view_name if match else request.path)
     return SSEResponse(
         source,
         keep_alive=keep_alive,
         retry=retry,
         max_duration=max_duration,
         on_close=on_close,
+        observer=observer,
         status=status,
         headers=headers,
     )

@@ -1,9 +1,11 @@
 """End open streams when the process is asked to stop.
 
 ASGI servers wait for open responses before exiting (uvicorn forever, unless told
-otherwise), and an event stream never finishes by itself. Chaining onto SIGINT and
-SIGTERM lets every open stream end with outcome ``shutdown`` and its cleanup run, and
-the server then stops as it would with ordinary requests.
+otherwise), or cancel them without letting their cleanup finish (daphne), and an event
+stream never finishes by itself. Chaining onto SIGINT and SIGTERM ends every open
+stream with outcome ``shutdown`` first; the server's own handler runs once they have
+all closed (or after ``GRACE`` seconds), so it stops as it would with ordinary requests.
+A second signal is passed on at once.
 """
 
 from __future__ import annotations
@@ -25,10 +27,14 @@ class _Stoppable(Protocol):
     def shutdown(self) -> None: ...
 
 
+GRACE = 5.0
+
 _open: dict[asyncio.AbstractEventLoop, set[_Stoppable]] = {}
 _lock = threading.Lock()
 _installed = False
 _shutting_down = False
+# The server's own signal handling, waiting for the open streams to close.
+_deferred: Callable[[], None] | None = None
 
 
 def register(stream: _Stoppable) -> None:
@@ -47,6 +53,9 @@ def unregister(stream: _Stoppable) -> None:
             streams.discard(stream)
             if not streams:
                 del _open[loop]
+        drained = not _open
+    if drained:
+        _forward_deferred()
 
 
 def is_shutting_down() -> bool:
@@ -93,12 +102,30 @@ def _install_signal_handlers() -> None:
 
 
 def _chained(signum: int, previous: Any) -> Callable[[int, FrameType | None], None]:
-    def handler(received: int, frame: FrameType | None) -> None:
-        end_all_streams()
+    def forward() -> None:
         if callable(previous):
-            previous(received, frame)
+            previous(signum, None)
         elif previous == signal.SIG_DFL:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
 
+    def handler(received: int, frame: FrameType | None) -> None:
+        global _deferred
+        with _lock:
+            loops = [loop for loop in _open if not loop.is_closed()]
+        if _shutting_down or not loops:
+            forward()
+            return
+        _deferred = forward
+        end_all_streams()
+        for loop in loops:
+            loop.call_soon_threadsafe(loop.call_later, GRACE, _forward_deferred)
+
     return handler
+
+
+def _forward_deferred() -> None:
+    global _deferred
+    forward, _deferred = _deferred, None
+    if forward is not None:
+        forward()

@@ -14,7 +14,9 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.views import View
 
+from django_sse import conf
 from django_sse.response import WSGI_REFUSAL, Outcome, SSEResponse
+from django_sse.tracking import StreamTracker
 
 __all__ = ["SSEView"]
 
@@ -38,6 +40,8 @@ class SSEView(View):
     keep_alive: float | None = None
     retry: int | None = None
     max_duration: float | None = None
+    # Write a StreamLog row for each stream; None follows the LOG_STREAMS setting.
+    log_streams: bool | None = None
 
     login_required: bool = False
     # With login_required: answer 403 instead of redirecting anonymous users to login.
@@ -83,6 +87,17 @@ class SSEView(View):
             retry=self.retry,
             max_duration=self.max_duration,
             on_close=self.on_close,
+            observer=self._tracker(request),
+        )
+
+    def _tracker(self, request: HttpRequest) -> StreamTracker | None:
+        enabled = conf.get("LOG_STREAMS") if self.log_streams is None else self.log_streams
+        if not enabled:
+            return None
+        match = request.resolver_match
+        cls = type(self)
+        return StreamTracker(
+            request, match.view_name if match else f"{cls.__module__}.{cls.__qualname__}"
         )
 
     async def _check_access(self, request: HttpRequest) -> HttpResponseBase | None:

@@ -52,10 +52,12 @@ class LiveServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._outcomes = Path(tempfile.mkstemp(prefix="sse-outcomes-")[1])
+        self.database = Path(tempfile.mkstemp(prefix="sse-db-", suffix=".sqlite3")[1])
         self._env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "tests.settings",
             "SSE_TEST_OUTCOMES": str(self._outcomes),
+            "SSE_TEST_DB": str(self.database),
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
@@ -66,6 +68,12 @@ class LiveServer:
         self._listening = threading.Event()
 
     def start(self) -> LiveServer:
+        subprocess.run(
+            [sys.executable, "-m", "django", "migrate", "--noinput", "--skip-checks", "-v0"],
+            cwd=ROOT,
+            env=self._env,
+            check=True,
+        )
         self.process = subprocess.Popen(
             self._command,
             cwd=ROOT,
@@ -104,6 +112,7 @@ class LiveServer:
                 self.process.kill()
                 self.process.wait()
         self._outcomes.unlink(missing_ok=True)
+        self.database.unlink(missing_ok=True)
 
     def outcomes(self) -> dict[str, str]:
         """Outcomes recorded by the server's probed views, by token."""

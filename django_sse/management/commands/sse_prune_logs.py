@@ -1,0 +1,40 @@
+"""Delete old StreamLog rows in batches, so a large table is pruned without long locks."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+
+from django_sse.models import OPEN, StreamLog
+
+
+class Command(BaseCommand):
+    help = "Delete stream logs that ended more than --days days ago."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--days", type=int, required=True, help="Keep this many days.")
+        parser.add_argument("--batch-size", type=int, default=5000)
+        parser.add_argument("--dry-run", action="store_true", help="Only count the rows.")
+
+    def handle(self, *args: Any, days: int, batch_size: int, dry_run: bool, **options: Any) -> None:
+        if days < 0:
+            raise CommandError("--days must be 0 or more")
+        if batch_size < 1:
+            raise CommandError("--batch-size must be 1 or more")
+        cutoff = timezone.now() - timedelta(days=days)
+        old = StreamLog.objects.filter(started_at__lt=cutoff).exclude(outcome=OPEN)
+        if dry_run:
+            self.stdout.write(
+                f"Would delete {old.count()} stream logs from before {cutoff:%Y-%m-%d %H:%M}."
+            )
+            return
+        deleted = 0
+        while True:
+            batch = list(old.order_by("pk").values_list("pk", flat=True)[:batch_size])
+            if not batch:
+                break
+            deleted += StreamLog.objects.filter(pk__in=batch).delete()[0]
+        self.stdout.write(f"Deleted {deleted} stream logs from before {cutoff:%Y-%m-%d %H:%M}.")

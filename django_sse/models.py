@@ -1,0 +1,57 @@
+"""StreamLog: one row per stream, written when it opens and when it closes."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from django_sse.response import Outcome
+
+__all__ = ["StreamLog"]
+
+OPEN = "open"
+OUTCOME_CHOICES = [
+    (OPEN, _("Open")),
+    *((o.value, o.value.replace("_", " ").capitalize()) for o in Outcome),
+]
+
+
+class StreamLog(models.Model):
+    view_name = models.CharField(_("view"), max_length=200)
+    route = models.CharField(_("route"), max_length=255, blank=True)
+    path = models.CharField(_("path"), max_length=2048)
+    query_string = models.TextField(_("query string"), blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    client_address = models.GenericIPAddressField(_("client address"), null=True, blank=True)
+    user_agent = models.CharField(_("user agent"), max_length=255, blank=True)
+    # host:pid of the server process, so stale rows of a dead process can be found.
+    server = models.CharField(_("server process"), max_length=255, blank=True)
+    started_at = models.DateTimeField(_("started"))
+    ended_at = models.DateTimeField(_("ended"), null=True, blank=True)
+    duration = models.DurationField(_("duration"), null=True, blank=True)
+    events_sent = models.PositiveBigIntegerField(_("events"), default=0)
+    bytes_sent = models.PositiveBigIntegerField(_("bytes"), default=0)
+    last_event_id = models.CharField(_("last event id sent"), max_length=1024, blank=True)
+    outcome = models.CharField(_("outcome"), max_length=24, choices=OUTCOME_CHOICES, default=OPEN)
+    error = models.CharField(_("error"), max_length=1000, blank=True)
+
+    class Meta:
+        verbose_name = _("stream log")
+        verbose_name_plural = _("stream logs")
+        ordering = ["-started_at", "-pk"]
+        indexes = [
+            models.Index(fields=["-started_at"], name="django_sse_started_idx"),
+            models.Index(fields=["outcome", "-started_at"], name="django_sse_outcome_idx"),
+            models.Index(fields=["view_name", "-started_at"], name="django_sse_view_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.view_name} {self.path} ({self.outcome})"

@@ -1,0 +1,137 @@
+"""Write a stream's StreamLog row when it opens and when it closes, off the event loop.
+
+Both writes run in a worker thread (never the request's thread, which the engine has
+released) and close their database connection straight after, so an open stream holds
+no connection. A failed write is logged and never disturbs the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import re
+import socket
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.db import connections, router
+from django.http import HttpRequest
+
+from django_sse import conf
+from django_sse.response import StreamStats
+
+__all__ = ["StreamTracker", "client_address", "describe_error", "server_id"]
+
+logger = logging.getLogger("django_sse")
+
+_R = TypeVar("_R")
+_SECRET = re.compile(
+    r"(?i)(password|passwd|secret|token|api[_-]?key|authorization)(\s*[=:]\s*)\S+"
+    r"|(?<=://)[^/\s:@]+:[^/\s@]+@"
+)
+
+
+def server_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def client_address(request: HttpRequest) -> str | None:
+    """REMOTE_ADDR, or the address the configured trusted proxy header names.
+
+    With a header such as X-Forwarded-For, the last address is the one our own proxy
+    added; anything left of it came from the client and cannot be trusted.
+    """
+    header = conf.get("CLIENT_ADDRESS_HEADER")
+    value = request.headers.get(header, "") if header else ""
+    candidates = [part.strip() for part in value.split(",") if part.strip()]
+    for candidate in (candidates[-1] if candidates else None, request.META.get("REMOTE_ADDR")):
+        if candidate:
+            try:
+                return str(ipaddress.ip_address(candidate))
+            except ValueError:
+                continue
+    return None
+
+
+def describe_error(exc: BaseException | None) -> str:
+    """The exception's type and message, with credential-looking parts removed."""
+    if exc is None:
+        return ""
+    text = _SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}***" if m.group(1) else "***@", str(exc))
+    return f"{type(exc).__name__}: {text}"[:1000]
+
+
+def _as_datetime(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc)
+
+
+class StreamTracker:
+    """Observes one stream for its StreamLog row; see SSEResponse(observer=...)."""
+
+    def __init__(self, request: HttpRequest, view_name: str) -> None:
+        match = request.resolver_match
+        self._request = request
+        self._row: dict[str, Any] = {
+            "view_name": view_name[:200],
+            "route": (match.route if match else "")[:255],
+            "path": request.path[:2048],
+            "query_string": request.META.get("QUERY_STRING", ""),
+            "client_address": client_address(request),
+            "user_agent": request.headers.get("User-Agent", "")[:255],
+            "server": server_id()[:255],
+        }
+        self._opening: asyncio.Task[int | None] | None = None
+
+    def opened(self, stats: StreamStats) -> None:
+        self._opening = asyncio.get_running_loop().create_task(
+            _in_worker(self._insert, stats.started_at)
+        )
+
+    async def closed(self, stats: StreamStats) -> None:
+        pk = await self._opening if self._opening is not None else None
+        if pk is not None:
+            await _in_worker(self._update, pk, stats)
+
+    def _insert(self, started_at: float) -> int | None:
+        from django_sse.models import StreamLog
+
+        user = getattr(self._request, "user", None)
+        user_id = user.pk if user is not None and user.is_authenticated else None
+        row = StreamLog.objects.create(
+            **self._row, user_id=user_id, started_at=_as_datetime(started_at)
+        )
+        return int(row.pk)
+
+    def _update(self, pk: int, stats: StreamStats) -> None:
+        from django_sse.models import StreamLog
+
+        ended_at = stats.ended_at or stats.started_at
+        StreamLog.objects.filter(pk=pk).update(
+            ended_at=_as_datetime(ended_at),
+            duration=timedelta(seconds=max(ended_at - stats.started_at, 0)),
+            events_sent=stats.events,
+            bytes_sent=stats.bytes,
+            last_event_id=(stats.last_event_id or "")[:1024],
+            outcome=str(stats.outcome or "error"),
+            error=describe_error(stats.error),
+        )
+
+
+async def _in_worker(write: Callable[..., _R], *args: Any) -> _R | None:
+    def guarded() -> _R | None:
+        from django_sse.models import StreamLog
+
+        alias = router.db_for_write(StreamLog)
+        try:
+            return write(*args)
+        except Exception:
+            logger.exception("Could not write a StreamLog row")
+            return None
+        finally:
+            connections[alias].close()
+
+    return await sync_to_async(guarded, thread_sensitive=False)()
