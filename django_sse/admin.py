@@ -10,7 +10,6 @@ from django.template.response import TemplateResponse
 
 from django_sse.models import OPEN, StreamLog
 
-
 if TYPE_CHECKING:
     _ModelAdmin = admin.ModelAdmin[StreamLog]
 else:  # ModelAdmin is generic only in django-stubs

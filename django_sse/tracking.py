@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.db import connections, router
+from django.db import connections
 from django.http import HttpRequest
 
 from django_sse import conf
@@ -123,15 +123,13 @@ class StreamTracker:
 
 async def _in_worker(write: Callable[..., _R], *args: Any) -> _R | None:
     def guarded() -> _R | None:
-        from django_sse.models import StreamLog
-
-        alias = router.db_for_write(StreamLog)
         try:
             return write(*args)
         except Exception:
             logger.exception("Could not write a StreamLog row")
             return None
         finally:
-            connections[alias].close()
+            # Only this worker thread's connections: nothing stays open between writes.
+            connections.close_all()
 
     return await sync_to_async(guarded, thread_sensitive=False)()

@@ -1,8 +1,10 @@
+from django.contrib import admin
 from django.urls import path
 
 from tests import views
 
 urlpatterns = [
+    path("admin/", admin.site.urls),
     path("counter/", views.CounterView.as_view(), name="counter"),
     path("gate/", views.GateView.as_view()),
     path("idle/", views.IdleView.as_view()),

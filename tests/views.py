@@ -146,7 +146,7 @@ async def function_stream(request: HttpRequest) -> HttpResponse:
         for n in range(3):
             yield {"n": n}
 
-    return sse_response(numbers(), retry=1000)  # type: ignore[return-value]
+    return sse_response(numbers(), retry=1000, request=request)  # type: ignore[return-value]
 
 
 async def release(request: HttpRequest, token: str) -> JsonResponse:

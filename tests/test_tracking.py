@@ -1,0 +1,135 @@
+"""StreamLog rows written by real streams, in-process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import AsyncClient, AsyncRequestFactory, override_settings
+
+from django_sse.models import StreamLog
+from django_sse.tracking import StreamTracker, client_address, describe_error
+from tests.sse import collect
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def stream(path: str, **kwargs: Any) -> list[Any]:
+    response = await AsyncClient().get(path, **kwargs)
+    _, events = await collect(response.streaming_content)  # type: ignore[attr-defined]
+    return events
+
+
+async def test_a_completed_stream_leaves_a_closed_row() -> None:
+    await stream("/counter/", query_params={"n": "3"}, headers={"User-Agent": "pytest"})
+    row = await StreamLog.objects.aget()
+    assert (row.view_name, row.route, row.path, row.query_string) == (
+        "counter",
+        "counter/",
+        "/counter/",
+        "n=3",
+    )
+    assert row.outcome == "completed"
+    assert row.events_sent == 3
+    assert row.bytes_sent == len(
+        b":\n" + b"".join(b"data: %d\nid: %d\n\n" % (i, i) for i in range(3))
+    )
+    assert row.last_event_id == "2"
+    assert row.user_agent == "pytest"
+    assert row.ended_at is not None
+    assert row.duration is not None
+    assert row.ended_at >= row.started_at
+    assert row.error == ""
+
+
+async def test_an_error_is_recorded_without_secrets() -> None:
+    await stream("/error/")
+    row = await StreamLog.objects.aget()
+    assert row.outcome == "error"
+    assert row.error == "ValueError: secret detail"
+    assert row.events_sent == 1
+
+
+async def test_the_logged_in_user_is_recorded(django_user_model: Any) -> None:
+    user = await django_user_model.objects.acreate(username="grace")
+    client = AsyncClient()
+    await client.aforce_login(user)
+    response = await client.get("/login-required/")
+    await collect(response.streaming_content)  # type: ignore[attr-defined]
+    row = await StreamLog.objects.select_related("user").aget()
+    assert row.user == user
+
+
+@override_settings(DJANGO_SSE={"LOG_STREAMS": False})
+async def test_logging_can_be_switched_off_globally() -> None:
+    assert len(await stream("/counter/")) == 3
+    assert await StreamLog.objects.acount() == 0
+
+
+async def test_logging_can_be_switched_off_per_view() -> None:
+    from tests.views import CounterView
+
+    class Quiet(CounterView):
+        log_streams = False
+
+    response = await Quiet.as_view()(AsyncRequestFactory().get("/"))  # type: ignore[misc]
+    await collect(aiter(response))
+    assert await StreamLog.objects.acount() == 0
+
+
+async def test_sse_response_logs_when_given_the_request() -> None:
+    await stream("/function/")
+    row = await StreamLog.objects.aget()
+    assert row.path == "/function/"
+    assert row.events_sent == 3
+
+
+async def test_a_failing_log_write_never_breaks_the_stream(
+    monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    def broken(self: StreamTracker, started_at: float) -> int:
+        raise RuntimeError("database is down")
+
+    monkeypatch.setattr(StreamTracker, "_insert", broken)
+    events = await stream("/counter/")
+    assert [e.data for e in events] == ["0", "1", "2"]
+    assert "Could not write a StreamLog row" in caplog.text
+    assert await StreamLog.objects.acount() == 0
+
+
+@pytest.mark.parametrize(
+    ("setting", "headers", "remote", "expected"),
+    [
+        (None, {}, "10.0.0.1", "10.0.0.1"),
+        (None, {"X-Forwarded-For": "1.2.3.4"}, "10.0.0.1", "10.0.0.1"),
+        ("X-Forwarded-For", {"X-Forwarded-For": "6.6.6.6, 1.2.3.4"}, "10.0.0.1", "1.2.3.4"),
+        ("X-Forwarded-For", {"X-Forwarded-For": "not-an-ip"}, "10.0.0.1", "10.0.0.1"),
+        ("X-Real-IP", {"X-Real-IP": "2001:db8::1"}, "10.0.0.1", "2001:db8::1"),
+        (None, {}, "garbage", None),
+    ],
+)
+def test_client_address(
+    setting: str | None, headers: dict[str, str], remote: str, expected: str | None
+) -> None:
+    request = AsyncRequestFactory().get("/", headers=headers)
+    request.META["REMOTE_ADDR"] = remote
+    with override_settings(DJANGO_SSE={"CLIENT_ADDRESS_HEADER": setting}):
+        assert client_address(request) == expected
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (None, ""),
+        (ValueError("plain"), "ValueError: plain"),
+        (RuntimeError("password=hunter2 failed"), "RuntimeError: password=*** failed"),
+        (OSError("api_key: sk-123 rejected"), "OSError: api_key: *** rejected"),
+        (ConnectionError("postgres://app:pw@db/x"), "ConnectionError: postgres://***@db/x"),
+    ],
+)
+def test_describe_error_hides_credentials(error: BaseException | None, expected: str) -> None:
+    assert describe_error(error) == expected
+
+
+def test_describe_error_is_truncated() -> None:
+    assert len(describe_error(ValueError("x" * 5000))) == 1000
