@@ -58,6 +58,7 @@ class LiveServer:
             "DJANGO_SETTINGS_MODULE": "tests.settings",
             "SSE_TEST_OUTCOMES": str(self._outcomes),
             "SSE_TEST_DB": str(self.database),
+            "SSE_TEST_LOG_STREAMS": "1",
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }

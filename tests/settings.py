@@ -48,7 +48,10 @@ TEMPLATES = [
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_URL = "/accounts/login/"
-DJANGO_SSE = {"HANDLE_SIGNALS": True}
+# StreamLog writes run in worker threads, outside the transaction a test runs in, so
+# in-process tests only log where they ask to (tests/test_tracking.py); the servers
+# that the end-to-end tests start always log.
+DJANGO_SSE = {"LOG_STREAMS": os.environ.get("SSE_TEST_LOG_STREAMS") == "1"}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -181,6 +181,13 @@ class TestEncodeData:
         assert encoder(text) == f"data: {text}\n\n".encode()
         assert parse(encoder(text)) == [MessageEvent(data=text)]
 
+    @pytest.mark.parametrize("encoder", DATA_ENCODERS)
+    def test_lone_surrogate_is_refused_not_sent_as_invalid_utf8(
+        self, encoder: Callable[[Any], bytes]
+    ) -> None:
+        with pytest.raises(UnicodeEncodeError):
+            encoder("a\ud800b")
+
 
 class TestEncodeJson:
     @pytest.mark.parametrize("encoder", DATA_ENCODERS)
@@ -858,8 +865,9 @@ class TestChunkBoundaries:
 text_with_breaks = st.lists(
     st.one_of(st.text(), st.sampled_from(["\r", "\n", "\r\n", " ", ":"]))
 ).map("".join)
-event_names = st.text(st.characters(exclude_characters="\r\n"))
-event_ids = st.text(st.characters(exclude_characters="\r\n\0"))
+# Only scalar values: a lone surrogate cannot be sent as UTF-8 (see TestEncodeData).
+event_names = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\r\n"))
+event_ids = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\r\n\0"))
 
 # data is never None: a block with no data field dispatches nothing (spec), so it cannot
 # round-trip; that case is covered by TestFields and TestLastEventId.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,7 +12,16 @@ from django_sse.models import StreamLog
 from django_sse.tracking import StreamTracker, client_address, describe_error
 from tests.sse import collect
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("logging_on"),
+]
+
+
+@pytest.fixture
+def logging_on() -> Iterator[None]:
+    with override_settings(DJANGO_SSE={"LOG_STREAMS": True}):
+        yield
 
 
 async def stream(path: str, **kwargs: Any) -> list[Any]:
