@@ -8,6 +8,11 @@ from typing import Any
 from django.apps import AppConfig
 from django.conf import settings
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from django_sse import conf
+from django_sse.asgi import DJANGO_WATCHES_DISCONNECTS
 
 __all__ = ["check_deployment"]
 
@@ -19,6 +24,10 @@ def check_deployment(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
     messages: list[checks.CheckMessage] = []
+    try:
+        conf.get("KEEP_ALIVE")
+    except ImproperlyConfigured as error:
+        messages.append(checks.Error(str(error), id="django_sse.E001"))
     if not getattr(settings, "ASGI_APPLICATION", None):
         messages.append(
             checks.Warning(
@@ -43,6 +52,7 @@ def check_deployment(
                 id="django_sse.I001",
             )
         )
+    messages += _check_disconnect_watching()
     apps = list(settings.INSTALLED_APPS)
     staticfiles = "django.contrib.staticfiles"
     if "daphne" in apps and staticfiles in apps and apps.index("daphne") > apps.index(staticfiles):
@@ -57,3 +67,25 @@ def check_deployment(
             )
         )
     return messages
+
+
+def _check_disconnect_watching() -> list[checks.CheckMessage]:
+    path = getattr(settings, "ASGI_APPLICATION", None)
+    if DJANGO_WATCHES_DISCONNECTS or not path:
+        return []
+    try:
+        application = import_string(path)
+    except ImportError:
+        return []
+    if getattr(application, "django_sse_watches_disconnects", False):
+        return []
+    return [
+        checks.Warning(
+            "On Django 4.2, streams do not notice when their client disconnects.",
+            hint=(
+                "In your asgi.py, build the application with "
+                "django_sse.asgi.get_asgi_application() instead of Django's."
+            ),
+            id="django_sse.W003",
+        )
+    ]

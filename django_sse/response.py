@@ -28,6 +28,7 @@ from django.db import connections
 from django.http import HttpRequest, StreamingHttpResponse
 
 from django_sse import conf, shutdown
+from django_sse.asgi import request_receive
 from django_sse.protocol import KEEP_ALIVE, Event, encode
 
 __all__ = ["Outcome", "SSEResponse", "StreamStats", "sse_response"]
@@ -60,7 +61,7 @@ class Outcome(str, enum.Enum):
 
 @dataclass
 class StreamStats:
-    """What one stream did; handed to ``on_close`` and to stream logging."""
+    """What one stream did: ``SSEResponse.stats``, also handed to stream observers."""
 
     started_at: float = field(default_factory=time.time)
     ended_at: float | None = None
@@ -128,6 +129,7 @@ class SSEResponse(StreamingHttpResponse):
         # would buffer events inside the compressor and break keep-alives.
         self["Content-Encoding"] = "identity"
         self._stream: _Stream | None = None
+        self._early_stop: Outcome | None = None
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         replaced = getattr(self, "_iterator", None) is not self._engine
@@ -143,13 +145,21 @@ class SSEResponse(StreamingHttpResponse):
         raise RuntimeError(WSGI_REFUSAL)
 
     def stop(self, outcome: Outcome | str = Outcome.SHUTDOWN) -> None:
-        """End the stream from outside (shutdown, revoked access) with this outcome."""
-        if self._stream is not None:
+        """End the stream from outside (shutdown, revoked access) with this outcome.
+
+        Before the stream has started, it ends as soon as it starts, sending nothing.
+        """
+        if self._stream is None:
+            self._early_stop = Outcome(outcome)
+        else:
             self._stream.stop(Outcome(outcome))
 
     async def _run(self) -> AsyncIterator[bytes]:
         _release_request_thread()
         stream = self._stream = _Stream(self._source, self.stats)
+        if self._early_stop is not None:
+            stream.stop(self._early_stop)
+        watcher = _watch_for_disconnect(stream)
         shutdown.register(stream)
         self.stats.started_at = time.time()
         if self._observer is not None:
@@ -164,6 +174,9 @@ class SSEResponse(StreamingHttpResponse):
                 if chunk is None:
                     break
                 self.stats.bytes += len(chunk)
+                if chunk is KEEP_ALIVE:
+                    # Idle: let go of any thread a sync call in the source started.
+                    _release_request_thread()
                 yield chunk
         except (GeneratorExit, asyncio.CancelledError):
             # GeneratorExit: Django closed us while we were suspended at a yield (its
@@ -174,6 +187,8 @@ class SSEResponse(StreamingHttpResponse):
             raise
         finally:
             try:
+                if watcher is not None:
+                    watcher.cancel()
                 await stream.close()
                 await self._closed()
             finally:
@@ -290,9 +305,10 @@ class _Stream:
                     self._space = asyncio.get_running_loop().create_future()
                     await self._space
         except asyncio.CancelledError:
-            if self._closing:
-                raise
-            self._fail(RuntimeError("The stream's source was cancelled"))
+            # Not by close(): the event loop is shutting down under the stream.
+            if not self._closing:
+                self.conclude(Outcome.SHUTDOWN)
+            raise
         except Exception as exc:
             self._fail(exc)
         finally:
@@ -314,6 +330,20 @@ def _resolve(future: asyncio.Future[None] | None) -> None:
         future.set_result(None)
 
 
+def _watch_for_disconnect(stream: _Stream) -> asyncio.Task[None] | None:
+    """On Django 4.2, notice the client leaving (see django_sse.asgi)."""
+    receive = request_receive.get()
+    if receive is None:
+        return None
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        stream.stop(Outcome.CLIENT_DISCONNECTED)
+
+    return asyncio.get_running_loop().create_task(watch())
+
+
 def _release_request_thread() -> None:
     """Let the request's sync thread go while the stream runs.
 
@@ -321,7 +351,8 @@ def _release_request_thread() -> None:
     call (the ``request_started`` receivers) starts a dedicated thread that would
     otherwise sit idle until the stream ends: one OS thread per open stream. The
     thread closes its database connections and exits; asgiref starts a new one on
-    demand if the stream makes another sync call.
+    demand if the stream makes another sync call, and the engine lets that one go
+    too once the stream has been idle for a keep-alive interval.
     """
     context = SyncToAsync.thread_sensitive_context.get(None)
     if context is None:

@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+import sys
+
+import pytest
 from django.core import checks
 from django.test import override_settings
 
+from django_sse import asgi as asgi_module
+from django_sse import checks as checks_module
 from django_sse.checks import GZIP_MIDDLEWARE, check_deployment
 
 
@@ -42,3 +47,23 @@ def test_checks_are_registered() -> None:
     with override_settings(ASGI_APPLICATION=None):
         found = checks.run_checks(tags=[checks.Tags.compatibility])
     assert "django_sse.W001" in [message.id for message in found]
+
+
+def test_unknown_settings_keys_are_an_error_at_startup() -> None:
+    with override_settings(DJANGO_SSE={"KEEPALIVE": 1}, MIDDLEWARE=[]):
+        (message,) = check_deployment()
+    assert message.id == "django_sse.E001"
+    assert "KEEPALIVE" in message.msg
+
+
+def test_django_42_needs_the_disconnect_watching_entry_point(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(checks_module, "DJANGO_WATCHES_DISCONNECTS", False)
+    with override_settings(ASGI_APPLICATION="django.core.asgi.get_asgi_application", MIDDLEWARE=[]):
+        assert ids() == ["django_sse.W003"]
+    # tests.asgi builds its application with django_sse.asgi.get_asgi_application().
+    monkeypatch.setattr(asgi_module, "DJANGO_WATCHES_DISCONNECTS", False)
+    monkeypatch.delitem(sys.modules, "tests.asgi", raising=False)
+    with override_settings(ASGI_APPLICATION="tests.asgi.application", MIDDLEWARE=[]):
+        assert ids() == []

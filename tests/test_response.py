@@ -252,3 +252,56 @@ def test_headers() -> None:
     assert response["X-Accel-Buffering"] == "no"
     assert response["Content-Encoding"] == "identity"
     assert not response.has_header("Connection")
+
+
+async def test_a_thread_started_by_the_source_is_released_once_idle() -> None:
+    """A sync call inside stream() starts a thread; an idle stream lets it go again."""
+    started = asyncio.Event()
+
+    async def source() -> AsyncIterator[str]:
+        worker = await sync_to_async(threading.current_thread, thread_sensitive=True)()
+        workers.append(worker)
+        started.set()
+        yield "after a sync call"
+        await asyncio.Event().wait()
+
+    workers: list[threading.Thread] = []
+    async with ThreadSensitiveContext():
+        context = SyncToAsync.thread_sensitive_context.get()
+        response = sse_response(source(), keep_alive=0.01)
+        async with aclosing(aiter(response)) as content:  # type: ignore[type-var]
+            while await within(anext(content)) != b"data: after a sync call\n\n":
+                pass
+            assert workers[0].is_alive()
+            assert await within(anext(content)) == KEEP_ALIVE
+            assert context not in SyncToAsync.context_to_thread_executor
+            await within(asyncio.to_thread(workers[0].join, LIMIT))
+            assert not workers[0].is_alive()
+
+
+async def test_stop_before_the_stream_starts_ends_it_at_once() -> None:
+    recorder = Recorder()
+    response = sse_response(recorder.wrap(forever()), on_close=recorder.on_close)
+    response.stop(Outcome.SHUTDOWN)
+    raw = await drain(response)
+    assert EventParser().feed(raw) == []
+    assert recorder.outcomes == [Outcome.SHUTDOWN]
+
+
+def test_a_loop_shutting_down_under_a_stream_is_not_an_error(caplog: Any) -> None:
+    recorder = Recorder()
+    response = sse_response(recorder.wrap(forever()), on_close=recorder.on_close, keep_alive=0)
+
+    async def consume_first_event() -> None:
+        content = aiter(response)
+        while b"first" not in await within(anext(content)):
+            pass
+        # Return with the stream open: asyncio.run() then cancels what is left.
+        asyncio.get_running_loop().create_task(anext(content))  # type: ignore[arg-type]
+
+    asyncio.run(consume_first_event())
+    # asyncio.run() cancels the remaining tasks in no set order: whichever part of the
+    # stream hears it first names the outcome, but it is never an error.
+    assert recorder.outcomes in ([Outcome.SHUTDOWN], [Outcome.CLIENT_DISCONNECTED])
+    assert recorder.finally_ran
+    assert "Stream source raised" not in caplog.text

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.test import AsyncClient, AsyncRequestFactory, override_settings
 
 from django_sse.models import StreamLog
@@ -31,7 +32,7 @@ async def stream(path: str, **kwargs: Any) -> list[Any]:
 
 
 async def test_a_completed_stream_leaves_a_closed_row() -> None:
-    await stream("/counter/", query_params={"n": "3"}, headers={"User-Agent": "pytest"})
+    await stream("/counter/?n=3", headers={"User-Agent": "pytest"})
     row = await StreamLog.objects.aget()
     assert (row.view_name, row.route, row.path, row.query_string) == (
         "counter",
@@ -63,7 +64,7 @@ async def test_an_error_is_recorded_without_secrets() -> None:
 async def test_the_logged_in_user_is_recorded(django_user_model: Any) -> None:
     user = await django_user_model.objects.acreate(username="grace")
     client = AsyncClient()
-    await client.aforce_login(user)
+    await sync_to_async(client.force_login)(user)
     response = await client.get("/login-required/")
     await collect(response.streaming_content)  # type: ignore[attr-defined]
     row = await StreamLog.objects.select_related("user").aget()

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
@@ -102,7 +103,7 @@ async def test_login_required_redirects_anonymous_users() -> None:
 async def test_login_required_streams_for_a_logged_in_user(django_user_model: Any) -> None:
     user = await django_user_model.objects.acreate(username="ada")
     client = AsyncClient()
-    await client.aforce_login(user)
+    await sync_to_async(client.force_login)(user)
     response = await client.get("/login-required/")
     assert response.status_code == 200
     _, events = await collect(response.streaming_content)  # type: ignore[attr-defined]
