@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,8 +45,9 @@ class LiveServer:
         kind: str,
         app: str = "tests.asgi:application",
         env: dict[str, str] | None = None,
-        command: Sequence[str] | None = None,
+        command: Callable[[int], list[str]] | None = None,
         ready: str | None = None,
+        cwd: Path = ROOT,
     ) -> None:
         self.kind = kind
         self.port = free_port()
@@ -62,8 +63,9 @@ class LiveServer:
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
-        self._command = list(command) if command else _command(kind, app, self.port)
+        self._command = command(self.port) if command else _command(kind, app, self.port)
         self._ready = ready or _READY[kind]
+        self._cwd = cwd
         self.process: subprocess.Popen[str] | None = None
         self.output: list[str] = []
         self._listening = threading.Event()
@@ -71,13 +73,13 @@ class LiveServer:
     def start(self) -> LiveServer:
         subprocess.run(
             [sys.executable, "-m", "django", "migrate", "--noinput", "--skip-checks", "-v0"],
-            cwd=ROOT,
+            cwd=self._cwd,
             env=self._env,
             check=True,
         )
         self.process = subprocess.Popen(
             self._command,
-            cwd=ROOT,
+            cwd=self._cwd,
             env=self._env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

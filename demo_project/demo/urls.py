@@ -1,0 +1,14 @@
+"""The index at /, the admin (with django_sse's StreamLog) at /admin/, examples under /examples/."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import TemplateView
+
+urlpatterns = [
+    path("", TemplateView.as_view(template_name="demo/index.html"), name="index"),
+    path("admin/", admin.site.urls),
+    path("examples/basic/", include("demo.examples.basic")),
+    path("examples/production/", include("demo.examples.production")),
+]

@@ -1,0 +1,269 @@
+"""Run one demo example headless: ``python run_example.py N`` (N = 1 or 4).
+
+Starts the demo under daphne on a free loopback port, reads the example's stream the
+way a browser would, prints what arrived, and always stops the server. Exits 0 only
+when the events really arrived (and, for Example 4, continued with no gap).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+import httpx
+
+from django_sse.protocol import EventParser, MessageEvent
+
+HERE = Path(__file__).resolve().parent
+HOST = "127.0.0.1"
+STARTUP_TIMEOUT = 30.0
+# No read may wait longer than this: every stream here sends something each second.
+READ_TIMEOUT = 10.0
+READY = "Listening on TCP address"
+
+
+class ExampleFailed(Exception):
+    """The example did not behave as it should; the message says how."""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Run one demo example headless.")
+    parser.add_argument("example", type=int, choices=sorted(EXAMPLES))
+    example = EXAMPLES[parser.parse_args().example]
+    # SIGTERM (e.g. from a CI runner) unwinds like Ctrl+C, so the server is stopped.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "demo.settings", "PYTHONUNBUFFERED": "1"}
+    server = DemoServer(env)
+    try:
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
+            cwd=HERE,
+            env=env,
+            check=True,
+            timeout=120,
+        )
+        with server:
+            example(server.url)
+    except (ExampleFailed, httpx.HTTPError, subprocess.SubprocessError) as exc:
+        print(f"\nFAILED: {exc}", file=sys.stderr)
+        server.print_log(sys.stderr)
+        return 1
+    print("\nServer log while the example ran:")
+    server.print_log(sys.stdout)
+    return 0
+
+
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    sys.exit(128 + signum)
+
+
+class DemoServer:
+    """``daphne demo.asgi:application`` on a free loopback port, for a ``with`` block."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.port = _free_port()
+        self.url = f"http://{HOST}:{self.port}"
+        self._env = env
+        self._process: subprocess.Popen[str] | None = None
+        self._output: list[str] = []
+        self._ready_at: int | None = None
+        self._ready = threading.Event()
+        self._reader = threading.Thread(target=self._collect_output, daemon=True)
+
+    def __enter__(self) -> DemoServer:
+        command = [sys.executable, "-m", "daphne", "-b", HOST, "-p", str(self.port)]
+        self._process = subprocess.Popen(
+            [*command, "demo.asgi:application"],
+            cwd=HERE,
+            env=self._env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            self._reader.start()
+            if not self._ready.wait(STARTUP_TIMEOUT) or self._process.poll() is not None:
+                raise ExampleFailed("daphne did not start:\n" + "".join(self._output))
+        except BaseException:
+            self.stop()
+            raise
+        print(f"Demo server listening on {self.url}")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """SIGINT (daphne ends open streams and exits), escalating to SIGKILL if it hangs."""
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        self._reader.join(timeout=5)  # the last lines it printed
+
+    def print_log(self, file: TextIO) -> None:
+        """What the server printed since it started listening (all of it if it never did)."""
+        start = 0 if self._ready_at is None else self._ready_at + 1
+        for line in self._output[start:]:
+            print(f"  [server] {line}", end="", file=file)
+
+    def _collect_output(self) -> None:
+        assert self._process is not None
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            self._output.append(line)
+            if self._ready_at is None and READY in line:
+                self._ready_at = len(self._output) - 1
+                self._ready.set()
+        self._ready.set()  # it exited: stop waiting
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def open_stream(
+    client: httpx.Client, url: str, last_event_id: str | None = None
+) -> Iterator[Iterator[MessageEvent]]:
+    """Connect like an EventSource (with Last-Event-ID to resume) and yield its events."""
+    headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = last_event_id
+    with client.stream("GET", url, headers=headers) as response:
+        response.raise_for_status()
+        content_type = response.headers.get("Content-Type", "")
+        if not content_type.startswith("text/event-stream"):
+            raise ExampleFailed(f"{url} answered {content_type!r}, not an event stream")
+        parser = EventParser()
+
+        def events() -> Iterator[MessageEvent]:
+            for chunk in response.iter_bytes():
+                yield from parser.feed(chunk)
+
+        yield events()
+
+
+def take(events: Iterator[MessageEvent], count: int) -> list[MessageEvent]:
+    """The next ``count`` events, failing if the stream ends first."""
+    taken = list(itertools.islice(events, count))
+    if len(taken) < count:
+        raise ExampleFailed(f"the stream ended after {len(taken)} of {count} events")
+    return taken
+
+
+def show(event: MessageEvent) -> None:
+    print(f"  event={event.event}  id={event.id or '-'}  data={event.data}")
+
+
+def example_1(base_url: str) -> None:
+    """Read three ticks of the basic clock stream."""
+    url = f"{base_url}/examples/basic/stream/"
+    print(f"Example 1: reading 3 events from {url}")
+    with httpx.Client(timeout=READ_TIMEOUT) as client, open_stream(client, url) as events:
+        ticks = take(events, 3)
+    for event in ticks:
+        show(event)
+    numbers = [event.json()["n"] for event in ticks]
+    if numbers != [0, 1, 2]:
+        raise ExampleFailed(f"expected ticks 0, 1, 2, got {numbers}")
+    print("OK: 3 ticks arrived, in order.")
+
+
+def example_4(base_url: str) -> None:
+    """Resume after a client disconnect and after a server-side drop; then the error event."""
+    client_id = secrets.token_urlsafe(12)
+    url = f"{base_url}/examples/production/stream/?client={client_id}"
+    print(f"Example 4: production patterns at {url}")
+    received: list[MessageEvent] = []
+    with httpx.Client(timeout=READ_TIMEOUT) as client:
+        print("\n1. Read 3 events, then disconnect.")
+        with open_stream(client, url) as events:
+            received += _shown(take(events, 3))
+
+        last = received[-1].id
+        print(f"\n2. Reconnect with Last-Event-ID: {last}, read 3 events, then press 'Drop'.")
+        with open_stream(client, url, last_event_id=last) as events:
+            received += _shown(take(events, 3))
+            _drop(client, base_url, client_id)
+            # The server ends the response; anything sent before the drop still counts.
+            received += _shown(_until_end(events))
+        print("   The server ended the stream.")
+
+        last = received[-1].id
+        print(f"\n3. Reconnect with Last-Event-ID: {last} (as the browser does) and read 3.")
+        with open_stream(client, url, last_event_id=last) as events:
+            received += _shown(take(events, 3))
+
+        ids = [int(event.id) for event in received]
+        if ids != list(range(ids[0], ids[0] + len(ids))):
+            raise ExampleFailed(f"the ids have a gap or a duplicate: {ids}")
+        print(f"\nOK: ids {' '.join(map(str, ids))} continue across both reconnects:")
+        print("    no gap, no duplicate.")
+
+        print("\n4. The failing generator: 3 events, then an error event.")
+        with open_stream(client, f"{base_url}/examples/production/failing/") as events:
+            failing = _shown(_until_end(events))
+    kinds = [event.event for event in failing]
+    if kinds != ["message"] * 3 + ["error"] or "message" not in failing[-1].json():
+        raise ExampleFailed(f"expected 3 messages and an error event, got {kinds}")
+    print(f"OK: the client got an error event: {failing[-1].json()['message']!r}")
+
+
+def _shown(events: list[MessageEvent]) -> list[MessageEvent]:
+    for event in events:
+        show(event)
+    return events
+
+
+def _until_end(events: Iterator[MessageEvent], limit: int = 20) -> list[MessageEvent]:
+    """Every event until the server ends the response; fails if it keeps going."""
+    taken = list(itertools.islice(events, limit + 1))
+    if len(taken) > limit:
+        raise ExampleFailed(f"the server did not end the stream within {limit} events")
+    return taken
+
+
+def _drop(client: httpx.Client, base_url: str, client_id: str) -> None:
+    """What the page's "Drop connection" button does: a POST with Django's CSRF token."""
+    page = client.get(f"{base_url}/examples/production/")
+    page.raise_for_status()
+    token = client.cookies.get("csrftoken")
+    if token is None:
+        raise ExampleFailed("the page set no csrftoken cookie")
+    response = client.post(
+        f"{base_url}/examples/production/drop/",
+        data={"client": client_id},
+        headers={"X-CSRFToken": token},
+    )
+    if response.status_code != 200:
+        raise ExampleFailed(f"the drop endpoint answered {response.status_code}")
+
+
+EXAMPLES: dict[int, Callable[[str], None]] = {1: example_1, 4: example_4}
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # the server was stopped on the way out
+        sys.exit(130)

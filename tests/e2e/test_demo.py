@@ -1,0 +1,47 @@
+"""The bundled demo, started the way the README says: manage.py runserver (daphne)."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.servers import ROOT, LiveServer
+from tests.sse import RawStream
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_runserver_serves_the_demo_and_its_basic_stream() -> None:
+    database = Path(tempfile.mkdtemp()) / "demo.sqlite3"
+    server = LiveServer(
+        "daphne",
+        command=lambda port: [
+            sys.executable,
+            "manage.py",
+            "runserver",
+            "--noreload",
+            f"127.0.0.1:{port}",
+        ],
+        ready="development server at",
+        cwd=ROOT / "demo_project",
+        env={"DJANGO_SETTINGS_MODULE": "demo.settings", "DEMO_DB": str(database)},
+    )
+    try:
+        with server:
+            async with httpx.AsyncClient(base_url=server.url) as client:
+                index = await client.get("/")
+                basic = await client.get("/examples/basic/")
+            async with RawStream(f"{server.url}/examples/basic/stream/") as stream:
+                first = await stream.next_events()
+    finally:
+        database.unlink(missing_ok=True)
+    assert index.status_code == 200
+    assert "/examples/basic/" in index.text
+    assert basic.status_code == 200
+    assert "class ClockView(SSEView)" in basic.text
+    assert stream.response_headers["content-type"] == "text/event-stream; charset=utf-8"
+    assert first[0].json()["n"] == 0
