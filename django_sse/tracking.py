@@ -24,14 +24,20 @@ from django.http import HttpRequest
 from django_sse import conf
 from django_sse.response import StreamStats
 
-__all__ = ["StreamTracker", "client_address", "describe_error", "server_id"]
+__all__ = ["StreamTracker", "client_address", "describe_error", "redact", "server_id"]
 
 logger = logging.getLogger("django_sse")
 
 _R = TypeVar("_R")
+# A credential-looking name and its value (quoted, or up to a separator), a bearer
+# token, or the password in a URL's userinfo.
 _SECRET = re.compile(
-    r"(?i)(password|passwd|secret|token|api[_-]?key|authorization)(\s*[=:]\s*)\S+"
-    r"|(?<=://)[^/\s:@]+:[^/\s@]+@"
+    r"""(?ix)
+    (?P<name>password|passwd|secret|token|api[_-]?key|authorization)(?P<sep>\s*[=:]\s*)
+        (?P<value>bearer\s+\S+|basic\s+\S+|"[^"]*"|'[^']*'|[^\s&,;]+)
+    | (?P<scheme>bearer)\s+\S+
+    | (?<=://)[^/\s:@]+:[^/\s@]+@
+    """
 )
 
 
@@ -57,12 +63,28 @@ def client_address(request: HttpRequest) -> str | None:
     return None
 
 
+def redact(text: str) -> str:
+    """``text`` with credential-looking values replaced by ``***``.
+
+    A safety net for what ends up in StreamLog rows (error messages, query strings,
+    where EventSource users often pass tokens), not a guarantee.
+    """
+
+    def hide(match: re.Match[str]) -> str:
+        if match["name"]:
+            return f"{match['name']}{match['sep']}***"
+        if match["scheme"]:
+            return f"{match['scheme']} ***"
+        return "***@"
+
+    return _SECRET.sub(hide, text)
+
+
 def describe_error(exc: BaseException | None) -> str:
     """The exception's type and message, with credential-looking parts removed."""
     if exc is None:
         return ""
-    text = _SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}***" if m.group(1) else "***@", str(exc))
-    return f"{type(exc).__name__}: {text}"[:1000]
+    return f"{type(exc).__name__}: {redact(str(exc))}"[:1000]
 
 
 def _as_datetime(timestamp: float) -> datetime:
@@ -79,7 +101,7 @@ class StreamTracker:
             "view_name": view_name[:200],
             "route": (match.route if match else "")[:255],
             "path": request.path[:2048],
-            "query_string": request.META.get("QUERY_STRING", ""),
+            "query_string": redact(request.META.get("QUERY_STRING", "")),
             "client_address": client_address(request),
             "user_agent": request.headers.get("User-Agent", "")[:255],
             "server": server_id()[:255],

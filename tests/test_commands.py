@@ -18,11 +18,19 @@ from django_sse.models import StreamLog
 pytestmark = pytest.mark.django_db
 
 
-def log(days_ago: float, outcome: str = "completed", server: str = "") -> StreamLog:
+def log(
+    days_ago: float,
+    outcome: str = "completed",
+    server: str = "",
+    ended_days_ago: float | None = None,
+) -> StreamLog:
+    now = timezone.now()
+    ended = None if outcome == "open" else now - timedelta(days=ended_days_ago or days_ago)
     row: StreamLog = StreamLog.objects.create(
         view_name="v",
         path="/",
-        started_at=timezone.now() - timedelta(days=days_ago),
+        started_at=now - timedelta(days=days_ago),
+        ended_at=ended,
         outcome=outcome,
         server=server,
     )
@@ -37,7 +45,8 @@ def run(*args: str) -> str:
 
 def test_prune_deletes_old_ended_rows_in_batches() -> None:
     old = [log(40) for _ in range(5)]
-    kept = [log(1), log(40, outcome="open")]
+    # Recent, still open, and started long ago but ended recently: all kept.
+    kept = [log(1), log(40, outcome="open"), log(40, ended_days_ago=2)]
     assert "Deleted 5 stream logs" in run("sse_prune_logs", "--days", "30", "--batch-size", "2")
     assert set(StreamLog.objects.values_list("pk", flat=True)) == {row.pk for row in kept}
     assert not StreamLog.objects.filter(pk__in=[row.pk for row in old]).exists()

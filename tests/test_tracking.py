@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 from django.test import AsyncClient, AsyncRequestFactory, override_settings
 
 from django_sse.models import StreamLog
-from django_sse.tracking import StreamTracker, client_address, describe_error
+from django_sse.tracking import StreamTracker, client_address, describe_error, redact
 from tests.sse import collect
 
 pytestmark = [
@@ -136,10 +136,27 @@ def test_client_address(
         (RuntimeError("password=hunter2 failed"), "RuntimeError: password=*** failed"),
         (OSError("api_key: sk-123 rejected"), "OSError: api_key: *** rejected"),
         (ConnectionError("postgres://app:pw@db/x"), "ConnectionError: postgres://***@db/x"),
+        (
+            PermissionError("Authorization: Bearer abc.def rejected"),
+            "PermissionError: Authorization: *** rejected",
+        ),
+        (ValueError('secret="two words" leaked'), "ValueError: secret=*** leaked"),
+        (ValueError("sent bearer abc123 upstream"), "ValueError: sent bearer *** upstream"),
     ],
 )
 def test_describe_error_hides_credentials(error: BaseException | None, expected: str) -> None:
     assert describe_error(error) == expected
+
+
+def test_query_strings_are_stored_without_tokens() -> None:
+    assert redact("token=abc123&n=3") == "token=***&n=3"
+    assert redact("channel=news&api_key=k-1") == "channel=news&api_key=***"
+
+
+async def test_a_token_in_the_stream_url_is_not_logged() -> None:
+    await stream("/counter/?token=s3cret&n=1")
+    row = await StreamLog.objects.aget()
+    assert row.query_string == "token=***&n=1"
 
 
 def test_describe_error_is_truncated() -> None:

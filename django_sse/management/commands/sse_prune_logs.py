@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from django_sse.models import OPEN, StreamLog
+from django_sse.models import StreamLog
 
 
 class Command(BaseCommand):
@@ -25,7 +25,8 @@ class Command(BaseCommand):
         if batch_size < 1:
             raise CommandError("--batch-size must be 1 or more")
         cutoff = timezone.now() - timedelta(days=days)
-        old = StreamLog.objects.filter(started_at__lt=cutoff).exclude(outcome=OPEN)
+        # started_at first, so the index narrows the scan; open rows have no ended_at.
+        old = StreamLog.objects.filter(started_at__lt=cutoff, ended_at__lt=cutoff)
         if dry_run:
             self.stdout.write(
                 f"Would delete {old.count()} stream logs from before {cutoff:%Y-%m-%d %H:%M}."
