@@ -147,7 +147,8 @@ class SSEResponse(StreamingHttpResponse):
     def stop(self, outcome: Outcome | str = Outcome.SHUTDOWN) -> None:
         """End the stream from outside (shutdown, revoked access) with this outcome.
 
-        Before the stream has started, it ends as soon as it starts, sending nothing.
+        Before the stream has started, it ends as soon as it starts: the source never
+        runs and only the opening line (a comment, or ``retry``) is sent.
         """
         if self._stream is None:
             self._early_stop = Outcome(outcome)
@@ -186,6 +187,8 @@ class SSEResponse(StreamingHttpResponse):
             )
             raise
         finally:
+            # Only an engine bug leaves no reason by now; record it rather than none.
+            stream.conclude(Outcome.ERROR)
             try:
                 if watcher is not None:
                     watcher.cancel()
@@ -197,8 +200,7 @@ class SSEResponse(StreamingHttpResponse):
 
     async def _closed(self) -> None:
         self.stats.ended_at = time.time()
-        outcome = self.stats.outcome
-        assert outcome is not None
+        outcome = self.stats.outcome or Outcome.ERROR
         if self._observer is not None:
             await _guarded(self._observer.closed(self.stats), "The stream observer", outcome)
         if self._on_close is not None:
