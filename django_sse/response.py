@@ -59,7 +59,7 @@ class Outcome(str, enum.Enum):
         return self.value
 
 
-@dataclass
+@dataclass(slots=True)
 class StreamStats:
     """What one stream did: ``SSEResponse.stats``, also handed to stream observers."""
 
@@ -216,6 +216,18 @@ async def _guarded(hook: Awaitable[None], name: str, outcome: Outcome) -> None:
 
 class _Stream:
     """The pump task and the buffer it fills; owned by exactly one SSEResponse."""
+
+    # Slots: one of these lives as long as each open stream.
+    __slots__ = (
+        "_buffer",
+        "_closing",
+        "_finished",
+        "_pump",
+        "_source",
+        "_space",
+        "_stats",
+        "_waiter",
+    )
 
     def __init__(self, source: AsyncIterable[Any], stats: StreamStats) -> None:
         self._source = source
