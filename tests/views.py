@@ -1,6 +1,6 @@
 """Views the tests stream from, in-process and through real ASGI servers.
 
-Streams that take a ``token`` query parameter report their cleanup to a probe, which
+Streams that take a ``probe`` query parameter report their cleanup to a probe, which
 ``/status/<token>/`` awaits: a test learns that a server-side ``finally`` ran without
 sleeping, even across processes.
 """
@@ -48,7 +48,7 @@ class ProbedView(SSEView):
     token = ""
 
     async def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        self.token = request.GET.get("token", "")
+        self.token = request.GET.get("probe", "")
         try:
             async for item in self.items(request):
                 yield item

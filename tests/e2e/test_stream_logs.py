@@ -26,7 +26,7 @@ async def logged(server: LiveServer, path: str, *, drop: bool = False) -> dict[s
     """Stream ``path`` (dropping the connection after the first event if asked) and
     return its StreamLog row, once the server says the stream has closed."""
     token = uuid.uuid4().hex
-    async with RawStream(f"{server.url}{path}?token={token}") as stream:
+    async with RawStream(f"{server.url}{path}?probe={token}") as stream:
         if drop:
             await stream.next_events()
         else:
@@ -36,7 +36,7 @@ async def logged(server: LiveServer, path: str, *, drop: bool = False) -> dict[s
     with sqlite3.connect(server.database) as db:
         db.row_factory = sqlite3.Row
         rows = db.execute(
-            "SELECT * FROM django_sse_streamlog WHERE query_string = ?", (f"token={token}",)
+            "SELECT * FROM django_sse_streamlog WHERE query_string = ?", (f"probe={token}",)
         ).fetchall()
     assert len(rows) == 1
     return dict(rows[0])

@@ -45,7 +45,7 @@ async def test_events_and_headers(live_server_url: str) -> None:
 
 async def test_first_event_arrives_while_generator_blocks(live_server_url: str) -> None:
     name = token()
-    async with RawStream(f"{live_server_url}/gate/?token={name}") as stream:
+    async with RawStream(f"{live_server_url}/gate/?probe={name}") as stream:
         first = await stream.next_events()
         assert [e.data for e in first] == ["first"]
         async with httpx.AsyncClient(base_url=live_server_url) as client:
@@ -55,7 +55,7 @@ async def test_first_event_arrives_while_generator_blocks(live_server_url: str) 
 
 
 async def test_keep_alive_comment_on_idle_stream(live_server_url: str) -> None:
-    async with RawStream(f"{live_server_url}/idle/?token={token()}") as stream:
+    async with RawStream(f"{live_server_url}/idle/?probe={token()}") as stream:
         assert [e.data for e in await stream.next_events()] == ["hello"]
         await stream.read_until(b"data: hello\n\n:\n")
     assert stream.raw.endswith(b":\n")
@@ -65,7 +65,7 @@ async def test_keep_alive_comment_on_idle_stream(live_server_url: str) -> None:
 async def test_disconnect_runs_cleanup_and_on_close(live_server_url: str, path: str) -> None:
     """idle: the generator awaits; flood: it is suspended at a yield (Django #37066)."""
     name = token()
-    async with RawStream(f"{live_server_url}/{path}/?token={name}") as stream:
+    async with RawStream(f"{live_server_url}/{path}/?probe={name}") as stream:
         await stream.next_events()
     status = await server_status(live_server_url, name)
     assert status == {"finally_ran": True, "outcome": "client_disconnected"}
@@ -73,7 +73,7 @@ async def test_disconnect_runs_cleanup_and_on_close(live_server_url: str, path: 
 
 async def test_exception_becomes_error_event(live_server_url: str) -> None:
     name = token()
-    async with RawStream(f"{live_server_url}/error/?token={name}") as stream:
+    async with RawStream(f"{live_server_url}/error/?probe={name}") as stream:
         events = await stream.read_all()
     assert next((e.event, e.data) for e in events) == ("message", "before")
     assert events[1].event == "error"
@@ -84,7 +84,7 @@ async def test_exception_becomes_error_event(live_server_url: str) -> None:
 
 async def test_max_duration_ends_with_timeout(live_server_url: str) -> None:
     name = token()
-    async with RawStream(f"{live_server_url}/timeout/?token={name}") as stream:
+    async with RawStream(f"{live_server_url}/timeout/?probe={name}") as stream:
         events = await stream.read_all()
     assert [e.data for e in events] == ["started"]
     assert await server_status(live_server_url, name) == {"finally_ran": True, "outcome": "timeout"}
@@ -127,7 +127,7 @@ async def test_last_event_id_header_reaches_the_view(live_server_url: str) -> No
 async def test_sigterm_ends_open_streams_with_shutdown(kind: str) -> None:
     name = token()
     with LiveServer(kind) as server:
-        async with RawStream(f"{server.url}/idle/?token={name}") as stream:
+        async with RawStream(f"{server.url}/idle/?probe={name}") as stream:
             await stream.next_events()
             assert server.process is not None
             server.process.send_signal(signal.SIGTERM)
