@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.db import connections
+from django.db import DatabaseError, connections, router
 from django.http import HttpRequest
 
 from django_sse import conf
@@ -147,11 +147,42 @@ async def _in_worker(write: Callable[..., _R], *args: Any) -> _R | None:
     def guarded() -> _R | None:
         try:
             return write(*args)
-        except Exception:
-            logger.exception("Could not write a StreamLog row")
+        except Exception as exc:
+            if _table_missing(exc):
+                _warn_table_missing()
+            else:
+                logger.exception("Could not write a StreamLog row")
             return None
         finally:
             # Only this worker thread's connections: nothing stays open between writes.
             connections.close_all()
 
     return await sync_to_async(guarded, thread_sensitive=False)()
+
+
+_warned_table_missing = False
+
+
+def _table_missing(exc: Exception) -> bool:
+    from django_sse.models import StreamLog
+
+    if not isinstance(exc, DatabaseError):
+        return False
+    connection = connections[router.db_for_write(StreamLog)]
+    try:
+        return StreamLog._meta.db_table not in connection.introspection.table_names()
+    except DatabaseError:
+        return False
+
+
+def _warn_table_missing() -> None:
+    """Say it once, not with a traceback per stream: every stream would fail the same."""
+    global _warned_table_missing
+    if _warned_table_missing:
+        return
+    _warned_table_missing = True
+    logger.warning(
+        "Stream logs are on but their table does not exist: run `python manage.py "
+        "migrate`, or set DJANGO_SSE = {'LOG_STREAMS': False}. Streams are not logged "
+        "until then."
+    )

@@ -161,3 +161,18 @@ async def test_a_token_in_the_stream_url_is_not_logged() -> None:
 
 def test_describe_error_is_truncated() -> None:
     assert len(describe_error(ValueError("x" * 5000))) == 1000
+
+
+async def test_a_missing_table_is_reported_once_without_tracebacks(
+    monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    from django_sse import tracking
+
+    monkeypatch.setattr(tracking, "_warned_table_missing", False)
+    monkeypatch.setattr(StreamLog._meta, "db_table", "django_sse_not_migrated")
+    for _ in range(3):
+        assert len(await stream("/counter/")) == 3
+    warnings = [r for r in caplog.records if "table does not exist" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "manage.py migrate" in warnings[0].getMessage()
+    assert not [r for r in caplog.records if r.exc_info]
