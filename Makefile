@@ -55,8 +55,8 @@ run-server: migrate
 demo: setup migrate demo-user run-server
 
 # Each example runs headless against a real server and fails unless its events arrive.
-examples: example-1 example-4
-	@echo "Examples 2 (LLM chat) and 3 (client consumption) are not available yet."
+examples: example-1 example-3 example-4
+	@echo "Example 2 (LLM chat) is not available yet."
 
 example-1: setup
 	$(BIN)/python $(DEMO)/run_example.py 1
@@ -69,13 +69,12 @@ example-2:
 	@echo "Example 2 (LLM chat) is not available yet: it waits on the LLM streaming guide, docs/llm.md." >&2
 	@exit 1
 
-example-3:
-	@echo "Example 3 (client consumption) is not available yet: it waits on the Python client, docs/client.md." >&2
-	@exit 1
+example-3: setup
+	$(BIN)/python $(DEMO)/run_example.py 3
 
-test-client:
-	@echo "The client tests are not available yet: they wait on the Python client, docs/client.md." >&2
-	@exit 1
+# The command-line client (python -m django_sse.client) against the demo server.
+test-client: setup
+	$(BIN)/python $(DEMO)/run_example.py client-cli
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

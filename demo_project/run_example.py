@@ -1,4 +1,4 @@
-"""Run one demo example headless: ``python run_example.py N`` (N = 1 or 4).
+"""Run one demo example headless: ``python run_example.py N`` (1, 3, 4, or client-cli).
 
 Starts the demo under daphne on a free loopback port, reads the example's stream the
 way a browser would, prints what arrived, and always stops the server. Exits 0 only
@@ -8,8 +8,10 @@ when the events really arrived (and, for Example 4, continued with no gap).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import itertools
+import json
 import os
 import secrets
 import signal
@@ -24,7 +26,8 @@ from typing import TextIO
 
 import httpx
 
-from django_sse.protocol import EventParser, MessageEvent
+from django_sse.client import SSEResponseError, connect
+from django_sse.protocol import MessageEvent
 
 HERE = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
@@ -40,7 +43,7 @@ class ExampleFailed(Exception):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="Run one demo example headless.")
-    parser.add_argument("example", type=int, choices=sorted(EXAMPLES))
+    parser.add_argument("example", choices=sorted(EXAMPLES))
     example = EXAMPLES[parser.parse_args().example]
     # SIGTERM (e.g. from a CI runner) unwinds like Ctrl+C, so the server is stopped.
     signal.signal(signal.SIGTERM, _exit_on_signal)
@@ -56,7 +59,7 @@ def main() -> int:
         )
         with server:
             example(server.url)
-    except (ExampleFailed, httpx.HTTPError, subprocess.SubprocessError) as exc:
+    except (ExampleFailed, SSEResponseError, httpx.HTTPError, subprocess.SubprocessError) as exc:
         print(f"\nFAILED: {exc}", file=sys.stderr)
         server.print_log(sys.stderr)
         return 1
@@ -144,24 +147,14 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def open_stream(
-    client: httpx.Client, url: str, last_event_id: str | None = None
+    client: httpx.Client, url: str, last_event_id: str = ""
 ) -> Iterator[Iterator[MessageEvent]]:
-    """Connect like an EventSource (with Last-Event-ID to resume) and yield its events."""
-    headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
-    if last_event_id is not None:
-        headers["Last-Event-ID"] = last_event_id
-    with client.stream("GET", url, headers=headers) as response:
-        response.raise_for_status()
-        content_type = response.headers.get("Content-Type", "")
-        if not content_type.startswith("text/event-stream"):
-            raise ExampleFailed(f"{url} answered {content_type!r}, not an event stream")
-        parser = EventParser()
+    """Connect like an EventSource (with Last-Event-ID to resume) and yield its events.
 
-        def events() -> Iterator[MessageEvent]:
-            for chunk in response.iter_bytes():
-                yield from parser.feed(chunk)
-
-        yield events()
+    Reconnection is off: each step of an example decides itself when to reconnect.
+    """
+    with connect(url, client=client, last_event_id=last_event_id, reconnect=False) as source:
+        yield iter(source)
 
 
 def take(events: Iterator[MessageEvent], count: int) -> list[MessageEvent]:
@@ -260,7 +253,39 @@ def _drop(client: httpx.Client, base_url: str, client_id: str) -> None:
         raise ExampleFailed(f"the drop endpoint answered {response.status_code}")
 
 
-EXAMPLES: dict[int, Callable[[str], None]] = {1: example_1, 4: example_4}
+def example_3(base_url: str) -> None:
+    """Consume the production stream with the async client (client_consumption.py)."""
+    from client_consumption import consume
+
+    print(f"Example 3: the async client reads 5 events from {base_url}")
+    numbers = asyncio.run(consume(base_url, 5))
+    if numbers != list(range(numbers[0], numbers[0] + 5)):
+        raise ExampleFailed(f"expected 5 consecutive events, got {numbers}")
+    print("OK: 5 consecutive events arrived through django_sse.client.")
+
+
+def client_cli(base_url: str) -> None:
+    """``python -m django_sse.client`` against the demo: what ``make test-client`` runs."""
+    url = f"{base_url}/examples/basic/stream/"
+    command = [sys.executable, "-m", "django_sse.client", url, "--json", "--limit", "3"]
+    print(f"$ {' '.join(command[1:])}")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    print(done.stdout, end="")
+    lines = done.stdout.splitlines()
+    if done.returncode != 0 or len(lines) != 3:
+        raise ExampleFailed(f"the CLI exited {done.returncode} with:\n{done.stdout}{done.stderr}")
+    numbers = [json.loads(json.loads(line)["data"])["n"] for line in lines]
+    if numbers != [0, 1, 2]:
+        raise ExampleFailed(f"expected ticks 0, 1, 2 from the CLI, got {numbers}")
+    print("OK: the CLI printed 3 events as JSON lines.")
+
+
+EXAMPLES: dict[str, Callable[[str], None]] = {
+    "1": example_1,
+    "3": example_3,
+    "4": example_4,
+    "client-cli": client_cli,
+}
 
 if __name__ == "__main__":
     try:

@@ -48,9 +48,10 @@ class LiveServer:
         command: Callable[[int], list[str]] | None = None,
         ready: str | None = None,
         cwd: Path = ROOT,
+        port: int | None = None,
     ) -> None:
         self.kind = kind
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._outcomes = Path(tempfile.mkstemp(prefix="sse-outcomes-")[1])
         self.database = Path(tempfile.mkstemp(prefix="sse-db-", suffix=".sqlite3")[1])

@@ -7,6 +7,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("counter/", views.CounterView.as_view(), name="counter"),
     path("gate/", views.GateView.as_view()),
+    path("resumable/", views.ResumableView.as_view()),
     path("idle/", views.IdleView.as_view()),
     path("flood/", views.FloodView.as_view()),
     path("error/", views.ErrorView.as_view()),

@@ -71,6 +71,18 @@ class CounterView(ProbedView):
             yield Event(data=str(i), id=str(i))
 
 
+class ResumableView(SSEView):
+    """Numbered events, continuing after Last-Event-ID: a restart loses and repeats nothing."""
+
+    retry = 50
+
+    async def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        start = int(self.last_event_id) + 1 if self.last_event_id else 0
+        for n in range(start, int(request.GET.get("n", "1000"))):
+            yield Event(data=str(n), id=str(n))
+            await asyncio.sleep(0.01)
+
+
 class GateView(ProbedView):
     """Sends one event, then blocks until /release/<token>/ opens the gate."""
 
