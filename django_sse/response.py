@@ -396,11 +396,10 @@ def sse_response(
     or ``LOG_STREAMS`` is off).
     """
     observer = None
-    if request is not None and (conf.get("LOG_STREAMS") if log is None else log):
-        from django_sse.tracking import StreamTracker
+    if request is not None:
+        from django_sse.tracking import tracker_for  # tracking imports this module
 
-        match = request.resolver_match
-        observer = StreamTracker(request, match.view_name if match else request.path)
+        observer = tracker_for(request, log, request.path)
     return SSEResponse(
         source,
         keep_alive=keep_alive,

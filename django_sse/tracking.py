@@ -24,7 +24,14 @@ from django.http import HttpRequest
 from django_sse import conf
 from django_sse.response import StreamStats
 
-__all__ = ["StreamTracker", "client_address", "describe_error", "redact", "server_id"]
+__all__ = [
+    "StreamTracker",
+    "client_address",
+    "describe_error",
+    "redact",
+    "server_id",
+    "tracker_for",
+]
 
 logger = logging.getLogger("django_sse")
 
@@ -89,6 +96,18 @@ def describe_error(exc: BaseException | None) -> str:
 
 def _as_datetime(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc)
+
+
+def tracker_for(request: HttpRequest, log: bool | None, fallback_name: str) -> StreamTracker | None:
+    """A tracker for this request's stream, unless logging is off for it.
+
+    ``log`` is the view's own choice; None follows the LOG_STREAMS setting. The row is
+    named after the URL pattern, or ``fallback_name`` for an unnamed route.
+    """
+    if not (conf.get("LOG_STREAMS") if log is None else log):
+        return None
+    match = request.resolver_match
+    return StreamTracker(request, match.view_name if match else fallback_name)
 
 
 class StreamTracker:

@@ -14,9 +14,8 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.views import View
 
-from django_sse import conf
 from django_sse.response import WSGI_REFUSAL, Outcome, SSEResponse
-from django_sse.tracking import StreamTracker
+from django_sse.tracking import tracker_for
 
 __all__ = ["SSEView"]
 
@@ -87,17 +86,9 @@ class SSEView(View):
             retry=self.retry,
             max_duration=self.max_duration,
             on_close=self.on_close,
-            observer=self._tracker(request),
-        )
-
-    def _tracker(self, request: HttpRequest) -> StreamTracker | None:
-        enabled = conf.get("LOG_STREAMS") if self.log_streams is None else self.log_streams
-        if not enabled:
-            return None
-        match = request.resolver_match
-        cls = type(self)
-        return StreamTracker(
-            request, match.view_name if match else f"{cls.__module__}.{cls.__qualname__}"
+            observer=tracker_for(
+                request, self.log_streams, f"{type(self).__module__}.{type(self).__qualname__}"
+            ),
         )
 
     async def _check_access(self, request: HttpRequest) -> HttpResponseBase | None:

@@ -15,12 +15,7 @@ from django_sse.protocol import MessageEvent
 __all__ = ["AsyncEventSource", "aconnect"]
 
 
-class AsyncEventSource(StreamState):
-    def __init__(self, url: str, options: SourceOptions, client: httpx.AsyncClient) -> None:
-        super().__init__(url, options)
-        self._client = client
-        self._response: httpx.Response | None = None
-
+class AsyncEventSource(StreamState[httpx.AsyncClient]):
     async def aclose(self) -> None:
         """Stop, and close the connection now (``aconnect()`` does this on exit)."""
         self.close()
@@ -43,9 +38,7 @@ class AsyncEventSource(StreamState):
             await asyncio.sleep(delay)
 
     async def _connection(self) -> AsyncIterator[MessageEvent]:
-        response = self._response = await self._client.send(
-            self._request(self._client), stream=True
-        )
+        response = self._response = await self._client.send(self._request(), stream=True)
         try:
             if not self._is_event_stream(response):
                 body = b""

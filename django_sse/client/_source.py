@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -50,9 +50,15 @@ class SourceOptions:
         )
 
 
-class StreamState:
-    def __init__(self, url: str, options: SourceOptions) -> None:
+ClientT = TypeVar("ClientT", httpx.Client, httpx.AsyncClient)
+
+
+class StreamState(Generic[ClientT]):
+    def __init__(self, url: str, options: SourceOptions, client: ClientT) -> None:
         self.url = url
+        self._client: ClientT = client
+        # The response being read, so leaving the context manager can close it at once.
+        self._response: httpx.Response | None = None
         self._options = options
         self._policy = options.policy()
         self._parser = EventParser(last_event_id=options.last_event_id)
@@ -72,7 +78,7 @@ class StreamState:
         """Stop: the iteration ends after the current event."""
         self._closed = True
 
-    def _request(self, client: httpx.Client | httpx.AsyncClient) -> httpx.Request:
+    def _request(self) -> httpx.Request:
         # Each connection is a new stream: whatever half-event the last one left is gone.
         self._parser = EventParser(
             last_event_id=self._parser.last_event_id,
@@ -83,7 +89,7 @@ class StreamState:
         headers.update(options.headers or {})
         if self._parser.last_event_id:
             headers["Last-Event-ID"] = self._parser.last_event_id
-        return client.build_request(
+        return self._client.build_request(
             options.method,
             self.url,
             headers=headers,

@@ -15,12 +15,7 @@ from django_sse.protocol import MessageEvent
 __all__ = ["EventSource", "connect"]
 
 
-class EventSource(StreamState):
-    def __init__(self, url: str, options: SourceOptions, client: httpx.Client) -> None:
-        super().__init__(url, options)
-        self._client = client
-        self._response: httpx.Response | None = None
-
+class EventSource(StreamState[httpx.Client]):
     def shutdown(self) -> None:
         """Stop, and close the connection now (``connect()`` does this on exit)."""
         self.close()
@@ -43,7 +38,7 @@ class EventSource(StreamState):
             time.sleep(delay)
 
     def _connection(self) -> Iterator[MessageEvent]:
-        response = self._response = self._client.send(self._request(self._client), stream=True)
+        response = self._response = self._client.send(self._request(), stream=True)
         try:
             if not self._is_event_stream(response):
                 body = b""

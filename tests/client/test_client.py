@@ -564,8 +564,13 @@ async def test_a_post_is_not_repeated_after_its_stream_ends(
         assert request.body == sent
 
 
-async def test_a_post_is_not_repeated_after_a_network_error(
-    sse: Driver, server: ScriptedServer
+@pytest.mark.parametrize(
+    "options",
+    [{"method": "POST", "json": {"q": 1}}, {"reconnect": False}],
+    ids=["post", "reconnect-off"],
+)
+async def test_a_network_error_raises_when_the_stream_may_not_be_reopened(
+    sse: Driver, server: ScriptedServer, options: dict[str, Any]
 ) -> None:
     got_a = Gate()
     server.play(
@@ -573,11 +578,7 @@ async def test_a_post_is_not_repeated_after_a_network_error(
         event_stream(b"data: never\n\n"),
     )
     run = await sse.run(
-        server.url(),
-        method="POST",
-        json={"q": 1},
-        on_event=opens_on(got_a, "a"),
-        expect=httpx.TransportError,
+        server.url(), on_event=opens_on(got_a, "a"), expect=httpx.TransportError, **options
     )
     assert run.data == ["a"]
     assert server.connections == 1
@@ -686,21 +687,6 @@ async def test_without_reconnect_the_stream_end_ends_iteration(
     run = await sse.run(server.url(), reconnect=False)
     assert run.data == ["a"]
     assert run.states == ["connected", "closed"]
-    assert server.connections == 1
-
-
-async def test_without_reconnect_a_network_error_raises(
-    sse: Driver, server: ScriptedServer
-) -> None:
-    got_a = Gate()
-    server.play(
-        event_stream(b"retry: 1\ndata: a\n\n", Hold(got_a), ABORT),
-        event_stream(b"data: never\n\n"),
-    )
-    run = await sse.run(
-        server.url(), reconnect=False, on_event=opens_on(got_a, "a"), expect=httpx.TransportError
-    )
-    assert run.data == ["a"]
     assert server.connections == 1
 
 
