@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
@@ -35,6 +36,7 @@ DATABASES = {
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [Path(__file__).resolve().parent / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -46,6 +48,7 @@ TEMPLATES = [
     }
 ]
 USE_TZ = True
+STATIC_URL = "/static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_URL = "/accounts/login/"
 # StreamLog writes run in worker threads, outside the transaction a test runs in, so

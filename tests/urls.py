@@ -1,7 +1,14 @@
-from django.contrib import admin
-from django.urls import path
+from pathlib import Path
 
+from django.contrib import admin
+from django.urls import include, path
+from django.views.static import serve
+
+import django_sse
 from tests import views
+
+# The browser tests' pages load the helper from the package itself.
+STATIC_DIR = Path(django_sse.__file__).parent / "static"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -18,6 +25,8 @@ urlpatterns = [
     path("post-echo/", views.PostEchoView.as_view()),
     path("retry/", views.RetryView.as_view()),
     path("function/", views.function_stream),
-    path("release/<str:token>/", views.release),
+    path("release/<str:token>/", views.release, name="release"),
     path("status/<str:token>/", views.status),
+    path("browser/", include("tests.browser.views")),
+    path("static/<path:path>", serve, {"document_root": STATIC_DIR}),
 ]

@@ -1,0 +1,491 @@
+/*
+ * django_sse: wire page elements to Server-Sent Events streams with data-sse-* attributes.
+ * No dependencies and no build step. Documentation: docs/templates.md.
+ *
+ * GET streams use the browser's EventSource; POST streams, and GET streams that need
+ * headers, use fetch() with a parser that follows the same WHATWG rules as the server.
+ */
+(function () {
+  "use strict";
+  if (window.DjangoSSE) return; // included twice: the first copy already runs the page
+
+  var SWAPS = ["text", "append", "html", "append-html"];
+  var MAX_BACKOFF = 30000;
+  var active = new Map(); // connection element -> Connection
+
+  /* The WHATWG event stream interpretation, fed decoded text in chunks of any size. */
+  function EventParser(onEvent, onRetry) {
+    this.onEvent = onEvent;
+    this.onRetry = onRetry || function () {};
+    this.buffer = "";
+    this.afterCR = false; // a chunk ended in CR: a LF starting the next one is the same newline
+    this.data = "";
+    this.type = "";
+    this.idBuffer = "";
+    this.lastEventId = "";
+  }
+
+  EventParser.prototype.feed = function (text) {
+    if (this.afterCR && text.charAt(0) === "\n") text = text.slice(1);
+    this.afterCR = false;
+    var input = this.buffer + text;
+    var start = 0;
+    for (var i = 0; i < input.length; i++) {
+      var c = input.charAt(i);
+      if (c !== "\r" && c !== "\n") continue;
+      this.line(input.slice(start, i));
+      if (c === "\r") {
+        if (i + 1 === input.length) this.afterCR = true;
+        else if (input.charAt(i + 1) === "\n") i++;
+      }
+      start = i + 1;
+    }
+    this.buffer = input.slice(start);
+  };
+
+  EventParser.prototype.line = function (line) {
+    if (line === "") return this.dispatch();
+    if (line.charAt(0) === ":") return;
+    var colon = line.indexOf(":");
+    var field = colon < 0 ? line : line.slice(0, colon);
+    var value = colon < 0 ? "" : line.slice(line.charAt(colon + 1) === " " ? colon + 2 : colon + 1);
+    if (field === "event") this.type = value;
+    else if (field === "data") this.data += value + "\n";
+    else if (field === "id") {
+      if (value.indexOf("\0") < 0) this.idBuffer = value;
+    } else if (field === "retry" && /^[0-9]+$/.test(value)) this.onRetry(parseInt(value, 10));
+  };
+
+  EventParser.prototype.dispatch = function () {
+    // The id counts even for an event without data: a reconnect resumes after it.
+    this.lastEventId = this.idBuffer;
+    if (this.data === "") {
+      this.type = "";
+      return;
+    }
+    var event = { type: this.type || "message", data: this.data.slice(0, -1), lastEventId: this.lastEventId };
+    this.data = "";
+    this.type = "";
+    this.onEvent(event);
+  };
+
+  function attr(element, name) {
+    return element.getAttribute("data-sse-" + name);
+  }
+
+  function flag(element, name) {
+    var value = attr(element, name);
+    return value !== null && value !== "false";
+  }
+
+  function words(value) {
+    return (value || "").split(/\s+/).filter(Boolean);
+  }
+
+  function jsonAttr(element, name) {
+    var value = attr(element, name);
+    if (value === null) return null;
+    try {
+      return JSON.parse(value);
+    } catch (error) {
+      throw new Error("data-sse-" + name + " is not valid JSON: " + error.message);
+    }
+  }
+
+  function withQuery(url, name, value) {
+    var parsed = new URL(url, window.location.href);
+    parsed.searchParams.set(name, value);
+    return parsed.href;
+  }
+
+  function sameOrigin(url) {
+    return new URL(url, window.location.href).origin === window.location.origin;
+  }
+
+  function cookie(name) {
+    var match = document.cookie.match(new RegExp("(?:^|;\\s*)" + name + "=([^;]*)"));
+    return match ? decodeURIComponent(match[1]) : null;
+  }
+
+  function csrfToken(element) {
+    var field = document.querySelector("input[name=csrfmiddlewaretoken]");
+    return attr(element, "csrf-token") || cookie("csrftoken") || (field && field.value);
+  }
+
+  var HTML_ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+
+  function escapeHTML(text) {
+    return text.replace(/[&<>"']/g, function (c) {
+      return HTML_ESCAPES[c];
+    });
+  }
+
+  function stringify(value) {
+    if (value === undefined || value === null) return "";
+    return typeof value === "object" ? JSON.stringify(value) : String(value);
+  }
+
+  /* "{field.path}" takes a value from the JSON data; "{@data}", "{@id}", "{@event}" the
+   * event's own; "{{" and "}}" are literal braces. In HTML swaps every value is escaped. */
+  function render(format, message, html) {
+    return format.replace(/\{\{|\}\}|\{([^{}]*)\}/g, function (token, name) {
+      if (token === "{{") return "{";
+      if (token === "}}") return "}";
+      var value;
+      if (name === "@data") value = message.data;
+      else if (name === "@id") value = message.lastEventId;
+      else if (name === "@event") value = message.type;
+      else {
+        value = message.json;
+        name.split(".").forEach(function (key) {
+          value = value === undefined || value === null ? undefined : value[key];
+        });
+      }
+      value = stringify(value);
+      return html ? escapeHTML(value) : value;
+    });
+  }
+
+  function swap(listener, message) {
+    var mode = attr(listener, "swap") || "text";
+    if (SWAPS.indexOf(mode) < 0) throw new Error('data-sse-swap="' + mode + '" is not one of ' + SWAPS.join(", "));
+    var html = mode === "html" || mode === "append-html";
+    var format = attr(listener, "format");
+    var content = format === null ? message.data : render(format, message, html);
+    var selector = attr(listener, "target");
+    var target = selector ? document.querySelector(selector) : listener;
+    if (!target) throw new Error('data-sse-target="' + selector + '" matches no element');
+    if (mode === "text") target.textContent = content;
+    else if (mode === "html") target.innerHTML = content;
+    else if (mode === "append") target.appendChild(document.createTextNode(content));
+    else target.insertAdjacentHTML("beforeend", content);
+    var keep = parseInt(attr(listener, "keep"), 10);
+    if (mode.indexOf("append") === 0 && keep >= 0) {
+      while (target.childNodes.length > keep) target.removeChild(target.firstChild);
+    }
+  }
+
+  var LISTENER = "[data-sse-swap],[data-sse-on],[data-sse-format],[data-sse-target]";
+
+  /* The elements that handle events of this connection: the element itself and its
+   * descendants with any of the LISTENER attributes, except inside a nested connection. */
+  function listeners(root) {
+    var found = root.matches(LISTENER) ? [root] : [];
+    root.querySelectorAll(LISTENER).forEach(function (element) {
+      if (element.parentElement.closest("[data-sse-url]") === root) found.push(element);
+    });
+    return found;
+  }
+
+  function listensTo(listener) {
+    var names = words(attr(listener, "on"));
+    return names.length ? names : ["message"];
+  }
+
+  function Connection(element) {
+    this.element = element;
+    this.url = attr(element, "url");
+    if (!this.url) throw new Error("data-sse-url is empty");
+    this.method = (attr(element, "method") || "get").toUpperCase();
+    this.headers = jsonAttr(element, "headers");
+    this.useFetch = this.method !== "GET" || this.headers !== null || attr(element, "transport") === "fetch";
+    this.json = flag(element, "json");
+    this.closeOn = words(attr(element, "close-on"));
+    this.retry = parseInt(attr(element, "retry"), 10) || 1000;
+    this.lastEventId = "";
+    this.failures = 0;
+    this.transport = null; // the EventSource or AbortController of the connection in flight
+    this.timer = null;
+    this.state = "";
+    // Only a GET can pause: a POST stopped while hidden could not be resumed without re-sending it.
+    this.pauseHidden = flag(element, "pause-hidden") && !this.useFetch;
+    this.onVisibility = this.visibilityChanged.bind(this);
+    if (this.pauseHidden) document.addEventListener("visibilitychange", this.onVisibility);
+  }
+
+  Connection.prototype.emit = function (name, detail, cancelable) {
+    var event = new CustomEvent("sse:" + name, { bubbles: true, cancelable: !!cancelable, detail: detail });
+    return this.element.dispatchEvent(event);
+  };
+
+  Connection.prototype.setState = function (state) {
+    this.state = state;
+    this.element.setAttribute("data-sse-state", state);
+  };
+
+  /* Opens the stream; any connection or pending reconnect of this element ends first,
+   * so showing a tab or submitting a form again never leaves two requests open. */
+  Connection.prototype.connect = function (body) {
+    this.disconnect();
+    if (this.pauseHidden && document.hidden) return this.setState("paused");
+    this.setState(this.failures ? "reconnecting" : "connecting");
+    if (this.useFetch) this.fetchStream(body);
+    else this.eventSource(body);
+  };
+
+  Connection.prototype.disconnect = function () {
+    clearTimeout(this.timer);
+    this.timer = null;
+    var transport = this.transport;
+    this.transport = null;
+    if (transport) transport.close ? transport.close() : transport.abort();
+  };
+
+  /* Ends the stream for good: no reconnect until someone connects it again. */
+  Connection.prototype.close = function (reason) {
+    if (this.state === "closed") return;
+    this.disconnect();
+    this.setState("closed");
+    this.emit("close", { reason: reason });
+  };
+
+  Connection.prototype.destroy = function (reason) {
+    this.close(reason);
+    document.removeEventListener("visibilitychange", this.onVisibility);
+    this.element.removeEventListener("submit", this.onSubmit);
+    active.delete(this.element);
+  };
+
+  Connection.prototype.visibilityChanged = function () {
+    if (document.hidden && this.state !== "closed") {
+      this.disconnect();
+      this.setState("paused");
+    } else if (!document.hidden && this.state === "paused") {
+      this.connect();
+    }
+  };
+
+  Connection.prototype.opened = function () {
+    this.failures = 0;
+    this.setState("open");
+    this.emit("open", { url: this.url, transport: this.useFetch ? "fetch" : "eventsource" });
+  };
+
+  Connection.prototype.receive = function (message) {
+    if (message.lastEventId) this.lastEventId = message.lastEventId;
+    if (this.json) {
+      try {
+        // An event with no data (a bare "done", say) is null rather than an error.
+        message.json = message.data === "" ? null : JSON.parse(message.data);
+      } catch (error) {
+        return this.emit("error", { message: "event data is not JSON: " + error.message, willRetry: false });
+      }
+    }
+    if (this.emit("message", message, true)) {
+      var self = this;
+      listeners(this.element).forEach(function (listener) {
+        if (listensTo(listener).indexOf(message.type) < 0) return;
+        try {
+          swap(listener, message);
+        } catch (error) {
+          self.emit("error", { message: error.message, willRetry: false });
+        }
+      });
+    }
+    if (this.closeOn.indexOf(message.type) >= 0) this.close("close-event");
+  };
+
+  /* After a failure: the server's retry, doubled per failure up to 30 s, with equal jitter
+   * so that clients dropped together do not come back together. */
+  Connection.prototype.scheduleReconnect = function (message, status) {
+    var delay = Math.min(MAX_BACKOFF, this.retry * Math.pow(2, this.failures));
+    if (this.failures) delay = delay / 2 + Math.random() * (delay / 2);
+    this.failures += 1;
+    this.disconnect();
+    this.setState("reconnecting");
+    this.emit("error", { message: message, status: status, willRetry: true, delay: Math.round(delay) });
+    this.timer = setTimeout(this.connect.bind(this), delay);
+  };
+
+  Connection.prototype.fail = function (message, status, reason) {
+    this.emit("error", { message: message, status: status, willRetry: false });
+    this.close(reason || "failed");
+  };
+
+  Connection.prototype.eventNames = function () {
+    var names = ["message"].concat(this.closeOn, words(attr(this.element, "events")));
+    listeners(this.element).forEach(function (listener) {
+      names = names.concat(listensTo(listener));
+    });
+    return names.filter(function (name, index) {
+      return names.indexOf(name) === index;
+    });
+  };
+
+  /* The browser reconnects by itself once, honouring the server's retry and sending
+   * Last-Event-ID. If that attempt fails too, this takes over with backoff; a new
+   * EventSource cannot send the header, so the id travels as ?lastEventId=. */
+  Connection.prototype.eventSource = function (query) {
+    var url = query ? this.url + (this.url.indexOf("?") < 0 ? "?" : "&") + query : this.url;
+    if (this.lastEventId) url = withQuery(url, "lastEventId", this.lastEventId);
+    var self = this;
+    var source = new EventSource(url, { withCredentials: flag(this.element, "with-credentials") });
+    var erred = false;
+    this.transport = source;
+    source.onopen = function () {
+      erred = false;
+      self.opened();
+    };
+    var onMessage = function (event) {
+      if (self.transport === source) self.receive({ type: event.type, data: event.data, lastEventId: event.lastEventId });
+    };
+    this.eventNames().forEach(function (name) {
+      if (name !== "error") source.addEventListener(name, onMessage);
+    });
+    source.addEventListener("error", function (event) {
+      if (self.transport !== source) return;
+      // The server's own "error" events share the name; only they carry data.
+      if (event instanceof MessageEvent) return onMessage(event);
+      if (source.readyState === EventSource.CLOSED) {
+        // A status other than 200 (204 included) or a wrong content type: final.
+        return self.fail("the server refused the stream", undefined, "refused");
+      }
+      if (!erred) {
+        erred = true;
+        self.setState("reconnecting");
+        return self.emit("error", { message: "connection lost", willRetry: true });
+      }
+      self.scheduleReconnect("reconnection failed");
+    });
+  };
+
+  Connection.prototype.fetchStream = function (body) {
+    var self = this;
+    var controller = new AbortController();
+    var canReconnect = this.method === "GET";
+    var headers = Object.assign({ Accept: "text/event-stream" }, this.headers || {});
+    if (this.lastEventId) headers["Last-Event-ID"] = this.lastEventId;
+    if (this.method !== "GET" && sameOrigin(this.url)) {
+      var token = csrfToken(this.element);
+      if (token) headers[attr(this.element, "csrf-header") || "X-CSRFToken"] = token;
+    }
+    if (body === undefined && this.method !== "GET") {
+      body = attr(this.element, "body");
+      if (body !== null) headers["Content-Type"] = "application/json";
+    }
+    this.transport = controller;
+    var current = function () {
+      return self.transport === controller;
+    };
+    var lost = function (message) {
+      if (!current()) return;
+      if (canReconnect) self.scheduleReconnect(message);
+      else self.fail(message + "; a POST is never sent again on its own", undefined, "lost");
+    };
+    fetch(this.url, {
+      method: this.method,
+      headers: headers,
+      body: this.method === "GET" ? undefined : body,
+      credentials: flag(this.element, "with-credentials") ? "include" : "same-origin",
+      cache: "no-store",
+      signal: controller.signal,
+    })
+      .then(function (response) {
+        if (!current()) return;
+        if (response.status === 204) return self.close("no-content");
+        if (!response.ok) {
+          var retryable = response.status >= 500 || response.status === 429 || response.status === 408;
+          return response.text().then(function (text) {
+            var message = "HTTP " + response.status + (text ? ": " + text.slice(0, 200) : "");
+            if (retryable && canReconnect && current()) self.scheduleReconnect(message, response.status);
+            else if (current()) self.fail(message, response.status);
+          });
+        }
+        var type = response.headers.get("Content-Type") || "";
+        if (type.split(";")[0].trim() !== "text/event-stream") {
+          return self.fail("expected text/event-stream, got " + (type || "no content type"), response.status);
+        }
+        self.opened();
+        return self.read(response.body.getReader(), current).then(function () {
+          if (!current()) return;
+          if (canReconnect) {
+            self.failures = 0;
+            self.scheduleReconnect("the server ended the stream");
+          } else self.close("completed");
+        });
+      })
+      .catch(function (error) {
+        if (error.name !== "AbortError") lost("connection lost: " + error.message);
+      });
+  };
+
+  Connection.prototype.read = function (reader, current) {
+    var self = this;
+    var decoder = new TextDecoder();
+    var parser = new EventParser(
+      function (message) {
+        if (current()) self.receive(message);
+      },
+      function (retry) {
+        self.retry = retry;
+      }
+    );
+    var pump = function () {
+      return reader.read().then(function (chunk) {
+        if (!current()) return reader.cancel();
+        if (chunk.done) return parser.feed(decoder.decode());
+        parser.feed(decoder.decode(chunk.value, { stream: true }));
+        return pump();
+      });
+    };
+    return pump();
+  };
+
+  /* A form connects when submitted, sending its fields; anything else connects at once. */
+  function start(element) {
+    if (active.has(element)) return active.get(element);
+    var connection;
+    try {
+      connection = new Connection(element);
+    } catch (error) {
+      element.dispatchEvent(new CustomEvent("sse:error", { bubbles: true, detail: { message: error.message, willRetry: false } }));
+      return null;
+    }
+    active.set(element, connection);
+    if (element.tagName === "FORM") {
+      connection.onSubmit = function (event) {
+        event.preventDefault();
+        var fields = new URLSearchParams(new FormData(element));
+        if (connection.method === "GET") connection.connect(fields.toString());
+        else connection.connect(fields);
+      };
+      element.addEventListener("submit", connection.onSubmit);
+      connection.setState("idle");
+    } else {
+      connection.connect();
+    }
+    return connection;
+  }
+
+  function stop(element) {
+    var connection = active.get(element);
+    if (connection) connection.destroy("stopped");
+  }
+
+  function scan(root) {
+    if (root.nodeType !== 1) return;
+    if (root.hasAttribute("data-sse-url")) start(root);
+    root.querySelectorAll("[data-sse-url]").forEach(start);
+  }
+
+  /* Elements that leave the page close their connection and listeners; elements added
+   * later (by page code, htmx, a template fragment) start theirs. */
+  new MutationObserver(function (records) {
+    records.forEach(function (record) {
+      record.addedNodes.forEach(scan);
+    });
+    active.forEach(function (connection, element) {
+      if (!element.isConnected) connection.destroy("removed");
+    });
+  }).observe(document.documentElement, { childList: true, subtree: true });
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", function () {
+      scan(document.documentElement);
+    });
+  } else {
+    scan(document.documentElement);
+  }
+
+  window.DjangoSSE = { start: start, stop: stop, EventParser: EventParser };
+})();

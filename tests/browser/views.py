@@ -1,0 +1,118 @@
+"""Streams and pages for the browser tests: each page wires its stream with the template tags."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import path
+from django.views.decorators.csrf import ensure_csrf_cookie
+
+from django_sse import Event, SSEView
+from tests.views import ProbedView
+
+app_name = "browser"
+
+# Data that must arrive intact and never run: non-ASCII, several lines, markup.
+TRICKY = [
+    "héllo wörld ✓ 日本語 🎉",
+    "first line\nsecond line\r\nthird line",
+    "</script><script>window.pwned = 'script'</script>",
+    "<img src=x onerror=\"window.pwned = 'img'\">",
+]
+
+
+class KindsView(ProbedView):
+    """A tick, a note and a plain message, all JSON, then "done"; it never ends by itself."""
+
+    async def items(self, request: HttpRequest) -> AsyncIterator[Any]:
+        yield Event(event="tick", data={"n": 1, "label": "one"}, id="1")
+        yield Event(event="note", data={"text": "a note"}, id="2")
+        yield Event(data={"n": 2}, id="3")
+        yield Event(event="done", data={"total": 3}, id="4")
+        await asyncio.Event().wait()
+
+
+class NumbersView(SSEView):
+    """Numbered events from after Last-Event-ID to ?n=, then "done": resumes with no gap."""
+
+    retry = 100
+
+    async def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        start = int(self.last_event_id) + 1 if self.last_event_id else 0
+        for n in range(start, int(request.GET.get("n", "300"))):
+            yield Event(data=str(n), id=str(n))
+            await asyncio.sleep(0.01)
+        yield Event(event="done", data="")
+
+
+class TrickyView(SSEView):
+    http_method_names = ["get", "post"]
+
+    async def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        for data in TRICKY:
+            yield data
+        yield Event(event="done", data="")
+
+
+class EchoView(SSEView):
+    """POST only: echoes the form or JSON body back as one "echo" event, then "done"."""
+
+    http_method_names = ["post"]
+
+    async def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        if request.content_type == "application/json":
+            body = json.loads(request.body)
+        else:
+            body = {
+                key: value for key, value in request.POST.items() if key != "csrfmiddlewaretoken"
+            }
+        yield Event(event="echo", data=body)
+        yield Event(event="done", data="")
+
+
+def no_content(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(status=204)
+
+
+def page(request: HttpRequest, name: str) -> HttpResponse:
+    """A test page; the test picks its stream with ?stream= and any hostile input with ?hostile=."""
+    hostile = request.GET.get("hostile", "")
+    context = {
+        "stream_url": request.GET.get("stream", ""),
+        "pause": "pause" in request.GET,
+        "hostile": hostile,
+        "hostile_path": f"/counter/?q={hostile}",
+        # Also through the helper's <script nonce="...">.
+        "csp_nonce": hostile,
+    }
+    return render(request, f"browser/{name}.html", context)
+
+
+@ensure_csrf_cookie
+def form_page(request: HttpRequest) -> HttpResponse:
+    return render(request, "browser/post.html", {"payload": {"text": "json body ✓", "n": 7}})
+
+
+def csp_page(request: HttpRequest) -> HttpResponse:
+    """Scripts run only with the nonce: the helper's tag must carry it."""
+    nonce = "bm9uY2UtZm9yLXRlc3Rz"
+    response = render(request, "browser/csp.html", {"csp_nonce": nonce})
+    response["Content-Security-Policy"] = f"script-src 'nonce-{nonce}'"
+    return response
+
+
+urlpatterns = [
+    path("numbers/", NumbersView.as_view(), name="numbers"),
+    path("kinds/", KindsView.as_view(), name="kinds"),
+    path("tricky/", TrickyView.as_view(), name="tricky"),
+    path("echo/", EchoView.as_view(), name="echo"),
+    path("no-content/", no_content, name="no-content"),
+    path("page/post/", form_page, name="post"),
+    path("page/csp/", csp_page, name="csp"),
+    path("page/<slug:name>/", page, name="page"),
+]
