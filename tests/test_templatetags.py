@@ -57,8 +57,8 @@ class TestSseConnect:
     def test_renders_each_option_as_its_attribute(self) -> None:
         attrs = attributes(
             '{% sse_connect "/s/" on="tick done" swap="append-html" target="#log"'
-            ' format="<li>{n}</li>" keep=50 json=True close_on="done" events="note" with_credentials=True'
-            ' pause_hidden=True retry=2000 transport="fetch" headers=h %}',
+            ' format="<li>{n}</li>" keep=50 json=True close_on="done" events="note"'
+            ' with_credentials=True pause_hidden=True retry=2000 transport="fetch" headers=h %}',
             h={"X-Room": "1"},
         )
         assert attrs == {
