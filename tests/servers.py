@@ -128,3 +128,20 @@ class LiveServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def demo_runserver(database: Path) -> LiveServer:
+    """The bundled demo started the way the README says: ``manage.py runserver`` (daphne)."""
+    return LiveServer(
+        "daphne",
+        command=lambda port: [
+            sys.executable,
+            "manage.py",
+            "runserver",
+            "--noreload",
+            f"127.0.0.1:{port}",
+        ],
+        ready="development server at",
+        cwd=ROOT / "demo_project",
+        env={"DJANGO_SETTINGS_MODULE": "demo.settings", "DEMO_DB": str(database)},
+    )

@@ -32,7 +32,9 @@ FLAGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: while sync Playwright runs, its event loop is the
+# thread's running loop, and the async tests of other modules need that place.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         unavailable("chromium", f"no Chromium at {CHROMIUM} (apt-get install chromium)")

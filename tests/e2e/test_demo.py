@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.servers import ROOT, LiveServer
+from tests.servers import demo_runserver
 from tests.sse import RawStream
 
 pytestmark = pytest.mark.e2e
@@ -17,19 +16,7 @@ pytestmark = pytest.mark.e2e
 
 async def test_runserver_serves_the_demo_and_its_basic_stream() -> None:
     database = Path(tempfile.mkdtemp()) / "demo.sqlite3"
-    server = LiveServer(
-        "daphne",
-        command=lambda port: [
-            sys.executable,
-            "manage.py",
-            "runserver",
-            "--noreload",
-            f"127.0.0.1:{port}",
-        ],
-        ready="development server at",
-        cwd=ROOT / "demo_project",
-        env={"DJANGO_SETTINGS_MODULE": "demo.settings", "DEMO_DB": str(database)},
-    )
+    server = demo_runserver(database)
     try:
         with server:
             async with httpx.AsyncClient(base_url=server.url) as client:

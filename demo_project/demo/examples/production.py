@@ -144,10 +144,7 @@ def page(request: HttpRequest) -> HttpResponse:
         "max_duration": ProductionStream.max_duration,
         "client_id": client_id,
         "heartbeat_command": f"curl -N '{request.build_absolute_uri(stream_url)}?interval=8'",
-        "config": {
-            "streamUrl": f"{stream_url}?client={client_id}",
-            "failingUrl": reverse("production:failing"),
-        },
+        "stream_url": f"{stream_url}?client={client_id}",
     }
     return render(request, "demo/production.html", context)
 
