@@ -83,6 +83,11 @@ class TestSseConnect:
             "data-sse-url": "/s/"
         }
 
+    def test_options_that_are_none_are_left_out(self) -> None:
+        assert attributes('{% sse_connect "/s/" transport=t swap=None %}', t=None) == {
+            "data-sse-url": "/s/"
+        }
+
     def test_a_body_is_json(self) -> None:
         attrs = attributes('{% sse_connect "/s/" method="post" body=b %}', b={"q": "</script>"})
         assert attrs["data-sse-body"] == '{"q": "</script>"}'

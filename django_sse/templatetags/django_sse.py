@@ -134,7 +134,14 @@ class SSEAttributesNode(template.Node):
         self.options = options
 
     def render(self, context: template.Context) -> SafeString:
-        options = {name: value.resolve(context) for name, value in self.options.items()}
+        # An option whose value is None is left out, so templates can pass one conditionally.
+        options = {
+            name: value
+            for name, value in (
+                (name, expression.resolve(context)) for name, expression in self.options.items()
+            )
+            if value is not None
+        }
         attributes: dict[str, str | None] = {}
         if self.url is not None:
             attributes["url"] = self._url(context)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 
+import pytest
 from playwright.sync_api import Page
 
 from tests.browser.conftest import page_url, record_requests, seen, wait_closed
@@ -16,10 +17,12 @@ def received(page: Page) -> list[int]:
     return [int(n) for n in page.evaluate(IDS)]
 
 
-def test_the_page_resumes_after_a_server_restart_with_no_gap(page: Page) -> None:
+@pytest.mark.parametrize("transport", ["eventsource", "fetch"])
+def test_the_page_resumes_after_a_server_restart_with_no_gap(page: Page, transport: str) -> None:
     first = LiveServer("uvicorn").start()
+    query = {"transport": "fetch"} if transport == "fetch" else {}
     try:
-        page.goto(page_url(first, "resume", stream="/browser/numbers/?n=400"))
+        page.goto(page_url(first, "resume", stream="/browser/numbers/?n=400", **query))
         page.wait_for_function(f"{IDS}.length >= 50")
         first.send_signal(signal.SIGTERM)
     finally:
@@ -29,6 +32,7 @@ def test_the_page_resumes_after_a_server_restart_with_no_gap(page: Page) -> None
         assert received(page) == list(range(400))
     assert seen(page, "close")[-1]["detail"] == {"reason": "close-event"}
     assert len(seen(page, "open")) >= 2
+    assert {event["detail"]["transport"] for event in seen(page, "open")} == {transport}
 
 
 def test_a_hidden_tab_pauses_and_resumes_with_one_request(page: Page, server: LiveServer) -> None:

@@ -85,6 +85,7 @@ def page(request: HttpRequest, name: str) -> HttpResponse:
     context = {
         "stream_url": request.GET.get("stream", ""),
         "pause": "pause" in request.GET,
+        "transport": request.GET.get("transport"),
         "hostile": hostile,
         "hostile_path": f"/counter/?q={hostile}",
         # Also through the helper's <script nonce="...">.
