@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import uuid
 
 import pytest
 from playwright.sync_api import Page
@@ -56,3 +57,33 @@ def test_a_hidden_tab_pauses_and_resumes_with_one_request(page: Page, server: Li
     assert ids == list(range(len(ids)))
     assert len(streams) == 2
     assert "lastEventId=" in streams[1]
+
+
+def test_a_fetch_stream_retries_server_errors_with_growing_jittered_delays(
+    page: Page, server: LiveServer
+) -> None:
+    attempts = record_requests(page, path="/flaky/")
+    stream = f"/browser/flaky/?key={uuid.uuid4().hex}&failures=3&n=5"
+    page.goto(page_url(server, "resume", stream=stream, transport="fetch", retry="100"))
+    wait_closed(page, "ids")
+
+    assert received(page) == list(range(5))
+    errors = [event["detail"] for event in seen(page, "error")]
+    assert [(e["status"], e["willRetry"]) for e in errors] == [(503, True)] * 3
+    assert errors[0]["message"] == "HTTP 503: try again later"
+    # 100 ms, then doubled per failure with equal jitter: within [100, 200] and [200, 400].
+    first, second, third = (e["delay"] for e in errors)
+    assert first == 100
+    assert 100 <= second <= 200
+    assert 200 <= third <= 400
+    assert len(attempts) == 4
+
+
+def test_a_get_answered_with_a_client_error_is_not_retried(page: Page, server: LiveServer) -> None:
+    attempts = record_requests(page, path="/no-such-stream/")
+    page.goto(page_url(server, "resume", stream="/no-such-stream/", transport="fetch"))
+    wait_closed(page, "ids")
+    [error] = seen(page, "error")
+    assert (error["detail"]["status"], error["detail"]["willRetry"]) == (404, False)
+    assert seen(page, "close")[0]["detail"] == {"reason": "failed"}
+    assert len(attempts) == 1

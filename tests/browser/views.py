@@ -7,7 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import render
 from django.urls import path
 from django.views.decorators.csrf import ensure_csrf_cookie
@@ -75,6 +75,21 @@ class EchoView(SSEView):
         yield Event(event="done", data="")
 
 
+# Requests seen per ?key=, for FlakyView; one server process serves each test.
+_flaky_attempts: dict[str, int] = {}
+
+
+class FlakyView(NumbersView):
+    """503 for the first ?failures= requests of each ?key=, then the numbers stream."""
+
+    async def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        key = request.GET.get("key", "")
+        _flaky_attempts[key] = attempt = _flaky_attempts.get(key, 0) + 1
+        if attempt <= int(request.GET.get("failures", "2")):
+            return HttpResponse("try again later", status=503)
+        return await super().get(request, *args, **kwargs)
+
+
 def no_content(request: HttpRequest) -> HttpResponse:
     return HttpResponse(status=204)
 
@@ -86,6 +101,7 @@ def page(request: HttpRequest, name: str) -> HttpResponse:
         "stream_url": request.GET.get("stream", ""),
         "pause": "pause" in request.GET,
         "transport": request.GET.get("transport"),
+        "retry": request.GET.get("retry"),
         "hostile": hostile,
         "hostile_path": f"/counter/?q={hostile}",
         # Also through the helper's <script nonce="...">.
@@ -112,6 +128,7 @@ urlpatterns = [
     path("kinds/", KindsView.as_view(), name="kinds"),
     path("tricky/", TrickyView.as_view(), name="tricky"),
     path("echo/", EchoView.as_view(), name="echo"),
+    path("flaky/", FlakyView.as_view(), name="flaky"),
     path("no-content/", no_content, name="no-content"),
     path("page/post/", form_page, name="post"),
     path("page/csp/", csp_page, name="csp"),
