@@ -87,3 +87,19 @@ def test_a_get_answered_with_a_client_error_is_not_retried(page: Page, server: L
     assert (error["detail"]["status"], error["detail"]["willRetry"]) == (404, False)
     assert seen(page, "close")[0]["detail"] == {"reason": "failed"}
     assert len(attempts) == 1
+
+
+@pytest.mark.parametrize("transport", ["eventsource", "fetch"])
+def test_a_get_form_streams_with_its_fields_and_each_submit_starts_afresh(
+    page: Page, server: LiveServer, transport: str
+) -> None:
+    query = {"transport": "fetch"} if transport == "fetch" else {}
+    page.goto(page_url(server, "search", **query))
+    assert page.get_attribute("#search", "data-sse-state") == "idle"
+    page.click("#search button")
+    wait_closed(page, "search")
+    page.fill("#search input", "2")
+    page.click("#search button")
+    page.wait_for_function(f"{IDS}.length === 5")
+    wait_closed(page, "search")
+    assert received(page) == [0, 1, 2, 0, 1]

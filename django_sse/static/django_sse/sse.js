@@ -192,6 +192,7 @@
     this.json = flag(element, "json");
     this.closeOn = words(attr(element, "close-on"));
     this.retry = parseInt(attr(element, "retry"), 10) || 1000;
+    this.query = ""; // a GET form's fields, kept for reconnects
     this.lastEventId = "";
     this.failures = 0;
     this.transport = null; // the EventSource or AbortController of the connection in flight
@@ -220,7 +221,7 @@
     if (this.pauseHidden && document.hidden) return this.setState("paused");
     this.setState(this.failures ? "reconnecting" : "connecting");
     if (this.useFetch) this.fetchStream(body);
-    else this.eventSource(body);
+    else this.eventSource();
   };
 
   Connection.prototype.disconnect = function () {
@@ -246,8 +247,14 @@
     active.delete(this.element);
   };
 
+  Connection.prototype.streamURL = function () {
+    if (!this.query) return this.url;
+    return this.url + (this.url.indexOf("?") < 0 ? "?" : "&") + this.query;
+  };
+
   Connection.prototype.visibilityChanged = function () {
-    if (document.hidden && this.state !== "closed") {
+    var live = ["connecting", "open", "reconnecting"].indexOf(this.state) >= 0;
+    if (document.hidden && live) {
       this.disconnect();
       this.setState("paused");
     } else if (!document.hidden && this.state === "paused") {
@@ -315,8 +322,8 @@
   /* The browser reconnects by itself once, honouring the server's retry and sending
    * Last-Event-ID. If that attempt fails too, this takes over with backoff; a new
    * EventSource cannot send the header, so the id travels as ?lastEventId=. */
-  Connection.prototype.eventSource = function (query) {
-    var url = query ? this.url + (this.url.indexOf("?") < 0 ? "?" : "&") + query : this.url;
+  Connection.prototype.eventSource = function () {
+    var url = this.streamURL();
     if (this.lastEventId) url = withQuery(url, "lastEventId", this.lastEventId);
     var self = this;
     var source = new EventSource(url, { withCredentials: flag(this.element, "with-credentials") });
@@ -372,7 +379,7 @@
       if (canReconnect) self.scheduleReconnect(message);
       else self.fail(message + "; a POST is never sent again on its own", undefined, "lost");
     };
-    fetch(this.url, {
+    fetch(this.streamURL(), {
       method: this.method,
       headers: headers,
       body: this.method === "GET" ? undefined : body,
@@ -446,8 +453,10 @@
       connection.onSubmit = function (event) {
         event.preventDefault();
         var fields = new URLSearchParams(new FormData(element));
-        if (connection.method === "GET") connection.connect(fields.toString());
-        else connection.connect(fields);
+        connection.lastEventId = ""; // each submission starts a new stream, not a resumed one
+        if (connection.method !== "GET") return connection.connect(fields);
+        connection.query = fields.toString();
+        connection.connect();
       };
       element.addEventListener("submit", connection.onSubmit);
       connection.setState("idle");
