@@ -8,7 +8,7 @@ PORT ?= 8000
 DEMO := demo_project
 
 .PHONY: setup test test-matrix lint format bench clean
-.PHONY: migrate demo-user run-server demo examples example-1 example-2 example-3 example-4 test-client
+.PHONY: migrate demo-user run-server demo examples example-1 example-2 example-3 example-4 example-5 test-client
 
 setup: $(STAMP)
 
@@ -36,8 +36,10 @@ format: setup
 	$(BIN)/ruff format .
 
 bench: setup
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/idle_streams.py
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/fanout.py
 
 # The demo project (demo_project/): `make demo` sets up, migrates, prints a demo
 # superuser's fresh password and serves the demo under daphne on $(HOST):$(PORT).
@@ -55,7 +57,7 @@ run-server: migrate
 demo: setup migrate demo-user run-server
 
 # Each example runs headless against a real server and fails unless its events arrive.
-examples: example-1 example-3 example-4
+examples: example-1 example-3 example-4 example-5
 	@echo "Example 2 (LLM chat) is not available yet."
 
 example-1: setup
@@ -63,6 +65,9 @@ example-1: setup
 
 example-4: setup
 	$(BIN)/python $(DEMO)/run_example.py 4
+
+example-5: setup
+	$(BIN)/python $(DEMO)/run_example.py 5
 
 # Not written yet: these fail, so nothing mistakes them for a passing run.
 example-2:

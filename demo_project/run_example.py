@@ -1,4 +1,4 @@
-"""Run one demo example headless: ``python run_example.py N`` (1, 3, 4, or client-cli).
+"""Run one demo example headless: ``python run_example.py N`` (1, 3, 4, 5, or client-cli).
 
 Starts the demo under daphne on a free loopback port, reads the example's stream the
 way a browser would, prints what arrived, and always stops the server. Exits 0 only
@@ -264,6 +264,56 @@ def example_3(base_url: str) -> None:
     print("OK: 5 consecutive events arrived through django_sse.client.")
 
 
+def example_5(base_url: str) -> None:
+    """The live room: history replay, resume of two channels, and sse_publish's feed."""
+    room = f"run-{secrets.token_hex(4)}"
+    url = f"{base_url}/examples/room/{room}/stream/"
+    print(f"Example 5: the live room #{room}")
+    with httpx.Client(timeout=READ_TIMEOUT) as client:
+        print("\n1. Post 3 messages, then read them from the room's history.")
+        for text in ("one", "two", "three"):
+            _post_message(client, base_url, room, text)
+        # The room channel from its start; the feed from now on.
+        with open_stream(client, url, last_event_id=f"room.{room}:0") as events:
+            first = _shown(take(events, 3))
+        _expect_chat(first, ["one", "two", "three"])
+
+        print("\n2. Disconnected: post 2 more, and publish to the feed from a terminal.")
+        for text in ("four", "five"):
+            _post_message(client, base_url, room, text)
+        command = [sys.executable, "manage.py", "sse_publish", "feed", f"hello {room}"]
+        print(f"$ {' '.join(command[1:])}")
+        subprocess.run(command, cwd=HERE, check=True, timeout=60)
+
+        last = first[-1].id
+        print(f"\n3. Reconnect with Last-Event-ID: {last} and read what was missed.")
+        with open_stream(client, url, last_event_id=last) as events:
+            missed = _shown(take(events, 3))
+    _expect_chat([event for event in missed if event.event == "chat"], ["four", "five"])
+    feed = [event.data for event in missed if event.event == "message"]
+    if feed != [f"hello {room}"]:
+        raise ExampleFailed(f"expected the feed message once, got {feed}")
+    print("OK: history replayed both channels after the reconnect, each event once.")
+
+
+def _post_message(client: httpx.Client, base_url: str, room: str, text: str) -> None:
+    """What the room page's form does: a POST with Django's CSRF token."""
+    client.get(f"{base_url}/examples/room/{room}/").raise_for_status()
+    response = client.post(
+        f"{base_url}/examples/room/{room}/post/",
+        data={"name": "run_example", "text": text},
+        headers={"X-CSRFToken": client.cookies.get("csrftoken") or ""},
+    )
+    if response.status_code != 200:
+        raise ExampleFailed(f"posting answered {response.status_code}: {response.text}")
+
+
+def _expect_chat(events: list[MessageEvent], texts: list[str]) -> None:
+    expected = [f"<li><b>run_example</b>: {text}</li>" for text in texts]
+    if [event.data for event in events] != expected or any(e.event != "chat" for e in events):
+        raise ExampleFailed(f"expected chat messages {texts}, got {[e.data for e in events]}")
+
+
 def client_cli(base_url: str) -> None:
     """``python -m django_sse.client`` against the demo: what ``make test-client`` runs."""
     url = f"{base_url}/examples/basic/stream/"
@@ -284,6 +334,7 @@ EXAMPLES: dict[str, Callable[[str], None]] = {
     "1": example_1,
     "3": example_3,
     "4": example_4,
+    "5": example_5,
     "client-cli": client_cli,
 }
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
+    "ChannelView",
     "Event",
     "EventParser",
     "MessageEvent",
     "Outcome",
     "SSEResponse",
     "SSEView",
+    "apublish",
+    "publish",
     "sse_response",
 ]
 
@@ -19,6 +22,9 @@ __version__ = "0.1.0"
 # Public names resolve lazily, so importing django_sse (e.g. from settings) never
 # imports Django's models or an optional extra before they are needed.
 _LOCATIONS = {
+    "ChannelView": "django_sse.broadcast",
+    "apublish": "django_sse.broadcast",
+    "publish": "django_sse.broadcast",
     "Event": "django_sse.protocol",
     "EventParser": "django_sse.protocol",
     "MessageEvent": "django_sse.protocol",
@@ -29,6 +35,7 @@ _LOCATIONS = {
 }
 
 if TYPE_CHECKING:
+    from django_sse.broadcast import ChannelView, apublish, publish
     from django_sse.protocol import Event, EventParser, MessageEvent
     from django_sse.response import Outcome, SSEResponse, sse_response
     from django_sse.views import SSEView

@@ -28,6 +28,8 @@ def check_deployment(
         conf.get("KEEP_ALIVE")
     except ImproperlyConfigured as error:
         messages.append(checks.Error(str(error), id="django_sse.E001"))
+    else:
+        messages += _check_broadcast_layer()
     if not getattr(settings, "ASGI_APPLICATION", None):
         messages.append(
             checks.Warning(
@@ -67,6 +69,52 @@ def check_deployment(
             )
         )
     return messages
+
+
+def _check_broadcast_layer() -> list[checks.CheckMessage]:
+    layers = getattr(settings, "CHANNEL_LAYERS", None)
+    alias = conf.get("BROADCAST_LAYER")
+    # Without CHANNEL_LAYERS, broadcast uses an in-memory layer of its own.
+    if not layers:
+        return []
+    if alias not in layers:
+        return [
+            checks.Error(
+                f"DJANGO_SSE['BROADCAST_LAYER'] is {alias!r}, which CHANNEL_LAYERS does not "
+                f"define.",
+                hint=f"Use one of: {', '.join(map(repr, layers))}.",
+                id="django_sse.E002",
+            )
+        ]
+    return _check_redis_read_timeout(alias, layers[alias])
+
+
+def _check_redis_read_timeout(alias: str, layer: dict[str, Any]) -> list[checks.CheckMessage]:
+    """redis-py 8 made reads time out after 5 s by default, which is exactly how long
+    channels_redis blocks waiting for a message (channels_redis issue 422)."""
+    if not str(layer.get("BACKEND", "")).startswith("channels_redis."):
+        return []
+    try:
+        from redis import __version__ as redis_version
+    except ImportError:
+        return []
+    if int(redis_version.split(".")[0]) < 8:
+        return []
+    hosts = layer.get("CONFIG", {}).get("hosts") or [None]
+    if all(isinstance(host, dict) and "socket_timeout" in host for host in hosts):
+        return []
+    return [
+        checks.Warning(
+            f"CHANNEL_LAYERS[{alias!r}] uses channels_redis with redis-py {redis_version}, "
+            f"whose default read timeout (5 s) interrupts every wait for a message.",
+            hint=(
+                "Give each host a longer timeout, e.g. "
+                '{"address": "redis://127.0.0.1:6379", "socket_timeout": 10}. Until then '
+                "events arrive late, by history polling, and errors are logged."
+            ),
+            id="django_sse.W004",
+        )
+    ]
 
 
 def _check_disconnect_watching() -> list[checks.CheckMessage]:

@@ -28,6 +28,20 @@ DEFAULTS: dict[str, Any] = {
     # End open streams (outcome "shutdown") when the process gets SIGINT or SIGTERM,
     # so servers that wait for open responses can stop.
     "HANDLE_SIGNALS": True,
+    # Broadcast (django_sse.broadcast). The CHANNEL_LAYERS alias to publish through;
+    # without CHANNEL_LAYERS, an in-memory layer that reaches this process only.
+    "BROADCAST_LAYER": "default",
+    # History kept per channel for replay: at most this many events (None: no limit)...
+    "BROADCAST_HISTORY_SIZE": 1000,
+    # ...and none older than this many seconds (None: no limit).
+    "BROADCAST_HISTORY_AGE": 86400.0,
+    # Events waiting for one subscriber; when full, it is cut off (outcome
+    # "slow_consumer") and its client replays from history on reconnect.
+    "BROADCAST_QUEUE_SIZE": 1000,
+    # Seconds between history checks for channels with subscribers in this process:
+    # delivers what the layer dropped, and, with an in-memory layer, what other
+    # processes published. None turns them off.
+    "BROADCAST_POLL_INTERVAL": 1.0,
 }
 
 

@@ -1,4 +1,7 @@
-"""StreamLog: one row per stream, written when it opens and when it closes."""
+"""StreamLog: one row per stream, written when it opens and when it closes.
+
+The broadcast history's tables are defined next to the code that uses them.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,10 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from django_sse.broadcast.models import BroadcastChannel, BroadcastEvent
 from django_sse.response import Outcome
 
-__all__ = ["StreamLog"]
+__all__ = ["BroadcastChannel", "BroadcastEvent", "StreamLog"]
 
 OPEN = "open"
 OUTCOME_CHOICES = [

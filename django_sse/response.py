@@ -54,6 +54,9 @@ class Outcome(str, enum.Enum):
     ERROR = "error"
     TIMEOUT = "timeout"
     SHUTDOWN = "shutdown"
+    # Broadcast: the subscriber fell a whole queue behind, or lost access to a channel.
+    SLOW_CONSUMER = "slow_consumer"
+    REVOKED = "revoked"
 
     def __str__(self) -> str:
         return self.value
@@ -222,10 +225,13 @@ class _Stream:
         "_buffer",
         "_closing",
         "_finished",
+        "_last_sent",
         "_pump",
         "_source",
         "_space",
         "_stats",
+        "_timer",
+        "_timer_at",
         "_waiter",
     )
 
@@ -237,7 +243,12 @@ class _Stream:
         self._space: asyncio.Future[None] | None = None
         self._finished = False
         self._closing = False
-        self._pump = asyncio.get_running_loop().create_task(self._fill())
+        loop = asyncio.get_running_loop()
+        self._last_sent = loop.time()
+        # One timer per stream for keep-alives and the deadline (see _arm()).
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = _NEVER
+        self._pump = loop.create_task(self._fill())
 
     def stop(self, outcome: Outcome) -> None:
         self.conclude(outcome)
@@ -261,37 +272,55 @@ class _Stream:
         """
         loop = asyncio.get_running_loop()
         while True:
-            if deadline is not None and self._stats.outcome is None and loop.time() >= deadline:
+            now = loop.time()
+            if deadline is not None and self._stats.outcome is None and now >= deadline:
                 self.stop(Outcome.TIMEOUT)
             if self._buffer:
                 chunk = b"".join(self._buffer)
                 self._buffer.clear()
                 _resolve(self._space)
+                self._last_sent = now
                 return chunk
             if self._stats.outcome is not None:
                 return None
             if self._finished:
                 self.conclude(Outcome.COMPLETED)
                 return None
-            wake_at = min(
-                loop.time() + keep_alive if keep_alive > 0 else _NEVER,
-                deadline if deadline is not None else _NEVER,
-            )
+            keep_alive_at = self._last_sent + keep_alive if keep_alive > 0 else _NEVER
+            if now >= keep_alive_at:
+                self._last_sent = now
+                return KEEP_ALIVE
+            self._arm(min(keep_alive_at, deadline if deadline is not None else _NEVER))
             waiter = self._waiter = loop.create_future()
-            timer = loop.call_at(wake_at, _resolve, waiter) if wake_at != _NEVER else None
             try:
                 await waiter
             finally:
                 self._waiter = None
-                if timer is not None:
-                    timer.cancel()
-            idle = not self._buffer and not self._finished and self._stats.outcome is None
-            if idle and (deadline is None or loop.time() < deadline):
-                return KEEP_ALIVE
+
+    def _arm(self, when: float) -> None:
+        """Make sure the timer fires by ``when``.
+
+        A timer that fires early is harmless (next_chunk looks at the clock and waits
+        again), so it is only moved earlier, never later: a busy stream does not
+        reschedule a timer for every event, which matters with thousands of streams.
+        """
+        if when == _NEVER or self._timer_at <= when:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = asyncio.get_running_loop().call_at(when, self._ring)
+
+    def _ring(self) -> None:
+        self._timer = None
+        self._timer_at = _NEVER
+        self._wake()
 
     async def close(self) -> None:
         """Stop the pump and close the source, so its ``finally`` runs now."""
         self._closing = True
+        if self._timer is not None:
+            self._timer.cancel()
         if not self._pump.done():
             self._pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 SECRET_KEY = "tests-only-not-secret"
@@ -61,3 +62,29 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {"django_sse": {"handlers": ["console"], "level": "INFO"}},
 }
+
+# Broadcast (tests/broadcast/, tests/e2e/test_broadcast.py). History is read and
+# written from several threads at once; SQLite's shared in-memory test database fails
+# a read that meets another connection's write lock ("database table is locked")
+# instead of waiting for it as a file database does, so the test database is a file,
+# one per test run.
+DATABASES["default"]["TEST"] = {  # type: ignore[assignment]
+    "NAME": os.path.join(tempfile.gettempdir(), f"django-sse-tests-{os.getpid()}.sqlite3")
+}
+# The end-to-end broadcast servers share a Redis channel layer under a prefix of their
+# test's own; everything else uses broadcast's embedded in-memory layer.
+if os.environ.get("SSE_TEST_REDIS_PREFIX"):
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": os.environ.get("SSE_TEST_REDIS_URL", "redis://127.0.0.1:6379"),
+                        "socket_timeout": 10,
+                    }
+                ],
+                "prefix": os.environ["SSE_TEST_REDIS_PREFIX"],
+            },
+        }
+    }

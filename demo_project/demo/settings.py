@@ -75,6 +75,17 @@ TIME_ZONE = "UTC"
 STATIC_URL = "static/"
 LOGIN_URL = "/admin/login/"
 
+# Broadcast (Example 5) goes through a channel layer. Without CHANNEL_LAYERS django_sse
+# uses an in-memory one: a single server process, nothing to install. Set DEMO_REDIS_URL
+# (e.g. redis://127.0.0.1:6379/0) to share events between several server processes.
+if os.environ.get("DEMO_REDIS_URL"):
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [os.environ["DEMO_REDIS_URL"]], "prefix": "django_sse_demo"},
+        }
+    }
+
 # Every key is optional (see django_sse.conf.DEFAULTS). The demo keeps the project-wide
 # defaults and sets keep_alive and retry on the views that show them off.
 DJANGO_SSE: dict[str, object] = {}

@@ -11,4 +11,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("examples/basic/", include("demo.examples.basic")),
     path("examples/production/", include("demo.examples.production")),
+    path("examples/room/", include("demo.examples.room")),
 ]

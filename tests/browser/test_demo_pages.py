@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import wait_closed
-from tests.servers import LiveServer, demo_runserver
+from tests.servers import ROOT, LiveServer, demo_runserver
 
 IDS = "document.getElementById('ids').textContent.trim().split(/ +/)"
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    with demo_runserver(tmp_path_factory.mktemp("demo") / "db.sqlite3") as server:
+def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("demo") / "db.sqlite3"
+
+
+@pytest.fixture(scope="module")
+def demo(demo_db: Path) -> Iterator[LiveServer]:
+    with demo_runserver(demo_db) as server:
         yield server
 
 
@@ -50,3 +59,34 @@ def test_example_4_failing_stream_shows_its_error_event(page: Page, demo: LiveSe
     assert lines[:3] == [f'message id={n} data={{"n":{n}}}' for n in range(3)]
     assert lines[3].startswith('error id=2 data={"message":"the upstream feed went away"}')
     assert len(lines) == 4
+
+
+def test_example_5_a_message_posted_in_one_tab_appears_in_every_tab(
+    browser: Browser, demo: LiveServer, demo_db: Path
+) -> None:
+    room = f"{demo.url}/examples/room/browsers/"
+    context = browser.new_context()
+    tabs = [context.new_page(), context.new_page()]
+    try:
+        for tab in tabs:
+            tab.goto(room)
+            expect(tab.locator("#room")).to_have_attribute("data-sse-state", "open")
+        tabs[0].fill("#post [name=name]", "Ada")
+        tabs[0].fill("#post [name=text]", "<b>hello</b> & welcome")
+        tabs[0].click("#post button")
+        for tab in tabs:
+            expect(tab.locator("#messages li")).to_have_text(["Ada: <b>hello</b> & welcome"])
+
+        # From a terminal: another process, which the in-memory layer cannot reach;
+        # the server finds the event in history within a poll interval.
+        subprocess.run(
+            [sys.executable, "manage.py", "sse_publish", "feed", "Deploy finished"],
+            cwd=ROOT / "demo_project",
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": "demo.settings", "DEMO_DB": str(demo_db)},
+            check=True,
+            timeout=60,
+        )
+        for tab in tabs:
+            expect(tab.locator("#feed li")).to_have_text(["Deploy finished"])
+    finally:
+        context.close()

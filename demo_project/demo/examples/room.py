@@ -1,0 +1,79 @@
+"""Example 5: a live room. Messages posted in one tab appear in every tab, in every
+server process, and a feed channel takes what ``manage.py sse_publish feed ...`` sends.
+
+Each page follows two channels on one stream: its room's and the shared "feed". The
+browser's reconnects resume both from one Last-Event-ID, so a dropped connection
+loses nothing that history still holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.views import View
+
+from django_sse.broadcast import ChannelView, apublish
+
+app_name = "room"
+
+FEED = "feed"
+MAX_NAME = 40
+MAX_TEXT = 500
+
+
+def room_channel(room: str) -> str:
+    # <slug:room> in the URLs keeps this a valid channel name.
+    return f"room.{room}"
+
+
+class RoomStream(ChannelView):
+    """The room's messages and the feed, replayed from history after a reconnect."""
+
+    retry = 1000
+
+    def get_channels(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Sequence[str]:
+        return [room_channel(kwargs["room"]), FEED]
+
+
+class PostMessage(View):
+    """POST name and text: publish them to the room, to every tab in every process."""
+
+    http_method_names = ["post"]
+
+    async def post(self, request: HttpRequest, room: str) -> JsonResponse:
+        name = request.POST.get("name", "").strip()
+        text = request.POST.get("text", "").strip()
+        if not name or not text:
+            return JsonResponse({"error": "Both a name and a message are needed."}, status=400)
+        if len(name) > MAX_NAME or len(text) > MAX_TEXT:
+            return JsonResponse(
+                {"error": f"Names take up to {MAX_NAME} characters, messages {MAX_TEXT}."},
+                status=400,
+            )
+        # The server renders (and escapes) the fragment; the page appends it as HTML.
+        fragment = format_html("<li><b>{}</b>: {}</li>", name, text)
+        event_id = await apublish(room_channel(room), str(fragment), event="chat")
+        return JsonResponse({"id": event_id})
+
+
+def page(request: HttpRequest, room: str = "lobby") -> HttpResponse:
+    context = {
+        "room": room,
+        "stream_url": reverse("room:stream", args=[room]),
+        "post_url": reverse("room:post", args=[room]),
+        "feed": FEED,
+    }
+    return render(request, "demo/room.html", context)
+
+
+urlpatterns = [
+    path("", page, name="page"),
+    path("<slug:room>/", page, name="room"),
+    path("<slug:room>/stream/", RoomStream.as_view(), name="stream"),
+    path("<slug:room>/post/", PostMessage.as_view(), name="post"),
+]

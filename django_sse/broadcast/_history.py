@@ -1,0 +1,205 @@
+"""The history store: sequence numbers, recent events for replay, and pruning.
+
+Functions here are synchronous ORM code. The event loop calls them through
+``in_worker()``, which runs them in a worker thread and closes the thread's database
+connection afterwards, so neither the loop nor an open stream holds a connection.
+Everything reads from and writes to the database the router picks for writes: a
+replica that lags behind would make gaps look unfillable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import reduce
+from operator import or_
+from typing import Any, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.db import IntegrityError, connections, router, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from django_sse import conf
+from django_sse.broadcast.models import BroadcastChannel, BroadcastEvent
+
+__all__ = [
+    "EVENT_MESSAGE",
+    "StoredEvent",
+    "append",
+    "catch_up",
+    "database",
+    "heads",
+    "in_worker",
+    "prune",
+    "prune_due",
+    "read",
+]
+
+_R = TypeVar("_R")
+
+# Events per history query, for replays and gap fills alike.
+PAGE_SIZE = 500
+# A channel is pruned on every PRUNE_EVERY-th publish, one batch at most, so a publish
+# never pays for more than one bounded DELETE; sse_prune_history does the rest.
+PRUNE_EVERY = 100
+PRUNE_BATCH = 1000
+
+EVENT_MESSAGE = "django_sse.event"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One event of a channel, as kept in history and as carried by the channel layer."""
+
+    channel: str
+    seq: int
+    event: str  # "" for the default type, "message"
+    data: str
+
+    def as_message(self) -> dict[str, Any]:
+        return {
+            "type": EVENT_MESSAGE,
+            "channel": self.channel,
+            "seq": self.seq,
+            "event": self.event,
+            "data": self.data,
+        }
+
+    @classmethod
+    def from_message(cls, message: Mapping[str, Any]) -> StoredEvent:
+        return cls(message["channel"], int(message["seq"]), message["event"], message["data"])
+
+
+def database() -> str:
+    return router.db_for_write(BroadcastEvent)
+
+
+async def in_worker(function: Callable[..., _R], *args: Any) -> _R:
+    def call() -> _R:
+        try:
+            return function(*args)
+        finally:
+            connections.close_all()
+
+    return await sync_to_async(call, thread_sensitive=False)()
+
+
+def append(channel: str, event: str, data: str) -> StoredEvent:
+    """Store an event under the channel's next sequence number.
+
+    The counter is incremented before it is read: the UPDATE takes the row's write
+    lock at once, on PostgreSQL and SQLite alike, so concurrent publishers queue up
+    behind it instead of reading the same value (or, on SQLite, deadlocking while
+    upgrading a read lock). Inside an outer transaction the lock is held until that
+    transaction ends, so sequence numbers follow commit order.
+    """
+    using = database()
+    counters = BroadcastChannel.objects.using(using).filter(name=channel)
+    with transaction.atomic(using=using):
+        if not counters.update(last_seq=F("last_seq") + 1):
+            try:
+                with transaction.atomic(using=using):
+                    BroadcastChannel.objects.using(using).create(name=channel, last_seq=1)
+            except IntegrityError:  # another publisher created it first
+                counters.update(last_seq=F("last_seq") + 1)
+        seq = counters.values_list("last_seq", flat=True).get()
+        BroadcastEvent.objects.using(using).create(
+            channel=channel, seq=seq, event=event, data=data, created_at=timezone.now()
+        )
+    return StoredEvent(channel, seq, event, data)
+
+
+def heads(channels: Iterable[str]) -> dict[str, int]:
+    """Each channel's last sequence number; 0 for a channel never published to."""
+    channels = list(channels)
+    found = dict(
+        BroadcastChannel.objects.using(database())
+        .filter(name__in=channels)
+        .values_list("name", "last_seq")
+    )
+    return {channel: found.get(channel, 0) for channel in channels}
+
+
+def read(after: Mapping[str, int], limit: int = PAGE_SIZE) -> list[StoredEvent]:
+    """Up to ``limit`` events that follow the given positions, in publishing order.
+
+    Within a channel, insertion order is sequence order (the counter's lock is held
+    while the row is inserted), so ordering by primary key interleaves several
+    channels the way they were published.
+    """
+    if not after:
+        return []
+    rows = (
+        BroadcastEvent.objects.using(database())
+        .filter(reduce(or_, (Q(channel=c, seq__gt=seq) for c, seq in after.items())))
+        .order_by("pk")
+        .values_list("channel", "seq", "event", "data")[:limit]
+    )
+    return [StoredEvent(*row) for row in rows]
+
+
+async def catch_up(
+    after: Mapping[str, int], targets: Mapping[str, int]
+) -> AsyncIterator[StoredEvent]:
+    """Events from history after ``after`` until each channel reaches its target.
+
+    Reads page by page; stops early when history runs out, so a channel that ends
+    below its target had events pruned (or is being caught up by a reader that
+    already has them). May yield events beyond a target, never fewer than exist.
+    """
+    positions = dict(after)
+    pending = {c: target for c, target in targets.items() if positions[c] < target}
+    while pending:
+        page = await in_worker(read, {c: positions[c] for c in pending})
+        for stored in page:
+            positions[stored.channel] = stored.seq
+            yield stored
+        if len(page) < PAGE_SIZE:
+            return
+        pending = {c: target for c, target in pending.items() if positions[c] < target}
+
+
+def prune_due(seq: int) -> bool:
+    return seq % PRUNE_EVERY == 0
+
+
+def prune(
+    channels: Iterable[str] | None = None,
+    *,
+    batch_size: int = PRUNE_BATCH,
+    max_batches: int | None = None,
+) -> int:
+    """Delete events outside the history window, in batches; returns how many.
+
+    Without ``channels``, every channel is pruned. ``max_batches`` bounds the work
+    per channel, for pruning on the publishing path.
+    """
+    size = conf.get("BROADCAST_HISTORY_SIZE")
+    age = conf.get("BROADCAST_HISTORY_AGE")
+    if size is None and age is None:
+        return 0
+    using = database()
+    counters = BroadcastChannel.objects.using(using)
+    if channels is not None:
+        counters = counters.filter(name__in=list(channels))
+    cutoff = timezone.now() - timedelta(seconds=age) if age is not None else None
+    deleted = 0
+    # Read in full first: on SQLite, deleting while a read cursor is open holds a read
+    # lock into the write, which deadlocks with another writer's commit.
+    for channel, last_seq in list(counters.values_list("name", "last_seq")):
+        outside = Q()
+        if size is not None:
+            outside |= Q(seq__lte=last_seq - size)
+        if cutoff is not None:
+            outside |= Q(created_at__lt=cutoff)
+        old = BroadcastEvent.objects.using(using).filter(outside, channel=channel)
+        batches = 0
+        while max_batches is None or batches < max_batches:
+            batch = list(old.order_by("seq").values_list("pk", flat=True)[:batch_size])
+            if not batch:
+                break
+            deleted += BroadcastEvent.objects.using(using).filter(pk__in=batch).delete()[0]
+            batches += 1
+    return deleted

@@ -1,0 +1,203 @@
+"""One stream's subscription: replay from history, then live events, each exactly once.
+
+The seam between the two is where other implementations lose or repeat events. Here
+the subscription joins the hub first, so live events queue up while history is read;
+it then reads the channels' sequence numbers and replays history up to them, and only
+then drains the queue, skipping what it has already sent. An event published while
+history was being read is in the queue, in history, or both, never neither.
+
+Every event is checked against the stream's position in its channel: one already sent
+is skipped, and one that arrives with a gap before it (the layer dropped messages)
+waits until the gap is read from history. What history no longer has is announced
+with a ``reset`` event instead of being skipped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable
+
+from django_sse import conf
+from django_sse.broadcast import _history
+from django_sse.broadcast._channels import format_id, parse_id, validate_channels
+from django_sse.broadcast._history import StoredEvent
+from django_sse.broadcast._hub import Hub, get_hub
+from django_sse.broadcast._publish import RESET
+from django_sse.protocol import Event
+from django_sse.response import Outcome
+
+__all__ = ["Subscription"]
+
+# Why a reset event was sent: events were pruned from history before the stream got
+# them, the client's Last-Event-ID is beyond the channel's last event (its history
+# was wiped), or the Last-Event-ID is not one of ours.
+EXPIRED = "expired"
+AHEAD = "ahead"
+INVALID = "invalid"
+
+
+class Subscription:
+    """Events of ``channels`` from after ``last_event_id`` on, as SSE Events.
+
+    ``async with subscription:`` joins the hub (and leaves it on exit); iterating it
+    inside yields the events.
+
+    ``on_end`` is called when the hub ends the subscription: its queue overflowed
+    (outcome ``slow_consumer``) or its user's access was revoked (``revoked``).
+    """
+
+    __slots__ = (
+        "_capacity",
+        "_ended",
+        "_heads",
+        "_hub",
+        "_last_event_id",
+        "_positions",
+        "_queue",
+        "_resets",
+        "_waiter",
+        "channels",
+        "on_end",
+        "user",
+    )
+
+    def __init__(
+        self,
+        channels: Iterable[str],
+        last_event_id: str | None = None,
+        *,
+        user: str | None = None,
+        on_end: Callable[[Outcome], None] | None = None,
+    ) -> None:
+        self.channels = validate_channels(channels)
+        self.user = user
+        self.on_end = on_end
+        self._last_event_id = last_event_id
+        # The last sequence number sent (or skipped by a reset), per channel.
+        self._positions: dict[str, int] = {}
+        self._queue: deque[StoredEvent] = deque()
+        self._capacity: int = conf.get("BROADCAST_QUEUE_SIZE")
+        self._waiter: asyncio.Future[None] | None = None
+        self._ended: Outcome | None = None
+        self._hub: Hub
+        # Each channel's sequence number right after joining the hub, and the resets
+        # for what the Last-Event-ID cannot resume: the stream starts with both.
+        self._heads: dict[str, int] = {}
+        self._resets: list[Event] = []
+
+    async def __aenter__(self) -> Subscription:
+        """Join the hub, then read where each channel is: nothing published after
+        this returns can be missed."""
+        self._hub = get_hub()
+        try:
+            await self._hub.subscribe(self)
+            self._heads = await _history.in_worker(_history.heads, self.channels)
+        except BaseException:
+            await self._hub.unsubscribe(self)
+            raise
+        self._resets = self._start(self._heads)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._hub.unsubscribe(self)
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        """Replay, then live events, until the hub ends the subscription."""
+        for event in self._resets:
+            yield event
+        behind = {c: head for c, head in self._heads.items() if self._positions[c] < head}
+        async for event in self._replay(behind):
+            yield event
+        while (stored := await self._next()) is not None:
+            if stored.seq > self._positions[stored.channel] + 1:
+                async for event in self._replay({stored.channel: stored.seq - 1}):
+                    yield event
+            for event in self._deliver(stored):
+                yield event
+
+    # Called by the hub.
+
+    def push(self, stored: StoredEvent) -> bool:
+        if self._ended is not None:
+            return False
+        if len(self._queue) >= self._capacity:
+            self.end(Outcome.SLOW_CONSUMER)
+            return False
+        self._queue.append(stored)
+        self._wake()
+        return True
+
+    def end(self, outcome: Outcome) -> None:
+        if self._ended is not None:
+            return
+        self._ended = outcome
+        self._queue.clear()
+        self._wake()
+        if self.on_end is not None:
+            self.on_end(outcome)
+
+    # The stream's side.
+
+    def _start(self, heads: dict[str, int]) -> list[Event]:
+        """Set the starting positions; resets for what the Last-Event-ID cannot resume."""
+        requested: dict[str, int] | None = {}
+        if self._last_event_id:  # an empty id is the spec's way of saying "none"
+            requested = parse_id(self._last_event_id, self.channels)
+        resets: list[tuple[str, str]] = []
+        for channel, head in heads.items():
+            asked = None if requested is None else requested.get(channel)
+            if asked is None or asked > head:
+                self._positions[channel] = head
+                if requested is None:
+                    resets.append((channel, INVALID))
+                elif asked is not None:
+                    resets.append((channel, AHEAD))
+            else:
+                self._positions[channel] = asked
+        return [self._reset(channel, reason, heads[channel] + 1) for channel, reason in resets]
+
+    async def _replay(self, targets: dict[str, int]) -> AsyncIterator[Event]:
+        """History up to each channel's target; a reset for what history lacks."""
+        after = {channel: self._positions[channel] for channel in targets}
+        async for stored in _history.catch_up(after, targets):
+            for event in self._deliver(stored):
+                yield event
+        for channel, target in targets.items():
+            if self._positions[channel] < target:
+                yield self._reset(channel, EXPIRED, target + 1)
+
+    def _deliver(self, stored: StoredEvent) -> list[Event]:
+        channel, seq = stored.channel, stored.seq
+        position = self._positions[channel]
+        if seq <= position:
+            return []
+        events = [self._reset(channel, EXPIRED, seq)] if seq > position + 1 else []
+        self._positions[channel] = seq
+        events.append(
+            Event(data=stored.data, event=stored.event or None, id=format_id(self._positions))
+        )
+        return events
+
+    def _reset(self, channel: str, reason: str, first_seq: int) -> Event:
+        """Tell the client it missed events of ``channel``; the stream goes on at first_seq."""
+        self._positions[channel] = first_seq - 1
+        return Event(
+            event=RESET,
+            data={"channel": channel, "reason": reason, "first_seq": first_seq},
+            id=format_id(self._positions),
+        )
+
+    async def _next(self) -> StoredEvent | None:
+        """The next queued event; None once the hub has ended the subscription."""
+        while not self._queue and self._ended is None:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._queue.popleft() if self._ended is None else None
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)

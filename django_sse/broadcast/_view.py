@@ -1,0 +1,112 @@
+"""ChannelView: stream the events published to channels chosen per request; revoke()."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from typing import Any
+
+from asgiref.sync import async_to_sync, sync_to_async
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponseBadRequest, HttpResponseBase
+
+from django_sse.broadcast._channels import group_name, validate_channel, validate_channels
+from django_sse.broadcast._hub import REVOKE_MESSAGE
+from django_sse.broadcast._layer import get_layer
+from django_sse.broadcast._subscription import Subscription
+from django_sse.response import Outcome, SSEResponse
+from django_sse.views import SSEView
+
+__all__ = ["ChannelView", "arevoke", "revoke"]
+
+
+class ChannelView(SSEView):
+    """Stream what ``publish()`` sends to this request's channels, resuming on reconnect.
+
+    Name the channels in ``channels``, or per request in ``get_channels()``. Each one
+    must pass ``has_channel_permission()`` before anything is streamed, or the request
+    gets a 403; an invalid channel name gets a 400.
+    """
+
+    channels: Sequence[str] = ()
+    # The channels this request subscribed to, once its access has been checked.
+    subscribed: tuple[str, ...] = ()
+
+    _response: SSEResponse | None = None
+    _user: str | None = None
+
+    def get_channels(
+        self, request: HttpRequest, *args: Any, **kwargs: Any
+    ) -> Sequence[str] | Awaitable[Sequence[str]]:
+        """The channels to subscribe to: the URL's arguments, query, user... (may be async)."""
+        return self.channels
+
+    async def has_channel_permission(self, request: HttpRequest, channel: str) -> bool:
+        """Whether this request may follow ``channel``. Runs before streaming starts."""
+        return True
+
+    async def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        subscription = Subscription(
+            self.subscribed, self.last_event_id, user=self._user, on_end=self._end
+        )
+        async with subscription:
+            async for event in subscription:
+                yield event
+
+    async def _check_access(self, request: HttpRequest) -> HttpResponseBase | None:
+        denied = await super()._check_access(request)
+        if denied is not None:
+            return denied
+        names = self.get_channels(request, *self.args, **self.kwargs)
+        if inspect.isawaitable(names):
+            names = await names
+        try:
+            self.subscribed = validate_channels(names)
+        except ValueError as error:
+            return HttpResponseBadRequest(str(error), content_type="text/plain; charset=utf-8")
+        for channel in self.subscribed:
+            if not await self.has_channel_permission(request, channel):
+                raise PermissionDenied(f"You may not subscribe to channel {channel!r}")
+        self._user = await _user_key(request)
+        return None
+
+    async def _respond(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        response = await super()._respond(request, *args, **kwargs)
+        if isinstance(response, SSEResponse):
+            self._response = response
+        return response
+
+    def _end(self, outcome: Outcome) -> None:
+        if self._response is not None:
+            self._response.stop(outcome)
+
+
+async def _user_key(request: HttpRequest) -> str | None:
+    if not hasattr(request, "user"):
+        return None
+    auser = getattr(request, "auser", None)
+    if auser is not None:  # Django 5.0+
+        user = await auser()
+    else:
+        user = await sync_to_async(lambda: request.user)()
+    return str(user.pk) if user.is_authenticated else None
+
+
+def revoke(user: Any, channel: str) -> None:
+    """End ``user``'s open streams of ``channel``, in every process the layer reaches.
+
+    ``user`` is a user or its primary key. The streams end with outcome ``revoked``;
+    their clients reconnect, and ``has_channel_permission()`` decides again. So change
+    what that hook checks first, then revoke.
+    """
+    async_to_sync(arevoke)(user, channel)
+
+
+async def arevoke(user: Any, channel: str) -> None:
+    """``revoke()`` for async code."""
+    validate_channel(channel)
+    pk = getattr(user, "pk", user)
+    if pk is None:
+        raise ValueError("revoke() needs a saved user or a primary key, not an anonymous user")
+    message = {"type": REVOKE_MESSAGE, "channel": channel, "user": str(pk)}
+    await get_layer().group_send(group_name(channel), message)

@@ -1,0 +1,214 @@
+"""The per-process hub on the in-memory layer: one membership per channel, fan-out,
+refilling what the layer drops, polling history, renewal, slow subscribers."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from django_sse.broadcast import _history, _hub, apublish, arevoke
+from django_sse.broadcast._layer import get_layer
+from django_sse.broadcast._subscription import Subscription
+from django_sse.response import Outcome
+from tests.broadcast.support import following, take
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def layer_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """(method, group) of every group_add and group_discard the hub makes."""
+    layer = get_layer()
+    calls: list[tuple[str, str]] = []
+    for name in ["group_add", "group_discard"]:
+        method = getattr(layer, name)
+
+        async def record(group: str, channel: str, _name: str = name, _method: Any = method):
+            calls.append((_name, group))
+            await _method(group, channel)
+
+        monkeypatch.setattr(layer, name, record)
+    return calls
+
+
+def seqs(events: list[Any]) -> list[int]:
+    return [int(e.id) for e in events]
+
+
+@override_settings(DJANGO_SSE={"BROADCAST_POLL_INTERVAL": None})
+async def test_one_group_membership_per_channel_and_process(
+    layer_calls: list[tuple[str, str]],
+) -> None:
+    async with following(["chat"]) as first, following(["chat"]) as second:
+        await apublish("chat", "hello")
+        assert [e.data for e in await take(first, 1)] == ["hello"]
+        assert [e.data for e in await take(second, 1)] == ["hello"]
+    assert layer_calls == [("group_add", "django_sse.chat"), ("group_discard", "django_sse.chat")]
+    assert _hub.get_hub().idle
+
+
+@override_settings(DJANGO_SSE={"BROADCAST_POLL_INTERVAL": None})
+async def test_the_hub_starts_again_after_its_last_subscriber_left() -> None:
+    for n in range(1, 3):
+        async with following(["chat"]) as events:
+            await apublish("chat", "hello")
+            assert seqs(await take(events, 1)) == [n]
+        assert _hub.get_hub().idle
+
+
+@override_settings(DJANGO_SSE={"BROADCAST_POLL_INTERVAL": None})
+async def test_messages_the_layer_drops_are_read_from_history(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    layer = get_layer()
+    group_send = layer.group_send
+
+    async def lossy(group: str, message: dict[str, Any]) -> None:
+        if message["seq"] % 3 != 0:  # two in three never arrive
+            return
+        await group_send(group, message)
+
+    monkeypatch.setattr(layer, "group_send", lossy)
+    async with following(["chat"]) as events:
+        for n in range(12):
+            await apublish("chat", n)
+        assert seqs(await take(events, 12)) == list(range(1, 13))
+
+
+@override_settings(DJANGO_SSE={"BROADCAST_POLL_INTERVAL": 0.05})
+async def test_a_layer_over_capacity_loses_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hub stops receiving while 200 events are published into a layer channel that
+    holds one: the layer drops 199, and no later message reveals the gap. The poll
+    finds it."""
+    layer = get_layer()
+    monkeypatch.setattr(layer, "capacity", 1)
+    receive = layer.receive
+    gate = asyncio.Event()
+    received = []
+
+    async def gated(channel: str) -> dict[str, Any]:
+        await gate.wait()
+        message: dict[str, Any] = await receive(channel)
+        received.append(message["seq"])
+        return message
+
+    monkeypatch.setattr(layer, "receive", gated)
+    async with following(["chat"]) as events:
+        await asyncio.gather(*(apublish("chat", n) for n in range(200)))
+        gate.set()
+        assert seqs(await take(events, 200)) == list(range(1, 201))
+        assert len(received) == 1  # the rest came from history
+        await apublish("chat", "after")
+        assert seqs(await take(events, 1)) == [201]
+
+
+@override_settings(DJANGO_SSE={"BROADCAST_POLL_INTERVAL": 0.05})
+async def test_events_another_process_stored_arrive_by_polling() -> None:
+    """An in-memory layer never carries other processes' events (e.g. sse_publish)."""
+    async with following(["chat"]) as events:
+        for n in range(3):
+            await _history.in_worker(_history.append, "chat", "", str(n))
+        assert [(e.data, e.id) for e in await take(events, 3)] == [
+            ("0", "1"),
+            ("1", "2"),
+            ("2", "3"),
+        ]
+
+
+async def test_group_membership_is_renewed_before_the_layer_expires_it(
+    monkeypatch: pytest.MonkeyPatch, layer_calls: list[tuple[str, str]]
+) -> None:
+    monkeypatch.setattr(get_layer(), "group_expiry", 0.1)
+    renewed = asyncio.Event()
+    add = get_layer().group_add
+
+    async def add_and_tell(group: str, channel: str) -> None:
+        await add(group, channel)
+        if len(layer_calls) >= 2:
+            renewed.set()
+
+    monkeypatch.setattr(get_layer(), "group_add", add_and_tell)
+    async with following(["chat"]):
+        await asyncio.wait_for(renewed.wait(), 10)
+    assert layer_calls[:2] == [("group_add", "django_sse.chat")] * 2
+
+
+@override_settings(DJANGO_SSE={"BROADCAST_POLL_INTERVAL": None, "BROADCAST_QUEUE_SIZE": 5})
+async def test_a_slow_subscriber_is_cut_off_and_the_others_continue() -> None:
+    ended: list[Outcome] = []
+    slow = Subscription(["chat"], on_end=ended.append)
+    async with slow, following(["chat"]) as fast:
+        for n in range(1, 21):
+            await apublish("chat", n)
+            assert seqs(await take(fast, 1)) == [n]
+        assert ended == [Outcome.SLOW_CONSUMER]
+        # What was queued is dropped with it: the client replays it after reconnecting.
+        assert [e.id async for e in slow] == []
+
+
+@override_settings(DJANGO_SSE={"BROADCAST_POLL_INTERVAL": None})
+async def test_revoke_ends_only_that_users_subscriptions_of_that_channel() -> None:
+    ended: dict[str, list[Outcome]] = {"ada-news": [], "ada-chat": [], "bob-news": []}
+    ada_news = Subscription(["news"], user="1", on_end=ended["ada-news"].append)
+    ada_chat = Subscription(["chat"], user="1", on_end=ended["ada-chat"].append)
+    bob_news = Subscription(["news"], user="2", on_end=ended["bob-news"].append)
+    async with ada_news, ada_chat, bob_news:
+        await arevoke(1, "news")
+        await apublish("news", "after")  # the revoke was sent first, so it arrived first
+        assert [e.data for e in await take(aiter(bob_news), 1)] == ["after"]
+    assert ended == {"ada-news": [Outcome.REVOKED], "ada-chat": [], "bob-news": []}
+
+
+@override_settings(DJANGO_SSE={"BROADCAST_POLL_INTERVAL": None})
+async def test_subscribers_leaving_together_leave_every_group(
+    monkeypatch: pytest.MonkeyPatch, layer_calls: list[tuple[str, str]]
+) -> None:
+    layer = get_layer()
+    discard = layer.group_discard
+
+    async def slow_discard(group: str, channel: str) -> None:
+        await asyncio.sleep(0)  # as a networked layer would: others run meanwhile
+        await discard(group, channel)
+
+    monkeypatch.setattr(layer, "group_discard", slow_discard)
+    first, second = Subscription(["a"]), Subscription(["b"])
+    await first.__aenter__()
+    await second.__aenter__()
+    await asyncio.gather(first.__aexit__(), second.__aexit__())
+    assert sorted(layer_calls) == [
+        ("group_add", "django_sse.a"),
+        ("group_add", "django_sse.b"),
+        ("group_discard", "django_sse.a"),
+        ("group_discard", "django_sse.b"),
+    ]
+    assert _hub.get_hub().idle
+
+
+@override_settings(DJANGO_SSE={"BROADCAST_POLL_INTERVAL": None})
+async def test_a_stopped_hub_ends_even_if_the_layer_swallows_the_cancellation(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """redis-py can turn the cancellation of a blocked read into its own TimeoutError."""
+    layer = get_layer()
+    receive = layer.receive
+    receivers: list[asyncio.Task[Any]] = []
+
+    async def swallowing(channel: str) -> dict[str, Any]:
+        receivers.append(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            message: dict[str, Any] = await receive(channel)
+        except asyncio.CancelledError:
+            raise TimeoutError("Timeout reading from the layer") from None
+        return message
+
+    monkeypatch.setattr(layer, "receive", swallowing)
+    async with following(["chat"]):
+        pass
+    async with following(["chat"]) as events:
+        await apublish("chat", "again")
+        assert [e.data for e in await take(events, 1)] == ["again"]
+    await asyncio.wait(receivers)
+    assert "Receiving from the channel layer failed" not in caplog.text

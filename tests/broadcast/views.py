@@ -1,0 +1,54 @@
+"""ChannelViews the broadcast tests subscribe to, in-process and through real servers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from django_sse import Outcome
+from django_sse.broadcast import ChannelView, apublish
+from tests.views import _record_outcome
+
+# (username, channel) pairs has_channel_permission() refuses; tests add to it.
+refused: set[tuple[str, str]] = set()
+
+
+class RoomView(ChannelView):
+    """One channel from the URL, or several from ``?channel=``; ``private.*`` needs a login."""
+
+    keep_alive = 0
+
+    def get_channels(self, request: HttpRequest, *args: Any, **kwargs: Any) -> list[str]:
+        if "channel" in kwargs:
+            return [kwargs["channel"]]
+        return request.GET.getlist("channel")
+
+    async def has_channel_permission(self, request: HttpRequest, channel: str) -> bool:
+        user = await request.auser()
+        if channel.startswith("private."):
+            return user.is_authenticated and (user.get_username(), channel) not in refused
+        return True
+
+    async def on_close(self, reason: Outcome) -> None:
+        # For servers in other processes: the tests read the outcomes by probe token.
+        token = self.request.GET.get("probe")
+        if token:
+            _record_outcome(token, str(reason))
+
+
+class AsyncChannelsView(RoomView):
+    async def get_channels(  # type: ignore[override]
+        self, request: HttpRequest, *args: Any, **kwargs: Any
+    ) -> list[str]:
+        return ["async-chosen"]
+
+
+@csrf_exempt
+async def publish_events(request: HttpRequest, channel: str) -> JsonResponse:
+    """Publish ``count`` events from this server process; answers the last sequence number."""
+    last = 0
+    for n in range(int(request.GET.get("count", "1"))):
+        last = await apublish(channel, str(n))
+    return JsonResponse({"last": last})
