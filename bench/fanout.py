@@ -147,7 +147,14 @@ def measure(scenario: Scenario, count: int, events: int) -> dict[str, Any]:
             ports = [server.port for server in servers]
             subscribers = stack.enter_context(Subscribers(ports, count))
             warm_up = subscribers.warm_up(ports[0])
+            cpu_before = [h.sample(server.pid).cpu_seconds for server in servers]
+            client_cpu_before = time.process_time()
             per_event = [subscribers.deliver(ports[0], f"mark-{n:06d}") for n in range(events)]
+            server_cpu = sum(
+                h.sample(server.pid).cpu_seconds - before
+                for server, before in zip(servers, cpu_before, strict=True)
+            )
+            client_cpu = time.process_time() - client_cpu_before
             tracebacks = sum(server.tracebacks() for server in servers)
     return {
         "subscribers": count,
@@ -156,6 +163,9 @@ def measure(scenario: Scenario, count: int, events: int) -> dict[str, Any]:
         "p99_ms": median(per_event, "p99_ms"),
         "max_ms": median(per_event, "max_ms"),
         "missed": sum(event["missed"] for event in per_event),
+        # CPU per event, all server processes together, and this client's.
+        "server_cpu_ms": round(server_cpu / events * 1000, 1),
+        "client_cpu_ms": round(client_cpu / events * 1000, 1),
         "server_tracebacks": tracebacks,
         "per_event": per_event,
     }
@@ -290,7 +300,8 @@ def median(rows: list[dict[str, Any]], key: str) -> float:
 def summary(run: dict[str, Any]) -> str:
     return (
         f"p50 {run['p50_ms']:>8.1f} ms  p99 {run['p99_ms']:>8.1f} ms  "
-        f"max {run['max_ms']:>8.1f} ms  missed {run['missed']}"
+        f"max {run['max_ms']:>8.1f} ms  missed {run['missed']}  "
+        f"cpu/event server {run['server_cpu_ms']} ms, client {run['client_cpu_ms']} ms"
     )
 
 

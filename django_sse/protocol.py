@@ -49,6 +49,9 @@ class Event:
     id: str | None = None
     retry: int | None = None
     comment: str | None = None
+    # The encoded bytes, kept after the first encode(): an event that many streams send
+    # (a broadcast) is encoded once, not once per stream.
+    _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.event is not None:
@@ -69,6 +72,12 @@ class Event:
             raise TypeError(f"Event.comment must be a str, not {type(self.comment).__name__}")
 
     def encode(self) -> bytes:
+        if self._wire is None:
+            object.__setattr__(self, "_wire", self._encode())
+        assert self._wire is not None
+        return self._wire
+
+    def _encode(self) -> bytes:
         parts: list[str] = []
         if self.comment is not None:
             parts.extend(f":{' ' if line else ''}{line}\n" for line in _lines(self.comment))

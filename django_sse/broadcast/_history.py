@@ -10,7 +10,7 @@ replica that lags behind would make gaps look unfillable.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import reduce
 from operator import or_
@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from django_sse import conf
 from django_sse.broadcast.models import BroadcastChannel, BroadcastEvent
+from django_sse.protocol import Event
 
 __all__ = [
     "EVENT_MESSAGE",
@@ -57,6 +58,19 @@ class StoredEvent:
     seq: int
     event: str  # "" for the default type, "message"
     data: str
+    _sse_event: Event | None = field(default=None, init=False, repr=False, compare=False)
+
+    def as_event(self) -> Event:
+        """This event as a single-channel stream sends it: its id is the sequence number.
+
+        Built once and shared by every such stream in the process, so it is also
+        encoded once (Event keeps its bytes) however many subscribers there are.
+        """
+        if self._sse_event is None:
+            event = Event(data=self.data, event=self.event or None, id=str(self.seq))
+            object.__setattr__(self, "_sse_event", event)
+        assert self._sse_event is not None
+        return self._sse_event
 
     def as_message(self) -> dict[str, Any]:
         return {

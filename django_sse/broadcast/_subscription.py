@@ -174,9 +174,12 @@ class Subscription:
             return []
         events = [self._reset(channel, EXPIRED, seq)] if seq > position + 1 else []
         self._positions[channel] = seq
-        events.append(
-            Event(data=stored.data, event=stored.event or None, id=format_id(self._positions))
-        )
+        if len(self._positions) == 1:
+            events.append(stored.as_event())
+        else:
+            events.append(
+                Event(data=stored.data, event=stored.event or None, id=format_id(self._positions))
+            )
         return events
 
     def _reset(self, channel: str, reason: str, first_seq: int) -> Event:
