@@ -8,7 +8,9 @@ before the views and channel layers these names need can be imported.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from django_sse._lazy import lazy_names
 
 __all__ = ["RESET", "ChannelView", "apublish", "arevoke", "publish", "revoke"]
 
@@ -26,14 +28,4 @@ if TYPE_CHECKING:
     from django_sse.broadcast._view import ChannelView, arevoke, revoke
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _LOCATIONS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'django_sse.broadcast' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module_name), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_names(__name__, _LOCATIONS, __all__)

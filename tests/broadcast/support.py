@@ -94,3 +94,20 @@ async def following(
             yield events
         finally:
             await events.aclose()  # type: ignore[attr-defined]
+
+
+def hold_receive(monkeypatch: Any, layer: Any) -> tuple[asyncio.Event, list[int]]:
+    """Make the hub's receive from ``layer`` wait for the returned gate; the list fills
+    with the sequence numbers it then receives."""
+    receive = layer.receive
+    gate = asyncio.Event()
+    received: list[int] = []
+
+    async def gated(channel: str) -> dict[str, Any]:
+        await gate.wait()
+        message: dict[str, Any] = await receive(channel)
+        received.append(message["seq"])
+        return message
+
+    monkeypatch.setattr(layer, "receive", gated)
+    return gate, received

@@ -13,7 +13,7 @@ from django_sse.broadcast import _history, _hub, apublish, arevoke
 from django_sse.broadcast._layer import get_layer
 from django_sse.broadcast._subscription import Subscription
 from django_sse.response import Outcome
-from tests.broadcast.support import following, take
+from tests.broadcast.support import following, hold_receive, take
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -85,17 +85,7 @@ async def test_a_layer_over_capacity_loses_nothing(monkeypatch: pytest.MonkeyPat
     finds it."""
     layer = get_layer()
     monkeypatch.setattr(layer, "capacity", 1)
-    receive = layer.receive
-    gate = asyncio.Event()
-    received = []
-
-    async def gated(channel: str) -> dict[str, Any]:
-        await gate.wait()
-        message: dict[str, Any] = await receive(channel)
-        received.append(message["seq"])
-        return message
-
-    monkeypatch.setattr(layer, "receive", gated)
+    gate, received = hold_receive(monkeypatch, layer)
     async with following(["chat"]) as events:
         await asyncio.gather(*(apublish("chat", n) for n in range(200)))
         gate.set()

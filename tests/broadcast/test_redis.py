@@ -5,7 +5,6 @@ Two server processes sharing Redis are tested end to end in tests/e2e/test_broad
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +16,7 @@ from django_sse.broadcast._layer import get_layer, is_local
 from django_sse.broadcast._subscription import Subscription
 from django_sse.response import Outcome
 from tests.broadcast.redis_server import redis_layers, unique_prefix
-from tests.broadcast.support import following, summary, take
+from tests.broadcast.support import following, hold_receive, summary, take
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -63,17 +62,7 @@ async def test_a_redis_channel_over_capacity_loses_nothing(monkeypatch: pytest.M
     the gap, which is read from history."""
     layer = get_layer()
     monkeypatch.setattr(layer, "capacity", 1)
-    receive = layer.receive
-    gate = asyncio.Event()
-    received = []
-
-    async def gated(channel: str) -> dict[str, Any]:
-        await gate.wait()
-        message: dict[str, Any] = await receive(channel)
-        received.append(message["seq"])
-        return message
-
-    monkeypatch.setattr(layer, "receive", gated)
+    gate, received = hold_receive(monkeypatch, layer)
     async with following(["chat"]) as events:
         for n in range(50):
             await apublish("chat", n)

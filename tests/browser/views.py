@@ -13,7 +13,7 @@ from django.urls import path
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from django_sse import Event, SSEView
-from tests.views import ProbedView
+from tests.views import ProbedView, ResumableView
 
 app_name = "browser"
 
@@ -37,16 +37,14 @@ class KindsView(ProbedView):
         await asyncio.Event().wait()
 
 
-class NumbersView(SSEView):
-    """Numbered events from after Last-Event-ID to ?n=, then "done": resumes with no gap."""
+class NumbersView(ResumableView):
+    """ResumableView's numbers up to ?n=, then "done": the page closes instead of resuming."""
 
     retry = 100
 
     async def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        start = int(self.last_event_id) + 1 if self.last_event_id else 0
-        for n in range(start, int(request.GET.get("n", "300"))):
-            yield Event(data=str(n), id=str(n))
-            await asyncio.sleep(0.01)
+        async for event in super().stream(request, *args, **kwargs):
+            yield event
         yield Event(event="done", data="")
 
 
