@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO := demo_project
 
-.PHONY: setup test test-matrix lint format bench clean
+.PHONY: setup test test-matrix test-postgres lint format bench clean
 .PHONY: migrate demo-user run-server demo examples example-1 example-2 example-3 example-4 example-5 test-client
 
 setup: $(STAMP)
@@ -21,6 +21,13 @@ $(STAMP): setup.cfg pyproject.toml
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The database-heavy tests (broadcast history, stream logs, admin, commands) again on
+# PostgreSQL at $(PGHOST) (user postgres, trust auth; it creates test_django_sse).
+PGHOST ?= 127.0.0.1
+test-postgres: setup
+	SSE_TEST_POSTGRES=$(PGHOST) $(BIN)/python -m pytest -q -p no:cacheprovider \
+		tests/broadcast tests/test_tracking.py tests/test_admin.py tests/test_commands.py
 
 # The suite again on the oldest and newest supported Python/Django pairs.
 test-matrix:

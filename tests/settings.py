@@ -34,6 +34,14 @@ DATABASES = {
         "NAME": os.environ.get("SSE_TEST_DB", ":memory:"),
     }
 }
+# SSE_TEST_POSTGRES=host: run the suite against PostgreSQL instead (make test-postgres).
+if os.environ.get("SSE_TEST_POSTGRES"):
+    DATABASES["default"] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "HOST": os.environ["SSE_TEST_POSTGRES"],
+        "NAME": "django_sse",
+        "USER": "postgres",
+    }
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
@@ -68,9 +76,10 @@ LOGGING = {
 # a read that meets another connection's write lock ("database table is locked")
 # instead of waiting for it as a file database does, so the test database is a file,
 # one per test run.
-DATABASES["default"]["TEST"] = {  # type: ignore[assignment]
-    "NAME": os.path.join(tempfile.gettempdir(), f"django-sse-tests-{os.getpid()}.sqlite3")
-}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["TEST"] = {  # type: ignore[assignment]
+        "NAME": os.path.join(tempfile.gettempdir(), f"django-sse-tests-{os.getpid()}.sqlite3")
+    }
 # The end-to-end broadcast servers share a Redis channel layer under a prefix of their
 # test's own; everything else uses broadcast's embedded in-memory layer.
 if os.environ.get("SSE_TEST_REDIS_PREFIX"):
