@@ -11,6 +11,9 @@ Each scenario starts its server process(es) afresh for each subscriber count:
 * ``django_sse_redis``: two uvicorn processes sharing channels_redis (127.0.0.1:6379)
   and the history file; subscribers are split between them and every event is
   published through the first, so half the subscribers are a process away.
+* ``raw_asgi``: ``bench/rawasgi.py``, no Django: the publishing request itself awaits
+  every subscriber's ASGI ``send`` in turn. No framework can fan out faster on this
+  server; it is the floor the other rows are read against.
 * ``eventstream`` and ``eventstream_redis``: the same with django-eventstream
   (``bench/eventstreamsite.py``), in its default configuration and with its Redis
   pub/sub. Skipped, with a note, if django-eventstream is not installed.
@@ -69,6 +72,8 @@ SCENARIOS = (
              "django_sse ChannelView, in-memory layer, 1 process"),
     Scenario("eventstream", "bench.eventstreamsite:application", 1, False,
              "django-eventstream, 1 process"),
+    Scenario("raw_asgi", "bench.rawasgi:app", 1, False,
+             "raw ASGI app, no Django: one send per subscriber in the publishing request"),
     Scenario("django_sse_redis", "bench.broadcastsite:application", 2, True,
              "django_sse ChannelView, channels_redis, 2 processes"),
     Scenario("eventstream_redis", "bench.eventstreamsite:application", 2, True,
@@ -314,11 +319,12 @@ def print_table(results: dict[str, Any]) -> None:
                 f"{name:<18} {count:>11} {run['p50_ms']:>8.1f} {run['p99_ms']:>8.1f} "
                 f"{run['max_ms']:>8.1f} {run['missed']:>7}"
             )
-    ours = results["scenarios"].get("django_sse", {}).get("runs", {})
-    peer = results["scenarios"].get("eventstream", {}).get("runs", {})
-    for count in sorted(set(ours) & set(peer), key=int):
-        ratio = peer[count]["max_ms"] / ours[count]["max_ms"]
-        print(f"last subscriber at {count}: django_sse {ratio:.1f}x faster than django-eventstream")
+    runs = {name: scenario["runs"] for name, scenario in results["scenarios"].items()}
+    peer = runs.get("eventstream", {})
+    for name in ("django_sse", "raw_asgi"):
+        for count in sorted(set(runs.get(name, {})) & set(peer), key=int):
+            ratio = peer[count]["max_ms"] / runs[name][count]["max_ms"]
+            print(f"last subscriber at {count}: {name} {ratio:.1f}x faster than django-eventstream")
 
 
 if __name__ == "__main__":

@@ -11,11 +11,17 @@
   size SSEResponse's engine reaches with a fast source, so its ideal to compare with.
 * ``GET /idle/`` with the idle views' ``ready`` event, then waits for the disconnect:
   the server's own cost of an idle connection, the floor under any framework.
+* ``GET /sub/`` and ``GET /pub/?data=...`` for the fan-out benchmark: a publish writes
+  ``data: ...`` to every open ``/sub/`` connection, one ``send`` after another in the
+  publishing request, and answers with the monotonic time it started. No task wakes
+  per subscriber and nothing is stored: the server's own cost of a broadcast.
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -37,6 +43,10 @@ HEADERS = [
 ]
 
 
+# The send of every open /sub/ connection.
+_subscribers: set[Send] = set()
+
+
 @functools.cache
 def encoded_flood(n: int) -> tuple[bytes, ...]:
     """The same events as ``bench/benchviews.py``, built once per process."""
@@ -54,7 +64,19 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         return
     if scope["type"] != "http":
         return
+    if scope["path"] == "/pub/":
+        await publish(scope, send)
+        return
     await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+    if scope["path"] == "/sub/":
+        await send({"type": "http.response.body", "body": KEEP_ALIVE, "more_body": True})
+        _subscribers.add(send)
+        try:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        finally:
+            _subscribers.discard(send)
+        return
     if scope["path"] == "/idle/":
         await send({"type": "http.response.body", "body": READY, "more_body": True})
         while (await receive())["type"] != "http.disconnect":  # at most the request body
@@ -70,6 +92,22 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         for chunk in events:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def publish(scope: Scope, send: Send) -> None:
+    started = time.monotonic()
+    data = parse_qs(scope["query_string"].decode("latin-1"))["data"][0]
+    message = {
+        "type": "http.response.body",
+        "body": f"data: {data}\n\n".encode(),
+        "more_body": True,
+    }
+    for subscriber in list(_subscribers):
+        await subscriber(message)
+    body = json.dumps({"started": started}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def lifespan(receive: Receive, send: Send) -> None:

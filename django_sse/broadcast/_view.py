@@ -84,12 +84,15 @@ class ChannelView(SSEView):
 async def _user_key(request: HttpRequest) -> str | None:
     if not hasattr(request, "user"):
         return None
-    auser = getattr(request, "auser", None)
-    if auser is not None:  # Django 5.0+
-        user = await auser()
-    else:
-        user = await sync_to_async(lambda: request.user)()
-    return str(user.pk) if user.is_authenticated else None
+    if hasattr(request, "auser"):  # Django 5.0+
+        user = await request.auser()
+        return str(user.pk) if user.is_authenticated else None
+    # Django 4.2: request.user is lazy and loads the session on first use, in a thread.
+    return await sync_to_async(_loaded_user_key)(request)
+
+
+def _loaded_user_key(request: HttpRequest) -> str | None:
+    return str(request.user.pk) if request.user.is_authenticated else None
 
 
 def revoke(user: Any, channel: str) -> None:
