@@ -90,7 +90,9 @@ async def test_a_layer_over_capacity_loses_nothing(monkeypatch: pytest.MonkeyPat
         await asyncio.gather(*(apublish("chat", n) for n in range(200)))
         gate.set()
         assert seqs(await take(events, 200)) == list(range(1, 201))
-        assert len(received) == 1  # the rest came from history
+        # The layer kept at most one message (the receive may not have run yet when
+        # the poll has already delivered everything from history).
+        assert len(received) <= 1
         await apublish("chat", "after")
         assert seqs(await take(events, 1)) == [201]
 
