@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 
 from django_sse import conf
 from django_sse.broadcast import _history
@@ -45,6 +45,12 @@ class Subscription:
 
     ``on_end`` is called when the hub ends the subscription: its queue overflowed
     (outcome ``slow_consumer``) or its user's access was revoked (``revoked``).
+
+    ``since`` is where a channel starts that the Last-Event-ID does not name: the
+    channel's sequence number when the request was accepted. Without it such a
+    channel starts at its head when the subscription joins the hub, a moment after
+    the response has gone out, and an event published in that moment would be
+    neither replayed nor delivered.
     """
 
     __slots__ = (
@@ -56,6 +62,7 @@ class Subscription:
         "_positions",
         "_queue",
         "_resets",
+        "_since",
         "_waiter",
         "channels",
         "on_end",
@@ -69,8 +76,10 @@ class Subscription:
         *,
         user: str | None = None,
         on_end: Callable[[Outcome], None] | None = None,
+        since: Mapping[str, int] | None = None,
     ) -> None:
         self.channels = validate_channels(channels)
+        self._since = dict(since or {})
         self.user = user
         self.on_end = on_end
         self._last_event_id = last_event_id
@@ -148,14 +157,16 @@ class Subscription:
         for channel, head in heads.items():
             asked = None if requested is None else requested.get(channel)
             if asked is None or asked > head:
-                self._positions[channel] = head
+                self._positions[channel] = min(self._since.get(channel, head), head)
                 if requested is None:
                     resets.append((channel, INVALID))
                 elif asked is not None:
                     resets.append((channel, AHEAD))
             else:
                 self._positions[channel] = asked
-        return [self._reset(channel, reason, heads[channel] + 1) for channel, reason in resets]
+        return [
+            self._reset(channel, reason, self._positions[channel] + 1) for channel, reason in resets
+        ]
 
     async def _replay(self, targets: dict[str, int]) -> AsyncIterator[Event]:
         """History up to each channel's target; a reset for what history lacks."""

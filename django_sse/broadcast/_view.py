@@ -10,7 +10,13 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponseBadRequest, HttpResponseBase
 
-from django_sse.broadcast._channels import group_name, validate_channel, validate_channels
+from django_sse.broadcast import _history
+from django_sse.broadcast._channels import (
+    group_name,
+    parse_id,
+    validate_channel,
+    validate_channels,
+)
 from django_sse.broadcast._hub import REVOKE_MESSAGE
 from django_sse.broadcast._layer import get_layer
 from django_sse.broadcast._subscription import Subscription
@@ -34,6 +40,7 @@ class ChannelView(SSEView):
 
     _response: SSEResponse | None = None
     _user: str | None = None
+    _since: dict[str, int] | None = None
 
     def get_channels(
         self, request: HttpRequest, *args: Any, **kwargs: Any
@@ -47,7 +54,11 @@ class ChannelView(SSEView):
 
     async def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         subscription = Subscription(
-            self.subscribed, self.last_event_id, user=self._user, on_end=self._end
+            self.subscribed,
+            self.last_event_id,
+            user=self._user,
+            on_end=self._end,
+            since=self._since,
         )
         async with subscription:
             async for event in subscription:
@@ -74,7 +85,17 @@ class ChannelView(SSEView):
         response = await super()._respond(request, *args, **kwargs)
         if isinstance(response, SSEResponse):
             self._response = response
+            if not self._resumes_every_channel():
+                # The stream joins the hub once Django starts sending the response;
+                # where each channel is now decides what counts as "after it opened".
+                self._since = await _history.in_worker(_history.heads, self.subscribed)
         return response
+
+    def _resumes_every_channel(self) -> bool:
+        if not self.last_event_id:
+            return False
+        positions = parse_id(self.last_event_id, self.subscribed)
+        return positions is not None and len(positions) == len(self.subscribed)
 
     def _end(self, outcome: Outcome) -> None:
         if self._response is not None:

@@ -26,12 +26,7 @@ def summary(events: list[Event]) -> list[tuple[str | None, Any, str | None]]:
 
 
 class Stream:
-    """A ChannelView response read event by event, through Django's async test client.
-
-    A stream subscribes once its engine runs, a moment after it opened: tests resume
-    from ``Last-Event-ID: 0`` where that moment would matter, and take an event that
-    was published after opening as proof that the stream is subscribed.
-    """
+    """A ChannelView response read event by event, through Django's async test client."""
 
     def __init__(self, response: SSEResponse) -> None:
         self.response = response

@@ -50,6 +50,31 @@ async def test_a_channel_from_the_url() -> None:
     assert stream.outcome == "client_disconnected"
 
 
+async def test_a_new_stream_gets_what_is_published_while_its_response_starts() -> None:
+    await apublish("lobby", "before")
+    response = await AsyncClient().get("/broadcast/rooms/lobby/")
+    # The response exists, but its engine, which joins the hub, has not started.
+    await apublish("lobby", "while starting")
+    stream = await Stream.start(response)
+    await apublish("lobby", "after")
+    events = await stream.next(2)
+    assert [(e.data, e.id) for e in events] == [("while starting", "2"), ("after", "3")]
+    await stream.close()
+
+
+async def test_channels_the_last_event_id_leaves_out_start_when_the_stream_opened() -> None:
+    await apublish("a", "a1")
+    await apublish("b", "b1")
+    response = await AsyncClient().get(
+        "/broadcast/rooms/?channel=a&channel=b", headers={"Last-Event-ID": "a:0"}
+    )
+    await apublish("b", "b2")
+    stream = await Stream.start(response)
+    events = await stream.next(2)
+    assert [(e.data, e.id) for e in events] == [("a1", "a:1,b:1"), ("b2", "a:1,b:2")]
+    await stream.close()
+
+
 async def test_channels_from_the_query_share_one_resumable_id() -> None:
     await apublish("a", "a1")
     stream = await Stream.open(
