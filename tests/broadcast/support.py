@@ -39,9 +39,7 @@ class Stream:
 
     @classmethod
     async def open(cls, path: str, client: AsyncClient | None = None, **kwargs: Any) -> Stream:
-        response = await (client or AsyncClient()).get(path, **kwargs)
-        assert isinstance(response, SSEResponse), response.content
-        return await cls.start(response)
+        return await cls.start(await respond(path, client, **kwargs))
 
     @classmethod
     async def start(cls, response: SSEResponse) -> Stream:
@@ -71,6 +69,13 @@ class Stream:
     def outcome(self) -> str | None:
         outcome = self.response.stats.outcome
         return None if outcome is None else str(outcome)
+
+
+async def respond(path: str, client: AsyncClient | None = None, **kwargs: Any) -> SSEResponse:
+    """The view's response, before Django has started sending it."""
+    response = await (client or AsyncClient()).get(path, **kwargs)
+    assert isinstance(response, SSEResponse), response.content
+    return response
 
 
 def data(events: list[MessageEvent]) -> list[Any]:

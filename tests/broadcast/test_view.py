@@ -13,7 +13,7 @@ from django.test import AsyncClient, AsyncRequestFactory, override_settings
 import django_sse
 from django_sse.broadcast import ChannelView, apublish, arevoke, revoke
 from tests.broadcast import views
-from tests.broadcast.support import Stream, data
+from tests.broadcast.support import Stream, data, respond
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -52,7 +52,7 @@ async def test_a_channel_from_the_url() -> None:
 
 async def test_a_new_stream_gets_what_is_published_while_its_response_starts() -> None:
     await apublish("lobby", "before")
-    response = await AsyncClient().get("/broadcast/rooms/lobby/")
+    response = await respond("/broadcast/rooms/lobby/")
     # The response exists, but its engine, which joins the hub, has not started.
     await apublish("lobby", "while starting")
     stream = await Stream.start(response)
@@ -65,7 +65,7 @@ async def test_a_new_stream_gets_what_is_published_while_its_response_starts() -
 async def test_channels_the_last_event_id_leaves_out_start_when_the_stream_opened() -> None:
     await apublish("a", "a1")
     await apublish("b", "b1")
-    response = await AsyncClient().get(
+    response = await respond(
         "/broadcast/rooms/?channel=a&channel=b", headers={"Last-Event-ID": "a:0"}
     )
     await apublish("b", "b2")
