@@ -158,6 +158,17 @@ class SSEResponse(StreamingHttpResponse):
         else:
             self._stream.stop(Outcome(outcome))
 
+    def offer(self, event: Event) -> bool:
+        """Send ``event`` as if the source had yielded it next; False if not taken.
+
+        For a source whose events come from elsewhere (a broadcast subscription):
+        handing them over here skips waking the source for each one. The caller must
+        only offer while the source is waiting for its next event, so that this one
+        follows everything the source yielded. Not taken when the stream has not
+        started, is ending, or has a full buffer: then the source yields it instead.
+        """
+        return self._stream is not None and self._stream.offer(event)
+
     async def _run(self) -> AsyncIterator[bytes]:
         _release_request_thread()
         stream = self._stream = _Stream(self._source, self.stats)
@@ -297,6 +308,19 @@ class _Stream:
             finally:
                 self._waiter = None
 
+    def offer(self, event: Event) -> bool:
+        if self._closing or self._finished or len(self._buffer) >= _BUFFER_ITEMS:
+            return False
+        self._take(event.encode(), event)
+        return True
+
+    def _take(self, chunk: bytes, item: Any) -> None:
+        self._buffer.append(chunk)
+        self._stats.events += 1
+        if isinstance(item, Event) and item.id is not None:
+            self._stats.last_event_id = item.id
+        self._wake()
+
     def _arm(self, when: float) -> None:
         """Make sure the timer fires by ``when``.
 
@@ -333,15 +357,9 @@ class _Stream:
                 logger.exception("Closing the stream's source raised")
 
     async def _fill(self) -> None:
-        stats = self._stats
         try:
             async for item in self._source:
-                chunk = encode(item)
-                self._buffer.append(chunk)
-                stats.events += 1
-                if isinstance(item, Event) and item.id is not None:
-                    stats.last_event_id = item.id
-                self._wake()
+                self._take(encode(item), item)
                 if self._closing:
                     return
                 if len(self._buffer) >= _BUFFER_ITEMS:

@@ -211,6 +211,26 @@ async def test_stop_ends_the_stream_with_the_given_outcome() -> None:
     assert recorder.outcomes == [Outcome.SHUTDOWN]
 
 
+async def test_offered_events_follow_what_the_source_yielded() -> None:
+    response = sse_response(forever(), keep_alive=0)
+    assert not response.offer(Event(data="too early"))
+    async with aclosing(aiter(response)) as content:  # type: ignore[type-var]
+        await within(anext(content))
+        assert await within(anext(content)) == b"data: first\n\n"
+        assert response.offer(Event(data="a", id="7"))
+        assert response.offer(Event(data="b"))
+        assert await within(anext(content)) == b"data: a\nid: 7\n\ndata: b\n\n"
+        assert (response.stats.events, response.stats.last_event_id) == (3, "7")
+        # A full buffer refuses more; the source's own path takes over then.
+        while response.offer(Event(data="x")):
+            pass
+        response.stop(Outcome.SHUTDOWN)
+        assert not response.offer(Event(data="after stop"))
+        rest = b"".join([chunk async for chunk in content])
+    assert b"after stop" not in rest
+    assert response.stats.events == 3 + rest.count(b"data: x")
+
+
 async def test_on_close_errors_are_logged_not_raised(caplog: Any) -> None:
     async def broken(reason: Outcome) -> None:
         raise ValueError("hook failed")

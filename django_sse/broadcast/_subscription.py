@@ -46,6 +46,10 @@ class Subscription:
     ``on_end`` is called when the hub ends the subscription: its queue overflowed
     (outcome ``slow_consumer``) or its user's access was revoked (``revoked``).
 
+    ``offer`` takes an event straight to the stream, bypassing this subscription's
+    iterator (``SSEResponse.offer``). The subscription uses it for the next event in
+    order while the iterator waits, which saves waking it for every event.
+
     ``since`` is where a channel starts that the Last-Event-ID does not name: the
     channel's sequence number when the request was accepted. Without it such a
     channel starts at its head when the subscription joins the hub, a moment after
@@ -59,6 +63,7 @@ class Subscription:
         "_heads",
         "_hub",
         "_last_event_id",
+        "_offer",
         "_positions",
         "_queue",
         "_resets",
@@ -77,8 +82,10 @@ class Subscription:
         user: str | None = None,
         on_end: Callable[[Outcome], None] | None = None,
         since: Mapping[str, int] | None = None,
+        offer: Callable[[Event], bool] | None = None,
     ) -> None:
         self.channels = validate_channels(channels)
+        self._offer = offer
         self._since = dict(since or {})
         self.user = user
         self.on_end = on_end
@@ -130,6 +137,8 @@ class Subscription:
     def push(self, stored: StoredEvent) -> bool:
         if self._ended is not None:
             return False
+        if self._waiter is not None and not self._queue and self._hand_over(stored):
+            return True
         if len(self._queue) >= self._capacity:
             self.end(Outcome.SLOW_CONSUMER)
             return False
@@ -145,6 +154,17 @@ class Subscription:
         self._wake()
         if self.on_end is not None:
             self.on_end(outcome)
+
+    def _hand_over(self, stored: StoredEvent) -> bool:
+        """Offer the next event in order straight to the stream, while it waits."""
+        position = self._positions[stored.channel]
+        if self._offer is None or stored.seq != position + 1:
+            return False
+        (event,) = self._deliver(stored)
+        if self._offer(event):
+            return True
+        self._positions[stored.channel] = position
+        return False
 
     # The stream's side.
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
@@ -20,6 +20,7 @@ from django_sse.broadcast._channels import (
 from django_sse.broadcast._hub import REVOKE_MESSAGE
 from django_sse.broadcast._layer import get_layer
 from django_sse.broadcast._subscription import Subscription
+from django_sse.protocol import Event
 from django_sse.response import Outcome, SSEResponse
 from django_sse.views import SSEView
 
@@ -59,6 +60,7 @@ class ChannelView(SSEView):
             user=self._user,
             on_end=self._end,
             since=self._since,
+            offer=self._offer(),
         )
         async with subscription:
             async for event in subscription:
@@ -96,6 +98,13 @@ class ChannelView(SSEView):
             return False
         positions = parse_id(self.last_event_id, self.subscribed)
         return positions is not None and len(positions) == len(self.subscribed)
+
+    def _offer(self) -> Callable[[Event], bool] | None:
+        # A subclass's stream() may change the events on their way: then every
+        # event must go through it.
+        if self._response is None or type(self).stream is not ChannelView.stream:
+            return None
+        return self._response.offer
 
     def _end(self, outcome: Outcome) -> None:
         if self._response is not None:

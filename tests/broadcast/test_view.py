@@ -11,6 +11,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.test import AsyncClient, AsyncRequestFactory, override_settings
 
 import django_sse
+from django_sse import Event
 from django_sse.broadcast import ChannelView, apublish, arevoke, revoke
 from tests.broadcast import views
 from tests.broadcast.support import Stream, data, respond
@@ -101,6 +102,24 @@ async def test_the_channels_attribute() -> None:
     stream = await Stream.start(await News.as_view()(request))  # type: ignore[misc]
     await apublish("news", "x")
     assert [(e.data, e.id) for e in await stream.next()] == [("x", "1")]
+    await stream.close()
+
+
+async def test_a_subclass_stream_sees_every_event() -> None:
+    class Shouting(ChannelView):
+        channels = ["news"]
+
+        async def stream(self, request, *args, **kwargs):
+            async for event in super().stream(request, *args, **kwargs):
+                yield Event(data=event.data.upper(), id=event.id)
+
+    request = AsyncRequestFactory().get("/")
+    stream = await Stream.start(await Shouting.as_view()(request))  # type: ignore[misc]
+    await apublish("news", "first")
+    assert [(e.data, e.id) for e in await stream.next()] == [("FIRST", "1")]
+    # Now live, and waiting for the next event.
+    await apublish("news", "second")
+    assert [(e.data, e.id) for e in await stream.next()] == [("SECOND", "2")]
     await stream.close()
 
 
