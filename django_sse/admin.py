@@ -27,6 +27,9 @@ class StreamLogAdmin(_ModelAdmin):
         "duration",
         "events_sent",
         "bytes_sent",
+        "model",
+        "completion_tokens",
+        "time_to_first_token",
     ]
     list_filter = ["outcome", "view_name", "started_at"]
     search_fields = ["path", "user__username", "client_address"]

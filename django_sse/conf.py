@@ -42,6 +42,25 @@ DEFAULTS: dict[str, Any] = {
     # delivers what the layer dropped, and, with an in-memory layer, what other
     # processes published. None turns them off.
     "BROADCAST_POLL_INTERVAL": 1.0,
+    # LLM streaming (django_sse.llm). The provider: None picks OpenAI's when an API key
+    # or base URL is configured (here or as OPENAI_API_KEY / OPENAI_BASE_URL in the
+    # environment), and otherwise the local text source, which is not a language
+    # model and says so. Or a dotted path to a provider class.
+    "LLM_PROVIDER": None,
+    # The OpenAI provider's API key and base URL (any OpenAI-compatible server: vLLM,
+    # Ollama, llama.cpp's server...); None falls back to the environment variables.
+    "LLM_API_KEY": None,
+    "LLM_BASE_URL": None,
+    "LLM_MODEL": "gpt-4o-mini",
+    # Seconds the provider may take to connect and between chunks of the answer.
+    "LLM_TIMEOUT": 60.0,
+    # Times the OpenAI SDK retries a request that failed before the answer started
+    # (honouring the provider's retry-after).
+    "LLM_MAX_RETRIES": 2,
+    # Limits on what a client may send to a chat view; larger gets a 400.
+    "LLM_MAX_MESSAGES": 100,
+    "LLM_MAX_MESSAGE_LENGTH": 32_000,
+    "LLM_MAX_CONVERSATION_LENGTH": 200_000,
 }
 
 

@@ -46,6 +46,11 @@ class StreamLog(models.Model):
     last_event_id = models.CharField(_("last event id sent"), max_length=1024, blank=True)
     outcome = models.CharField(_("outcome"), max_length=24, choices=OUTCOME_CHOICES, default=OPEN)
     error = models.CharField(_("error"), max_length=1000, blank=True)
+    # Streams relaying a language model's answer (django_sse.llm).
+    model = models.CharField(_("model"), max_length=200, blank=True)
+    prompt_tokens = models.PositiveIntegerField(_("prompt tokens"), null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(_("completion tokens"), null=True, blank=True)
+    time_to_first_token = models.DurationField(_("time to first token"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("stream log")

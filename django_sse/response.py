@@ -73,6 +73,12 @@ class StreamStats:
     last_event_id: str | None = None
     outcome: Outcome | None = None
     error: BaseException | None = None
+    # Filled in by streams that relay a language model's answer (django_sse.llm).
+    model: str = ""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    # Seconds from the request to the answer's first token.
+    time_to_first_token: float | None = None
 
 
 OnClose = Callable[[Outcome], Awaitable[None]]
@@ -157,6 +163,15 @@ class SSEResponse(StreamingHttpResponse):
             self._early_stop = Outcome(outcome)
         else:
             self._stream.stop(Outcome(outcome))
+
+    def record_error(self, error: BaseException) -> None:
+        """End the stream with outcome ``error`` once what it produced has been sent.
+
+        For a source that reported a failure to its client itself (an error event in
+        its own format) and should not get the engine's generic one.
+        """
+        if self._stream is not None:
+            self._stream.conclude(Outcome.ERROR, error)
 
     def offer(self, event: Event) -> bool:
         """Send ``event`` as if the source had yielded it next; False if not taken.

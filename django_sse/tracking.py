@@ -159,6 +159,14 @@ class StreamTracker:
             last_event_id=(stats.last_event_id or "")[:1024],
             outcome=str(stats.outcome or "error"),
             error=describe_error(stats.error),
+            model=stats.model[:200],
+            prompt_tokens=stats.prompt_tokens,
+            completion_tokens=stats.completion_tokens,
+            time_to_first_token=(
+                None
+                if stats.time_to_first_token is None
+                else timedelta(seconds=stats.time_to_first_token)
+            ),
         )
 
 

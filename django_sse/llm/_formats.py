@@ -1,0 +1,222 @@
+"""Output formats: what a chat view streams, for each kind of client.
+
+- ``native``: named events for pages and our client (``token``, ``tool_call``,
+  ``done``, ``error``); the template tags' ``on``/``swap`` options read them as is.
+- ``openai``: OpenAI's chat completion chunks and ``data: [DONE]``, so the official
+  SDK (or anything written for OpenAI) can point its ``base_url`` at Django.
+- ``vercel``: the Vercel AI SDK's UI message stream, v1, for ``useChat`` front ends.
+
+A format turns the provider's chunks (see _types.py) into items for the stream
+engine; it never sees the provider's own format.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any, ClassVar
+
+from django_sse.llm._types import Chunk, Finish, ProviderError, TextDelta, ToolCallDelta, Usage
+from django_sse.protocol import Event
+
+__all__ = ["FORMATS", "NativeFormat", "OpenAIFormat", "OutputFormat", "VercelFormat"]
+
+DONE = Event(data="[DONE]")
+
+
+class OutputFormat:
+    """How one kind of client expects an answer; one instance per answer."""
+
+    # Response headers the format's clients look for.
+    headers: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, *, model: str, include_usage: bool = True) -> None:
+        self.model = model
+        self.include_usage = include_usage
+
+    def start(self) -> list[Event]:
+        return []
+
+    def chunk(self, chunk: Chunk) -> list[Event]:
+        raise NotImplementedError
+
+    def error(self, error: ProviderError) -> list[Event]:
+        raise NotImplementedError
+
+
+class NativeFormat(OutputFormat):
+    def chunk(self, chunk: Chunk) -> list[Event]:
+        if isinstance(chunk, TextDelta):
+            return [Event(event="token", data=chunk.text)]
+        if isinstance(chunk, ToolCallDelta):
+            return [Event(event="tool_call", data=_tool_call(chunk))]
+        return [
+            Event(
+                event="done",
+                data={
+                    "finish_reason": chunk.reason,
+                    "usage": _usage(chunk.usage),
+                    "model": self.model,
+                },
+            )
+        ]
+
+    def error(self, error: ProviderError) -> list[Event]:
+        return [Event(event="error", data=error.as_dict())]
+
+
+class OpenAIFormat(OutputFormat):
+    """Chunks as OpenAI's API streams them (``object: chat.completion.chunk``)."""
+
+    def __init__(self, *, model: str, include_usage: bool = True) -> None:
+        super().__init__(model=model, include_usage=include_usage)
+        self._id = f"chatcmpl-{uuid.uuid4().hex}"
+        self._created = int(time.time())
+
+    def start(self) -> list[Event]:
+        return [self._event({"role": "assistant", "content": ""})]
+
+    def chunk(self, chunk: Chunk) -> list[Event]:
+        if isinstance(chunk, TextDelta):
+            return [self._event({"content": chunk.text})]
+        if isinstance(chunk, ToolCallDelta):
+            call: dict[str, Any] = {"index": chunk.index}
+            if chunk.id is not None:
+                call.update(id=chunk.id, type="function")
+            function = {"arguments": chunk.arguments}
+            if chunk.name is not None:
+                function = {"name": chunk.name, **function}
+            call["function"] = function
+            return [self._event({"tool_calls": [call]})]
+        events = [self._event({}, finish_reason=chunk.reason)]
+        if self.include_usage:
+            usage = _usage(chunk.usage) or {"prompt_tokens": 0, "completion_tokens": 0}
+            usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+            events.append(Event(data={**self._envelope(), "choices": [], "usage": usage}))
+        events.append(DONE)
+        return events
+
+    def error(self, error: ProviderError) -> list[Event]:
+        # An object with "error" in the middle of a stream is how OpenAI reports a
+        # failure after the headers went out; its SDK raises APIError on it.
+        body = {"message": error.message, "type": error.code, "code": error.code, "param": None}
+        return [Event(data={"error": body})]
+
+    def _envelope(self) -> dict[str, Any]:
+        return {
+            "id": self._id,
+            "object": "chat.completion.chunk",
+            "created": self._created,
+            "model": self.model,
+            "system_fingerprint": None,
+        }
+
+    def _event(self, delta: dict[str, Any], finish_reason: str | None = None) -> Event:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        data = {**self._envelope(), "choices": [choice]}
+        if self.include_usage:
+            data["usage"] = None
+        return Event(data=data)
+
+
+class VercelFormat(OutputFormat):
+    """The AI SDK's UI message stream protocol, v1 (AI SDK 5 and later)."""
+
+    headers: ClassVar[dict[str, str]] = {"x-vercel-ai-ui-message-stream": "v1"}
+
+    def __init__(self, *, model: str, include_usage: bool = True) -> None:
+        super().__init__(model=model, include_usage=include_usage)
+        self._message_id = f"msg-{uuid.uuid4().hex}"
+        self._text_id: str | None = None
+        self._texts = 0
+        # Each tool call's id, name and argument text so far, by its index.
+        self._calls: dict[int, dict[str, str]] = {}
+
+    def start(self) -> list[Event]:
+        return [_part(type="start", messageId=self._message_id), _part(type="start-step")]
+
+    def chunk(self, chunk: Chunk) -> list[Event]:
+        if isinstance(chunk, TextDelta):
+            events = []
+            if self._text_id is None:
+                self._texts += 1
+                self._text_id = f"text-{self._texts}"
+                events.append(_part(type="text-start", id=self._text_id))
+            events.append(_part(type="text-delta", id=self._text_id, delta=chunk.text))
+            return events
+        if isinstance(chunk, ToolCallDelta):
+            return self._end_text() + self._tool_call(chunk)
+        return [*self._end_text(), *self._end_tool_calls(), *self._finish(chunk)]
+
+    def error(self, error: ProviderError) -> list[Event]:
+        return [_part(type="error", errorText=error.message), DONE]
+
+    def _end_text(self) -> list[Event]:
+        if self._text_id is None:
+            return []
+        text_id, self._text_id = self._text_id, None
+        return [_part(type="text-end", id=text_id)]
+
+    def _tool_call(self, chunk: ToolCallDelta) -> list[Event]:
+        call = self._calls.get(chunk.index)
+        events = []
+        if call is None:
+            call = self._calls[chunk.index] = {
+                "id": chunk.id or f"call-{self._message_id}-{chunk.index}",
+                "name": chunk.name or "",
+                "arguments": "",
+            }
+            events.append(
+                _part(type="tool-input-start", toolCallId=call["id"], toolName=call["name"])
+            )
+        if chunk.arguments:
+            call["arguments"] += chunk.arguments
+            events.append(
+                _part(
+                    type="tool-input-delta", toolCallId=call["id"], inputTextDelta=chunk.arguments
+                )
+            )
+        return events
+
+    def _end_tool_calls(self) -> list[Event]:
+        events = []
+        for call in self._calls.values():
+            try:
+                arguments = json.loads(call["arguments"] or "{}")
+            except json.JSONDecodeError:
+                arguments = call["arguments"]
+            events.append(
+                _part(
+                    type="tool-input-available",
+                    toolCallId=call["id"],
+                    toolName=call["name"],
+                    input=arguments,
+                )
+            )
+        self._calls.clear()
+        return events
+
+    def _finish(self, finish: Finish) -> list[Event]:
+        return [_part(type="finish-step"), _part(type="finish"), DONE]
+
+
+def _part(**fields: Any) -> Event:
+    return Event(data=fields)
+
+
+def _tool_call(chunk: ToolCallDelta) -> dict[str, Any]:
+    return {"index": chunk.index, "id": chunk.id, "name": chunk.name, "arguments": chunk.arguments}
+
+
+def _usage(usage: Usage | None) -> dict[str, int] | None:
+    if usage is None:
+        return None
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
+
+
+FORMATS: dict[str, type[OutputFormat]] = {
+    "native": NativeFormat,
+    "openai": OpenAIFormat,
+    "vercel": VercelFormat,
+}

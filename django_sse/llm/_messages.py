@@ -1,0 +1,137 @@
+"""Read and check the conversation a client posts, before anything is sent upstream.
+
+Accepted bodies:
+
+- JSON ``{"messages": [{"role": ..., "content": ...}, ...]}``, where content is a
+  string or OpenAI's list of ``{"type": "text", "text": ...}`` parts;
+- JSON from the Vercel AI SDK's ``useChat``: messages with ``parts`` instead of
+  ``content`` (only their text parts are read);
+- JSON ``{"prompt": "..."}``, or a form with a ``prompt`` field: one user message.
+
+Everything else is an ``InvalidChat`` naming what is wrong, which the view answers
+with a 400. The limits come from the ``LLM_MAX_*`` settings.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, cast
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest
+
+from django_sse import conf
+from django_sse.llm._types import Message, Role
+
+__all__ = ["InvalidChat", "read_body", "read_chat"]
+
+_ROLES: tuple[Role, ...] = ("system", "user", "assistant")
+
+
+class InvalidChat(ValueError):
+    """The posted conversation cannot be sent to a model; the message says why."""
+
+
+def read_chat(body: dict[str, Any], *, allow_system: bool = False) -> list[Message]:
+    """The conversation in a request's body (see ``read_body``), checked against the limits."""
+    if "messages" in body:
+        messages = _messages(body["messages"])
+    elif "prompt" in body:
+        messages = [Message(role="user", content=_text(body["prompt"], "prompt"))]
+    else:
+        raise InvalidChat('Send "messages" (a list of {"role", "content"}) or a "prompt"')
+    _check(messages, allow_system)
+    return messages
+
+
+def read_body(request: HttpRequest) -> dict[str, Any]:
+    """The body as a dict: JSON as sent, a form as its ``prompt``."""
+    try:
+        content_type = request.content_type or ""
+        if content_type == "application/json":
+            try:
+                body = json.loads(request.body)
+            except (UnicodeDecodeError, json.JSONDecodeError) as error:
+                raise InvalidChat(f"The body is not valid JSON: {error}") from None
+            if not isinstance(body, dict):
+                raise InvalidChat("The JSON body must be an object")
+            return body
+        if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            return {"prompt": request.POST["prompt"]} if "prompt" in request.POST else {}
+    except RequestDataTooBig:
+        raise InvalidChat("The body is too large") from None
+    raise InvalidChat(
+        f"Send the conversation as application/json or a form, not {content_type or 'nothing'}"
+    )
+
+
+def _messages(value: Any) -> list[Message]:
+    if not isinstance(value, list) or not value:
+        raise InvalidChat('"messages" must be a non-empty list')
+    limit = conf.get("LLM_MAX_MESSAGES")
+    if len(value) > limit:
+        raise InvalidChat(f"Too many messages: {len(value)}, at most {limit}")
+    return [_message(item, n) for n, item in enumerate(value)]
+
+
+def _message(item: Any, n: int) -> Message:
+    where = f"messages[{n}]"
+    if not isinstance(item, dict):
+        raise InvalidChat(f"{where} must be an object with a role and content")
+    role = item.get("role")
+    if role not in _ROLES:
+        raise InvalidChat(f"{where}.role must be one of {', '.join(_ROLES)}, not {role!r}")
+    if "content" in item:
+        content = _content(item["content"], f"{where}.content")
+    elif "parts" in item:
+        content = _parts(item["parts"], f"{where}.parts")
+    else:
+        raise InvalidChat(f"{where} has no content")
+    return Message(role=cast(Role, role), content=content)
+
+
+def _content(value: Any, where: str) -> str:
+    if isinstance(value, list):
+        return _parts(value, where)
+    return _text(value, where)
+
+
+def _parts(value: Any, where: str) -> str:
+    """The text of a list of parts; the parts that are not text (files, tool calls,
+    reasoning...) are not sent to the model."""
+    if not isinstance(value, list):
+        raise InvalidChat(f"{where} must be a list of parts")
+    texts = []
+    for n, part in enumerate(value):
+        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+            raise InvalidChat(f"{where}[{n}] must be an object with a type")
+        if part["type"] == "text":
+            texts.append(_text(part.get("text"), f"{where}[{n}].text"))
+    if not texts:
+        raise InvalidChat(f"{where} has no text part")
+    return "".join(texts)
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidChat(f"{where} must be a string")
+    if "\x00" in value:
+        raise InvalidChat(f"{where} contains a NUL character")
+    limit = conf.get("LLM_MAX_MESSAGE_LENGTH")
+    if len(value) > limit:
+        raise InvalidChat(f"{where} is too long: {len(value)} characters, at most {limit}")
+    return value
+
+
+def _check(messages: Sequence[Message], allow_system: bool) -> None:
+    if not allow_system and any(m["role"] == "system" for m in messages):
+        raise InvalidChat("System messages are set by the server, not sent by the client")
+    if messages[-1]["role"] != "user":
+        raise InvalidChat("The last message must be the user's")
+    if not messages[-1]["content"].strip():
+        raise InvalidChat("The last message is empty")
+    total = sum(len(m["content"]) for m in messages)
+    limit = conf.get("LLM_MAX_CONVERSATION_LENGTH")
+    if total > limit:
+        raise InvalidChat(f"The conversation is too long: {total} characters, at most {limit}")

@@ -1,0 +1,178 @@
+"""The provider adapter for OpenAI's chat completions API, on the official ``openai`` SDK.
+
+The only module that knows OpenAI's chunk format and exceptions. With ``base_url`` it
+talks to any server that speaks the same API (vLLM, Ollama, llama.cpp's server...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+import weakref
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import openai
+
+from django_sse.llm._types import (
+    Chunk,
+    Finish,
+    Message,
+    ProviderError,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
+
+__all__ = ["OpenAIProvider"]
+
+# What the client is told, per error code: never the provider's own message, which
+# may quote the API key's prefix, the organisation or the account's limits.
+_MESSAGES = {
+    "authentication": "The language model provider refused the API key.",
+    "permission_denied": "The API key may not use this model.",
+    "rate_limited": "The language model provider is rate limiting requests; try again later.",
+    "timeout": "The language model provider did not answer in time.",
+    "unavailable": "The language model provider could not be reached.",
+    "context_length": "The conversation is too long for the model.",
+    "bad_request": "The language model provider refused the request.",
+    "upstream_error": "The language model provider failed.",
+}
+
+
+class OpenAIProvider:
+    """Streams chat completions from OpenAI, or from a server with the same API."""
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 2,
+    ) -> None:
+        self.model = model
+        self._options: dict[str, Any] = {
+            # The SDK insists on a key; local OpenAI-compatible servers do not.
+            "api_key": api_key or ("unused" if base_url else None),
+            "base_url": base_url,
+            "timeout": timeout,
+            "max_retries": max_retries,
+        }
+        # One client per event loop: its connection pool belongs to the loop.
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI]
+        self._clients = weakref.WeakKeyDictionary()
+
+    @property
+    def label(self) -> str:
+        client = self._client()
+        return f"{self.model} at {urlsplit(str(client.base_url)).netloc}"
+
+    def _client(self) -> openai.AsyncOpenAI:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = self._clients[loop] = openai.AsyncOpenAI(**self._options)
+        return client
+
+    async def stream(
+        self, messages: Sequence[Message], *, max_tokens: int | None = None
+    ) -> AsyncGenerator[Chunk, None]:
+        """The answer to ``messages``, piece by piece, then a Finish.
+
+        Closing this generator (the client left) closes the HTTP response at once,
+        so the provider stops generating tokens nobody will read.
+        """
+        extra: dict[str, Any] = {}
+        if max_tokens is not None:
+            extra["max_completion_tokens"] = max_tokens
+        try:
+            response = await self._client().chat.completions.create(
+                model=self.model,
+                messages=cast(Any, list(messages)),
+                stream=True,
+                stream_options={"include_usage": True},
+                **extra,
+            )
+        except openai.APIError as error:
+            raise _translate(error) from error
+        reason, usage = "stop", None
+        try:
+            async for chunk in response:
+                if chunk.usage is not None:
+                    usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                for choice in chunk.choices:
+                    if choice.index != 0:
+                        continue
+                    delta = choice.delta
+                    if delta.content:
+                        yield TextDelta(delta.content)
+                    for call in delta.tool_calls or ():
+                        function = call.function
+                        yield ToolCallDelta(
+                            index=call.index,
+                            id=call.id,
+                            name=function.name if function else None,
+                            arguments=(function.arguments or "") if function else "",
+                        )
+                    if choice.finish_reason:
+                        reason = choice.finish_reason
+        except openai.APIError as error:
+            raise _translate(error) from error
+        finally:
+            await response.close()
+        yield Finish(reason, usage)
+
+
+def _translate(error: openai.APIError) -> ProviderError:
+    code = _code(error)
+    retry_after = None
+    if isinstance(error, openai.APIStatusError) and code == "rate_limited":
+        retry_after = _retry_after(error.response.headers)
+    return ProviderError(code, _MESSAGES[code], retry_after=retry_after)
+
+
+def _code(error: openai.APIError) -> str:
+    if isinstance(error, openai.APITimeoutError):
+        return "timeout"
+    if isinstance(error, openai.APIConnectionError):
+        return "unavailable"
+    if error.code == "context_length_exceeded":
+        return "context_length"
+    if not isinstance(error, openai.APIStatusError):
+        return "upstream_error"  # an error event in the middle of the answer
+    status = error.status_code
+    if status == 401:
+        return "authentication"
+    if status == 403:
+        return "permission_denied"
+    if status == 429:
+        return "rate_limited"
+    if status >= 500:
+        return "upstream_error"
+    return "bad_request"
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
+    milliseconds = headers.get("retry-after-ms")
+    if milliseconds is not None:
+        try:
+            return max(0.0, float(milliseconds) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - time.time())

@@ -1,0 +1,81 @@
+"""What a provider is, and which one the settings choose."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import AsyncGenerator, Sequence
+from typing import Protocol, cast
+
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from django_sse import conf
+from django_sse.llm._types import Chunk, Message
+
+__all__ = ["Provider", "get_provider"]
+
+
+class Provider(Protocol):
+    """A source of streamed answers. Adapters for other APIs implement this."""
+
+    @property
+    def model(self) -> str:
+        """Recorded in StreamLog, and sent in the formats that name a model."""
+
+    @property
+    def label(self) -> str:
+        """Names the source for people: the model and where it runs."""
+
+    def stream(
+        self, messages: Sequence[Message], *, max_tokens: int | None = None
+    ) -> AsyncGenerator[Chunk, None]:
+        """The answer as TextDelta/ToolCallDelta pieces, then one Finish (an async
+        generator).
+
+        Raises ProviderError on failure. Closing the iterator must end the upstream
+        request promptly.
+        """
+
+
+def get_provider() -> Provider:
+    """The provider the settings describe (see ``LLM_PROVIDER``)."""
+    configured = conf.get("LLM_PROVIDER")
+    if configured is not None:
+        try:
+            factory = import_string(configured)
+        except ImportError as error:
+            raise ImproperlyConfigured(
+                f"DJANGO_SSE['LLM_PROVIDER'] = {configured!r} cannot be imported: {error}"
+            ) from error
+        return cast(Provider, factory())
+    api_key = conf.get("LLM_API_KEY") or os.environ.get("OPENAI_API_KEY")
+    base_url = conf.get("LLM_BASE_URL") or os.environ.get("OPENAI_BASE_URL")
+    if not api_key and not base_url:
+        from django_sse.llm._local import LocalTextSource
+
+        return LocalTextSource()
+    return _openai_provider(
+        conf.get("LLM_MODEL"),
+        api_key,
+        base_url,
+        conf.get("LLM_TIMEOUT"),
+        conf.get("LLM_MAX_RETRIES"),
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _openai_provider(
+    model: str, api_key: str | None, base_url: str | None, timeout: float, max_retries: int
+) -> Provider:
+    """One provider per configuration, so that requests share its connection pool."""
+    try:
+        from django_sse.llm._openai import OpenAIProvider
+    except ImportError as error:
+        raise ImproperlyConfigured(
+            "An OpenAI API key or base URL is configured, but the openai package is "
+            "missing: pip install 'django-sse-kit[llm]'"
+        ) from error
+    return OpenAIProvider(
+        model=model, api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
+    )

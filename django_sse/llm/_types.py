@@ -1,0 +1,100 @@
+"""What a provider streams, in no provider's format: the one vocabulary between them.
+
+A provider adapter turns its wire format into these; an output format turns these
+into events for a client. Neither side knows the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, TypedDict
+
+__all__ = [
+    "Chunk",
+    "Finish",
+    "Message",
+    "ProviderError",
+    "TextDelta",
+    "ToolCallDelta",
+    "Usage",
+]
+
+Role = Literal["system", "user", "assistant"]
+
+
+class Message(TypedDict):
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """The next piece of the answer's text."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of a tool call the model is making; ``index`` tells the calls apart.
+
+    The first piece of a call carries its ``id`` and function ``name``; ``arguments``
+    is a fragment of the JSON arguments, to be joined in order.
+    """
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The answer is complete. ``reason`` as OpenAI names it: stop, length,
+    tool_calls, content_filter; ``usage`` when the provider reported it."""
+
+    reason: str
+    usage: Usage | None = None
+
+
+Chunk = TextDelta | ToolCallDelta | Finish
+
+
+class ProviderError(Exception):
+    """The provider failed; safe to show the client.
+
+    ``code`` is one of a small stable set (see ``CODES``), and ``message`` never
+    carries the provider's own text, which can include account details or the key's
+    prefix. ``retry_after`` is in seconds, when the provider said when to retry.
+    """
+
+    CODES = (
+        "authentication",  # the API key was refused
+        "permission_denied",  # the key may not use this model or endpoint
+        "rate_limited",  # too many requests or tokens; see retry_after
+        "timeout",  # the provider did not answer in time
+        "unavailable",  # the provider could not be reached
+        "context_length",  # the conversation is too long for the model
+        "bad_request",  # the provider refused the request for another reason
+        "upstream_error",  # the provider failed (5xx), before or during the answer
+    )
+
+    def __init__(self, code: str, message: str, *, retry_after: float | None = None) -> None:
+        if code not in self.CODES:
+            raise ValueError(f"Unknown provider error code {code!r}; use one of {self.CODES}")
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+    def as_dict(self) -> dict[str, object]:
+        described: dict[str, object] = {"code": self.code, "message": self.message}
+        if self.retry_after is not None:
+            described["retry_after"] = self.retry_after
+        return described

@@ -1,0 +1,79 @@
+"""Chat views driven in-process against the local OpenAI-format upstream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from django.test import AsyncClient, override_settings
+
+from django_sse.protocol import EventParser, MessageEvent
+from django_sse.response import SSEResponse
+from tests.llm.upstream import RECORDINGS
+
+READ_TIMEOUT = 10.0
+
+
+@contextmanager
+def provider_at(base_url: str, **settings: Any) -> Iterator[None]:
+    """Chat views use the OpenAI provider at ``base_url``, without retries."""
+    options = {"LLM_BASE_URL": base_url, "LLM_MAX_RETRIES": 0, "LLM_TIMEOUT": 10.0, **settings}
+    with override_settings(DJANGO_SSE={"LOG_STREAMS": True, **options}):
+        yield
+
+
+async def post(path: str, body: Any, client: AsyncClient | None = None, **kwargs: Any) -> Any:
+    return await (client or AsyncClient()).post(
+        path, json.dumps(body), content_type="application/json", **kwargs
+    )
+
+
+class Answer:
+    """A chat view's response, read chunk by chunk from its engine."""
+
+    def __init__(self, response: SSEResponse) -> None:
+        self.response = response
+        self.raw = b""
+        self._chunks = response._engine
+        self._parser = EventParser()
+        self.events: list[MessageEvent] = []
+
+    @classmethod
+    async def ask(cls, path: str, body: Any, **kwargs: Any) -> Answer:
+        response = await post(path, body, **kwargs)
+        assert isinstance(response, SSEResponse), (response.status_code, response.content)
+        return cls(response)
+
+    async def read(self, count: int) -> list[MessageEvent]:
+        while len(self.events) < count:
+            chunk = await asyncio.wait_for(anext(self._chunks), READ_TIMEOUT)
+            self.raw += chunk
+            self.events += self._parser.feed(chunk)
+        return self.events
+
+    async def rest(self) -> list[MessageEvent]:
+        async def drain() -> None:
+            async for chunk in self._chunks:
+                self.raw += chunk
+                self.events += self._parser.feed(chunk)
+
+        await asyncio.wait_for(drain(), READ_TIMEOUT)
+        return self.events
+
+    async def leave(self) -> None:
+        """What Django does when the client goes away."""
+        await self._chunks.aclose()  # type: ignore[attr-defined]
+
+
+def recorded_text(name: str) -> str:
+    """The content a recording streams, joined."""
+    text = []
+    for line in (Path(RECORDINGS) / f"{name}.jsonl").read_text().splitlines():
+        chunk = json.loads(line)
+        for choice in chunk.get("choices") or []:
+            text.append(choice["delta"].get("content") or "")
+    return "".join(text)

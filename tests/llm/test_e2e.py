@@ -1,0 +1,112 @@
+"""Chat views behind real ASGI servers, with the upstream on a thread of this process.
+
+The official openai SDK streams from our OpenAI-compatible endpoint unchanged, httpx
+reads the native format as plain SSE, and a client that leaves makes the server close
+its upstream request within a second.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from typing import Any, cast
+
+import httpx
+import openai
+import pytest
+from openai.types.chat import ChatCompletionMessageParam
+
+from django_sse.protocol import EventParser
+from tests.llm.support import recorded_text
+from tests.llm.upstream import Upstream
+from tests.llm.views import API_KEY
+from tests.servers import LiveServer
+
+pytestmark = pytest.mark.e2e
+
+HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hello"}]
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    with Upstream.in_thread() as server:
+        yield server
+
+
+@pytest.fixture(scope="module", params=["uvicorn", "daphne"])
+def server(request: pytest.FixtureRequest, upstream: Upstream) -> Iterator[LiveServer]:
+    with LiveServer(request.param, env={"SSE_TEST_UPSTREAM": upstream.url}) as live:
+        yield live
+
+
+def sdk(server: LiveServer, scenario: str, key: str = API_KEY) -> openai.OpenAI:
+    return openai.OpenAI(api_key=key, base_url=f"{server.url}/llm/{scenario}/v1", max_retries=0)
+
+
+def test_the_openai_sdk_streams_from_django_unchanged(server: LiveServer) -> None:
+    stream = sdk(server, "answer").chat.completions.create(
+        model="anything", messages=HELLO, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == recorded_text("answer")
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens > 0
+
+
+def test_the_openai_sdk_gets_tool_calls(server: LiveServer) -> None:
+    stream = sdk(server, "tool-calls").chat.completions.create(
+        model="anything", messages=HELLO, stream=True
+    )
+    calls = [call for c in stream if c.choices for call in c.choices[0].delta.tool_calls or []]
+    names = {
+        call.index: call.function.name for call in calls if call.function and call.function.name
+    }
+    assert set(names.values()) == {"get_weather"}
+    assert len(names) == 2
+
+
+def test_the_openai_sdk_raises_on_our_errors(server: LiveServer) -> None:
+    with pytest.raises(openai.AuthenticationError):
+        sdk(server, "answer", key="sk-wrong").chat.completions.create(
+            model="m", messages=HELLO, stream=True
+        )
+    with pytest.raises(openai.BadRequestError, match="Only streaming"):
+        sdk(server, "answer").chat.completions.create(model="m", messages=HELLO)
+    with pytest.raises(openai.BadRequestError, match="must be one of"):
+        sdk(server, "answer").chat.completions.create(
+            model="m", messages=cast(Any, [{"role": "robot", "content": "x"}]), stream=True
+        )
+    stream = sdk(server, "mid-stream-error").chat.completions.create(
+        model="m", messages=HELLO, stream=True
+    )
+    with pytest.raises(openai.APIError, match="The language model provider failed"):
+        list(stream)
+
+
+def test_leaving_closes_the_upstream_request_within_a_second(
+    server: LiveServer, upstream: Upstream
+) -> None:
+    first = len(upstream.requests)
+    # The CSRF cookie and the matching header, as a page's form or script would send.
+    token = secrets.token_hex(16)
+    with (
+        httpx.Client(timeout=10, cookies={"csrftoken": token}) as client,
+        client.stream(
+            "POST",
+            f"{server.url}/llm/slow-20/chat/",
+            json={"prompt": "Hello"},
+            headers={"X-CSRFToken": token},
+        ) as response,
+    ):
+        assert response.status_code == 200
+        parser, tokens = EventParser(), 0
+        for chunk in response.iter_raw():
+            tokens += sum(e.event == "token" for e in parser.feed(chunk))
+            if tokens >= 3:
+                break
+    request = upstream.wait_request_sync(first)
+    request.wait_closed_sync(timeout=1.0)
+    assert request.client_closed
+    assert request.tokens_written < upstream.slow_max_tokens

@@ -1,0 +1,122 @@
+"""What a chat view accepts as a conversation, and the clear errors for the rest."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.test import RequestFactory, override_settings
+
+from django_sse.llm._messages import InvalidChat, read_body, read_chat
+
+
+def chat(body: Any, **options: Any) -> list[Any]:
+    request = RequestFactory().post("/", json.dumps(body), content_type="application/json")
+    return read_chat(read_body(request), **options)
+
+
+def test_openai_style_messages() -> None:
+    messages = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "How "}, {"type": "text", "text": "are you?"}],
+        },
+    ]
+    assert chat({"messages": messages}) == [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "How are you?"},
+    ]
+
+
+def test_use_chat_ui_messages_with_parts() -> None:
+    body = {
+        "id": "chat-1",
+        "trigger": "submit-message",
+        "messages": [
+            {"id": "m1", "role": "user", "parts": [{"type": "text", "text": "Hi"}]},
+            {"id": "m2", "role": "assistant",
+             "parts": [{"type": "step-start"}, {"type": "text", "text": "Hello", "state": "done"}]},
+            {"id": "m3", "role": "user", "parts": [{"type": "text", "text": "More"}]},
+        ],
+    }  # fmt: skip
+    assert [m["content"] for m in chat(body)] == ["Hi", "Hello", "More"]
+
+
+def test_a_prompt_in_json_or_a_form() -> None:
+    assert chat({"prompt": "Hi"}) == [{"role": "user", "content": "Hi"}]
+    request = RequestFactory().post("/", {"prompt": "From a form"})
+    assert read_chat(read_body(request)) == [{"role": "user", "content": "From a form"}]
+
+
+def test_system_messages_only_when_allowed() -> None:
+    body = {
+        "messages": [{"role": "system", "content": "Be brief"}, {"role": "user", "content": "Hi"}]
+    }
+    with pytest.raises(InvalidChat, match="System messages are set by the server"):
+        chat(body)
+    assert chat(body, allow_system=True)[0] == {"role": "system", "content": "Be brief"}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ([], "must be an object"),
+        ({}, 'Send "messages"'),
+        ({"messages": []}, "non-empty list"),
+        ({"messages": "hi"}, "non-empty list"),
+        ({"messages": ["hi"]}, r"messages\[0\] must be an object"),
+        ({"messages": [{"role": "robot", "content": "x"}]}, r"messages\[0\].role must be one of"),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "not 'tool'"),
+        ({"messages": [{"role": "user"}]}, "has no content"),
+        ({"messages": [{"role": "user", "content": 3}]}, "must be a string"),
+        ({"messages": [{"role": "user", "content": "a\x00b"}]}, "NUL"),
+        ({"messages": [{"role": "user", "parts": [{"type": "file"}]}]}, "no text part"),
+        ({"messages": [{"role": "user", "parts": ["x"]}]}, "must be an object with a type"),
+        ({"messages": [{"role": "assistant", "content": "x"}]}, "last message must be the user's"),
+        ({"messages": [{"role": "user", "content": "  "}]}, "last message is empty"),
+        ({"prompt": None}, "prompt must be a string"),
+    ],
+)
+def test_bad_conversations_are_named(body: Any, message: str) -> None:
+    with pytest.raises(InvalidChat, match=message):
+        chat(body)
+
+
+def test_bad_bodies_are_named() -> None:
+    factory = RequestFactory()
+    with pytest.raises(InvalidChat, match="not valid JSON"):
+        read_body(factory.post("/", "{nope", content_type="application/json"))
+    with pytest.raises(InvalidChat, match="not text/plain"):
+        read_body(factory.post("/", "hi", content_type="text/plain"))
+    with pytest.raises(InvalidChat, match='Send "messages"'):
+        read_chat(read_body(factory.post("/", {"question": "?"})))
+
+
+@override_settings(
+    DJANGO_SSE={
+        "LLM_MAX_MESSAGES": 2,
+        "LLM_MAX_MESSAGE_LENGTH": 10,
+        "LLM_MAX_CONVERSATION_LENGTH": 15,
+    }
+)
+def test_limits() -> None:
+    user = {"role": "user", "content": "0123456789"}
+    with pytest.raises(InvalidChat, match="Too many messages: 3, at most 2"):
+        chat({"messages": [user, user, user]})
+    with pytest.raises(InvalidChat, match="too long: 11 characters, at most 10"):
+        chat({"prompt": "01234567890"})
+    with pytest.raises(InvalidChat, match="conversation is too long: 20 characters, at most 15"):
+        chat({"messages": [user, user]})
+
+
+@override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=100)
+def test_a_body_over_djangos_limit() -> None:
+    request = RequestFactory().post(
+        "/", json.dumps({"prompt": "x" * 200}), content_type="application/json"
+    )
+    with pytest.raises(InvalidChat, match="too large"):
+        read_body(request)

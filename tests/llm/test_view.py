@@ -1,0 +1,185 @@
+"""ChatView in-process, with the real openai SDK talking HTTP to the local upstream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from django.test import AsyncClient
+
+from django_sse.llm import LocalTextSource
+from django_sse.models import StreamLog
+from tests.llm import vercel_schema
+from tests.llm.support import Answer, post, provider_at, recorded_text
+from tests.llm.upstream import Upstream
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+HELLO = {"messages": [{"role": "user", "content": "Hello"}]}
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[Upstream]:
+    async with Upstream() as server:
+        yield server
+
+
+def tokens(answer: Answer) -> str:
+    return "".join(e.data for e in answer.events if e.event == "token")
+
+
+async def test_an_answer_is_relayed_token_by_token_then_done(upstream: Upstream) -> None:
+    with provider_at(upstream.base_url("answer"), LLM_MODEL="gpt-test"):
+        answer = await Answer.ask("/llm/chat/", HELLO)
+        events = await answer.rest()
+    assert tokens(answer) == recorded_text("answer")
+    assert sum(e.event == "token" for e in events) > 10
+    done = events[-1]
+    assert done.event == "done"
+    assert done.json()["finish_reason"] == "stop"
+    usage = done.json()["usage"]
+    assert usage["completion_tokens"] > 0
+    assert usage["prompt_tokens"] > 0
+    (request,) = upstream.requests
+    assert request.body["model"] == "gpt-test"
+    assert request.body["messages"] == HELLO["messages"]
+    assert request.body["stream"] is True
+    assert request.body["stream_options"] == {"include_usage": True}
+    log = await StreamLog.objects.aget()
+    assert (log.model, log.outcome) == ("gpt-test", "completed")
+    assert (log.prompt_tokens, log.completion_tokens) == (
+        usage["prompt_tokens"],
+        usage["completion_tokens"],
+    )
+    assert log.time_to_first_token is not None
+    assert log.time_to_first_token.total_seconds() > 0
+
+
+async def test_the_system_prompt_goes_first(upstream: Upstream) -> None:
+    with provider_at(upstream.base_url("answer")):
+        await (await Answer.ask("/llm/chat/brief/", HELLO)).rest()
+    assert upstream.requests[0].body["messages"] == [
+        {"role": "system", "content": "Answer briefly."},
+        *HELLO["messages"],
+    ]
+
+
+async def test_tool_call_deltas(upstream: Upstream) -> None:
+    with provider_at(upstream.base_url("tool-calls")):
+        events = await (await Answer.ask("/llm/chat/", HELLO)).rest()
+    calls = [e.json() for e in events if e.event == "tool_call"]
+    names = {c["index"]: c["name"] for c in calls if c["name"]}
+    assert set(names.values()) == {"get_weather"}
+    assert len(names) == 2
+    for index in names:
+        arguments = "".join(c["arguments"] for c in calls if c["index"] == index)
+        assert arguments.startswith("{")
+        assert arguments.endswith("}")
+    assert events[-1].json()["finish_reason"] == "tool_calls"
+
+
+@pytest.mark.parametrize(
+    ("scenario", "code", "retry_after"),
+    [
+        ("unauthorized", "authentication", None),
+        ("rate-limited-7", "rate_limited", 7.0),
+        ("context-length", "context_length", None),
+        ("server-error", "upstream_error", None),
+        ("mid-stream-error", "upstream_error", None),
+    ],
+)
+async def test_provider_failures_become_error_events(
+    upstream: Upstream, scenario: str, code: str, retry_after: float | None
+) -> None:
+    with provider_at(upstream.base_url(scenario)):
+        answer = await Answer.ask("/llm/chat/", HELLO)
+        events = await answer.rest()
+    error = events[-1]
+    assert error.event == "error"
+    assert error.json()["code"] == code
+    assert error.json().get("retry_after") == retry_after
+    # The provider's own message (it can name the account or the key) stays upstream.
+    assert "sk-" not in error.data
+    assert "Traceback" not in answer.raw.decode()
+    log = await StreamLog.objects.aget()
+    assert log.outcome == "error"
+    assert log.error == f"ProviderError: {code}: {error.json()['message']}"
+
+
+async def test_the_sdk_retries_a_rate_limit_after_its_retry_after(upstream: Upstream) -> None:
+    with provider_at(upstream.base_url("rate-limited-0.01"), LLM_MAX_RETRIES=1):
+        events = await (await Answer.ask("/llm/chat/", HELLO)).rest()
+    assert len(upstream.requests) == 2
+    assert events[-1].json()["code"] == "rate_limited"
+
+
+async def test_leaving_closes_the_upstream_request(upstream: Upstream) -> None:
+    with provider_at(upstream.base_url("slow-20")):
+        answer = await Answer.ask("/llm/chat/", HELLO)
+        await answer.read(3)
+        await answer.leave()
+    request = upstream.requests[0]
+    await request.wait_closed(timeout=1.0)
+    assert request.client_closed
+    assert 3 <= request.tokens_written < upstream.slow_max_tokens
+    assert answer.response.stats.outcome == "client_disconnected"
+
+
+async def test_bad_input_is_refused_before_anything_goes_upstream(upstream: Upstream) -> None:
+    with provider_at(upstream.base_url("answer")):
+        response = await post("/llm/chat/", {"messages": [{"role": "user", "content": 5}]})
+        form = await AsyncClient().post("/llm/chat/", {"question": "?"})
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": {"code": "invalid_request", "message": "messages[0].content must be a string"}
+    }
+    assert form.status_code == 400
+    assert upstream.requests == []
+
+
+async def test_csrf_protects_the_chat_view(upstream: Upstream) -> None:
+    with provider_at(upstream.base_url("answer")):
+        response = await post("/llm/chat/", HELLO, AsyncClient(enforce_csrf_checks=True))
+    assert response.status_code == 403
+    assert upstream.requests == []
+
+
+async def test_get_is_not_allowed() -> None:
+    response = await AsyncClient().get("/llm/chat/")
+    assert response.status_code == 405
+
+
+async def test_vercel_ui_message_stream(upstream: Upstream) -> None:
+    with provider_at(upstream.base_url("answer")):
+        answer = await Answer.ask("/llm/vercel/", HELLO)
+        await answer.rest()
+    vercel_schema.check_headers(dict(answer.response.items()))
+    parts = vercel_schema.parse_wire(answer.raw)
+    vercel_schema.validate_stream(parts)
+    text = "".join(p["delta"] for p in parts if p["type"] == "text-delta")
+    assert text == recorded_text("answer")
+
+
+async def test_vercel_error_ending(upstream: Upstream) -> None:
+    with provider_at(upstream.base_url("mid-stream-error")):
+        answer = await Answer.ask("/llm/vercel/", HELLO)
+        await answer.rest()
+    parts = vercel_schema.parse_wire(answer.raw)
+    vercel_schema.validate_stream(parts)
+    assert parts[-1]["type"] == "error"
+
+
+async def test_without_a_provider_the_local_text_source_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    defaults = LocalTextSource.__init__.__kwdefaults__
+    assert defaults is not None
+    monkeypatch.setitem(defaults, "pace", 0.0)
+    events = await (await Answer.ask("/llm/chat/", HELLO)).rest()
+    text = "".join(e.data for e in events if e.event == "token")
+    assert text.startswith(
+        "This answer comes from django_sse's local text source, not from a language model"
+    )
+    assert events[-1].json()["model"] == "local-text"

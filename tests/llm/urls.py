@@ -1,0 +1,13 @@
+from django.urls import path
+
+from django_sse.llm import ChatView, OpenAICompatibleView
+from tests.llm.views import API_KEY, ScenarioChatView, ScenarioOpenAIView
+
+urlpatterns = [
+    path("chat/", ChatView.as_view()),
+    path("chat/brief/", ChatView.as_view(system_prompt="Answer briefly.")),
+    path("vercel/", ChatView.as_view(output_format="vercel")),
+    path("v1/chat/completions", OpenAICompatibleView.as_view(api_keys=[API_KEY])),
+    path("<str:scenario>/chat/", ScenarioChatView.as_view()),
+    path("<str:scenario>/v1/chat/completions", ScenarioOpenAIView.as_view()),
+]
