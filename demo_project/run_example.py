@@ -1,4 +1,4 @@
-"""Run one demo example headless: ``python run_example.py N`` (1, 3, 4, 5, or client-cli).
+"""Run one demo example headless: ``python run_example.py N`` (1 to 5, or client-cli).
 
 Starts the demo under daphne on a free loopback port, reads the example's stream the
 way a browser would, prints what arrived, and always stops the server. Exits 0 only
@@ -27,7 +27,7 @@ from typing import TextIO
 import httpx
 
 from django_sse.client import SSEResponseError, connect
-from django_sse.protocol import MessageEvent
+from django_sse.protocol import EventParser, MessageEvent
 
 HERE = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
@@ -253,6 +253,47 @@ def _drop(client: httpx.Client, base_url: str, client_id: str) -> None:
         raise ExampleFailed(f"the drop endpoint answered {response.status_code}")
 
 
+def example_2(base_url: str) -> None:
+    """Ask the chat a question and print the answer as it streams, then stop one early."""
+    with httpx.Client(timeout=READ_TIMEOUT) as client:
+        page = client.get(f"{base_url}/examples/chat/")
+        page.raise_for_status()
+        headers = {"X-CSRFToken": client.cookies.get("csrftoken") or ""}
+        url = f"{base_url}/examples/chat/answer/"
+        question = {"prompt": "What are Server-Sent Events good for?"}
+        print(f"> {question['prompt']}")
+        events = []
+        with client.stream("POST", url, data=question, headers=headers) as response:
+            if response.status_code != 200:
+                raise ExampleFailed(f"the chat view answered {response.status_code}")
+            parser = EventParser()
+            for chunk in response.iter_raw():
+                for event in parser.feed(chunk):
+                    events.append(event)
+                    if event.event == "token":
+                        print(event.json()["text"], end="", flush=True)
+        print()
+        last = events[-1] if events else None
+        if last is None or last.event != "done":
+            raise ExampleFailed(f"the answer did not end with a done event: {last}")
+        print(f"[done] {last.data}")
+        tokens = sum(event.event == "token" for event in events)
+        if tokens != last.json()["usage"]["completion_tokens"]:
+            raise ExampleFailed(f"{tokens} token events, but usage says otherwise: {last.data}")
+
+        # What the page's Stop button does: leave mid-answer. The server then closes its
+        # request to the provider (the stream logs show client_disconnected).
+        with client.stream("POST", url, data=question, headers=headers) as response:
+            parser, taken = EventParser(), 0
+            for chunk in response.iter_raw():
+                taken += sum(event.event == "token" for event in parser.feed(chunk))
+                if taken >= 5:
+                    break
+        print(
+            f"OK: {tokens} tokens streamed and a done event; a second answer stopped after {taken}."
+        )
+
+
 def example_3(base_url: str) -> None:
     """Consume the production stream with the async client (client_consumption.py)."""
     from client_consumption import consume
@@ -332,6 +373,7 @@ def client_cli(base_url: str) -> None:
 
 EXAMPLES: dict[str, Callable[[str], None]] = {
     "1": example_1,
+    "2": example_2,
     "3": example_3,
     "4": example_4,
     "5": example_5,

@@ -130,8 +130,12 @@ class LiveServer:
         self.stop()
 
 
-def demo_runserver(database: Path) -> LiveServer:
-    """The bundled demo started the way the README says: ``manage.py runserver`` (daphne)."""
+def demo_runserver(database: Path, env: dict[str, str] | None = None) -> LiveServer:
+    """The bundled demo started the way the README says: ``manage.py runserver`` (daphne).
+
+    With no LLM provider configured, whatever this process's environment says: ``env``
+    can set OPENAI_BASE_URL.
+    """
     return LiveServer(
         "daphne",
         command=lambda port: [
@@ -143,5 +147,11 @@ def demo_runserver(database: Path) -> LiveServer:
         ],
         ready="development server at",
         cwd=ROOT / "demo_project",
-        env={"DJANGO_SETTINGS_MODULE": "demo.settings", "DEMO_DB": str(database)},
+        env={
+            "DJANGO_SETTINGS_MODULE": "demo.settings",
+            "DEMO_DB": str(database),
+            "OPENAI_API_KEY": "",
+            "OPENAI_BASE_URL": "",
+            **(env or {}),
+        },
     )

@@ -1,7 +1,7 @@
 """Output formats: what a chat view streams, for each kind of client.
 
-- ``native``: named events for pages and our client (``token``, ``tool_call``,
-  ``done``, ``error``); the template tags' ``on``/``swap`` options read them as is.
+- ``native``: named events with JSON data for pages and our client (``token``,
+  ``tool_call``, ``done``, ``error``), ready for the template tags' ``json=True``.
 - ``openai``: OpenAI's chat completion chunks and ``data: [DONE]``, so the official
   SDK (or anything written for OpenAI) can point its ``base_url`` at Django.
 - ``vercel``: the Vercel AI SDK's UI message stream, v1, for ``useChat`` front ends.
@@ -48,7 +48,7 @@ class OutputFormat:
 class NativeFormat(OutputFormat):
     def chunk(self, chunk: Chunk) -> list[Event]:
         if isinstance(chunk, TextDelta):
-            return [Event(event="token", data=chunk.text)]
+            return [Event(event="token", data={"text": chunk.text})]
         if isinstance(chunk, ToolCallDelta):
             return [Event(event="tool_call", data=_tool_call(chunk))]
         return [

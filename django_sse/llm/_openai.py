@@ -68,8 +68,9 @@ class OpenAIProvider:
 
     @property
     def label(self) -> str:
-        client = self._client()
-        return f"{self.model} at {urlsplit(str(client.base_url)).netloc}"
+        # The SDK's own default when no base URL is given (OPENAI_BASE_URL included).
+        base_url = self._options["base_url"] or "https://api.openai.com/v1"
+        return f"{self.model} at {urlsplit(base_url).netloc}"
 
     def _client(self) -> openai.AsyncOpenAI:
         loop = asyncio.get_running_loop()

@@ -38,7 +38,10 @@ def render(answer: Any, chunks: list[Chunk], error: ProviderError | None = None)
 
 def test_native_events() -> None:
     events = EventParser().feed(render(NativeFormat(model="m"), ANSWER))
-    assert [(e.event, e.data) for e in events[:2]] == [("token", "Hello"), ("token", ", world")]
+    assert [(e.event, e.json()) for e in events[:2]] == [
+        ("token", {"text": "Hello"}),
+        ("token", {"text": ", world"}),
+    ]
     assert events[2].event == "done"
     assert events[2].json() == {
         "finish_reason": "stop",

@@ -16,14 +16,31 @@ import httpx
 import openai
 import pytest
 
+from tests.llm import upstream as upstream_module
 from tests.llm.upstream import RECORDINGS, Upstream
 
 MESSAGES: list[Any] = [{"role": "user", "content": "What are Server-Sent Events?"}]
 
 
+def from_upstream(context: dict[str, Any]) -> bool:
+    """Whether a problem the event loop reports came from the upstream server's code.
+
+    Why: other code's leaks also land on whatever loop runs when they are collected (the SDK
+    closes a forgotten AsyncOpenAI on the running loop), and must not fail these tests.
+    """
+    exception = context.get("exception")
+    traceback = exception.__traceback__ if exception is not None else None
+    while traceback is not None:
+        if traceback.tb_frame.f_code.co_filename == upstream_module.__file__:
+            return True
+        traceback = traceback.tb_next
+    return any("Upstream." in repr(context.get(key)) for key in ("future", "handle", "task"))
+
+
 @pytest.fixture
 async def upstream() -> AsyncIterator[Upstream]:
-    """The server on the test's loop; fails the test on anything the loop would only log."""
+    """The server on the test's loop; fails the test on anything of its that the loop would
+    only log."""
     loop = asyncio.get_running_loop()
     problems: list[dict[str, Any]] = []
     loop.set_exception_handler(lambda _, context: problems.append(context))
@@ -33,7 +50,7 @@ async def upstream() -> AsyncIterator[Upstream]:
     finally:
         loop.set_exception_handler(None)
     assert server.errors == []
-    assert problems == []
+    assert [problem for problem in problems if from_upstream(problem)] == []
 
 
 def client_for(upstream: Upstream, scenario: str, max_retries: int = 0) -> openai.AsyncOpenAI:

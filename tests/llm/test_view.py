@@ -25,7 +25,7 @@ async def upstream() -> AsyncIterator[Upstream]:
 
 
 def tokens(answer: Answer) -> str:
-    return "".join(e.data for e in answer.events if e.event == "token")
+    return "".join(e.json()["text"] for e in answer.events if e.event == "token")
 
 
 async def test_an_answer_is_relayed_token_by_token_then_done(upstream: Upstream) -> None:
@@ -178,7 +178,7 @@ async def test_without_a_provider_the_local_text_source_answers(
     assert defaults is not None
     monkeypatch.setitem(defaults, "pace", 0.0)
     events = await (await Answer.ask("/llm/chat/", HELLO)).rest()
-    text = "".join(e.data for e in events if e.event == "token")
+    text = "".join(e.json()["text"] for e in events if e.event == "token")
     assert text.startswith(
         "This answer comes from django_sse's local text source, not from a language model"
     )

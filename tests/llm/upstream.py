@@ -34,7 +34,10 @@ Streams are shaped as OpenAI shapes them: chunks carry ``usage: null`` and a las
 ``choices: []`` and the usage only when the request sets ``stream_options.include_usage``;
 ``obfuscation`` is dropped when it sets ``include_obfuscation: false`` (synthetic streams never
 carry it). Slow and fast tokens are ``"t{index} "``, so a reader can tell which token it holds,
-and ``RequestRecord.token_times[index]`` is when that token's bytes were written and drained.
+and ``RequestRecord.token_times[index]`` is when that token's bytes had been handed to the kernel
+(``drain()`` with no user-space buffering); in replays every content delta counts as a token.
+To measure latency, pace the tokens (``slow-<ms>``): a fast stream outruns any reader, and its
+tokens then wait in socket buffers.
 Without ``stream: true`` the replayed and fast scenarios answer with the whole completion, the
 mid-stream error becomes a 500, and the slow scenario refuses with a 400.
 
@@ -506,7 +509,6 @@ class Upstream:
             # Only close() cancels this task, and it must end quietly: asyncio's own callback
             # on it calls task.exception(), which raises for a cancelled task (Python 3.11).
             aborted = True
-            raise
         except Exception as exc:
             self.errors.append(exc)
             aborted = True

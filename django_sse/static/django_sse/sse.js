@@ -466,9 +466,17 @@
     return connection;
   }
 
+  /* Ends the element's stream for good: it forgets the element, as when it is removed. */
   function stop(element) {
     var connection = active.get(element);
     if (connection) connection.destroy("stopped");
+  }
+
+  /* Ends the stream in flight but keeps the element: a form connects again when next
+   * submitted (a chat's Stop button). */
+  function close(element) {
+    var connection = active.get(element);
+    if (connection) connection.close("stopped");
   }
 
   function scan(root) {
@@ -496,5 +504,5 @@
     scan(document.documentElement);
   }
 
-  window.DjangoSSE = { start: start, stop: stop, EventParser: EventParser };
+  window.DjangoSSE = { start: start, stop: stop, close: close, EventParser: EventParser };
 })();

@@ -1,0 +1,79 @@
+"""Example 2, the LLM chat page, in Chromium: offline, and against an OpenAI-format server."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import wait_closed
+from tests.llm.upstream import Upstream
+from tests.servers import LiveServer, demo_runserver
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    with Upstream.in_thread() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def offline_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    with demo_runserver(tmp_path_factory.mktemp("offline") / "db.sqlite3") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def slow_model_demo(
+    tmp_path_factory: pytest.TempPathFactory, upstream: Upstream
+) -> Iterator[LiveServer]:
+    database: Path = tmp_path_factory.mktemp("slow") / "db.sqlite3"
+    with demo_runserver(database, {"OPENAI_BASE_URL": upstream.base_url("slow-20")}) as server:
+        yield server
+
+
+def ask(page: Page, question: str) -> None:
+    page.fill("#prompt", question)
+    page.click("#ask")
+
+
+def test_offline_the_local_text_source_answers_and_says_so(
+    page: Page, offline_demo: LiveServer
+) -> None:
+    page.goto(f"{offline_demo.url}/examples/chat/")
+    expect(page.locator("#provider")).to_have_text("the local text source (not a language model)")
+    ask(page, "What is SSE?")
+    expect(page.locator("#answer")).to_contain_text("not from a language model")
+    wait_closed(page, "chat")
+    expect(page.locator("#done")).to_have_text(
+        re.compile(r"^Finished \(stop\): \d+ tokens from local-text\.$")
+    )
+    assert page.locator("#answer").text_content().rstrip().endswith("admin's stream logs.")
+
+
+def test_stop_cancels_the_request_to_the_model(
+    page: Page, slow_model_demo: LiveServer, upstream: Upstream
+) -> None:
+    first = len(upstream.requests)
+    page.goto(f"{slow_model_demo.url}/examples/chat/")
+    expect(page.locator("#provider")).to_have_text(re.compile(r"^gpt-4o-mini at 127\.0\.0\.1:"))
+    ask(page, "Count slowly")
+    expect(page.locator("#answer")).to_contain_text("t3 ")
+    page.click("#stop")
+    request = upstream.wait_request_sync(first)
+    request.wait_closed_sync(timeout=1.0)
+    assert request.client_closed
+    assert request.tokens_written < upstream.slow_max_tokens
+    assert request.body["messages"][0]["role"] == "system"
+    assert request.body["messages"][1] == {"role": "user", "content": "Count slowly"}
+    expect(page.locator("#chat")).to_have_attribute("data-sse-state", "closed")
+    expect(page.locator("#done")).to_have_text("")
+
+    # The form still works after a stop: a new question starts a new answer.
+    ask(page, "Again")
+    expect(page.locator("#answer")).to_contain_text("t1 ")
+    page.click("#stop")
+    upstream.wait_request_sync(first + 1).wait_closed_sync(timeout=1.0)
