@@ -51,7 +51,7 @@ def test_offline_the_local_text_source_answers_and_says_so(
     expect(page.locator("#done")).to_have_text(
         re.compile(r"^Finished \(stop\): \d+ tokens from local-text\.$")
     )
-    assert page.locator("#answer").text_content().rstrip().endswith("admin's stream logs.")
+    assert page.locator("#answer").inner_text().rstrip().endswith("admin's stream logs.")
 
 
 def test_stop_cancels_the_request_to_the_model(
