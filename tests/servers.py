@@ -86,7 +86,8 @@ class LiveServer:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        threading.Thread(target=self._read_output, daemon=True).start()
+        self._reader = threading.Thread(target=self._read_output, daemon=True)
+        self._reader.start()
         if not self._listening.wait(STARTUP_TIMEOUT) or self.process.poll() is not None:
             self.stop()
             raise RuntimeError(f"{self.kind} did not start:\n{''.join(self.output)}")
@@ -115,6 +116,9 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.process is not None and self.process.stdout is not None:
+            self._reader.join(timeout=STARTUP_TIMEOUT)
+            self.process.stdout.close()
         self._outcomes.unlink(missing_ok=True)
         self.database.unlink(missing_ok=True)
 

@@ -72,6 +72,16 @@ class OpenAIProvider:
         base_url = self._options["base_url"] or "https://api.openai.com/v1"
         return f"{self.model} at {urlsplit(base_url).netloc}"
 
+    async def aclose(self) -> None:
+        """Close this event loop's connections to the provider.
+
+        A server's loop lives as long as the process and needs no call. Code that runs
+        its own short-lived loops (tests, scripts) closes them before the loop ends.
+        """
+        client = self._clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.close()
+
     def _client(self) -> openai.AsyncOpenAI:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)

@@ -11,6 +11,7 @@ from typing import Any
 
 from django.test import AsyncClient, override_settings
 
+from django_sse.llm import OpenAIProvider, get_provider
 from django_sse.protocol import EventParser, MessageEvent
 from django_sse.response import SSEResponse
 from tests.llm.upstream import RECORDINGS
@@ -18,12 +19,25 @@ from tests.llm.upstream import RECORDINGS
 READ_TIMEOUT = 10.0
 
 
+# The providers tests used on the running loop, for close_providers() to close.
+used: list[OpenAIProvider] = []
+
+
 @contextmanager
 def provider_at(base_url: str, **settings: Any) -> Iterator[None]:
     """Chat views use the OpenAI provider at ``base_url``, without retries."""
     options = {"LLM_BASE_URL": base_url, "LLM_MAX_RETRIES": 0, "LLM_TIMEOUT": 10.0, **settings}
     with override_settings(DJANGO_SSE={"LOG_STREAMS": True, **options}):
+        provider = get_provider()
+        assert isinstance(provider, OpenAIProvider)
+        used.append(provider)
         yield
+
+
+async def close_providers() -> None:
+    """Close the SDK clients of this test's loop, which ends with the test."""
+    while used:
+        await used.pop().aclose()
 
 
 async def post(path: str, body: Any, client: AsyncClient | None = None, **kwargs: Any) -> Any:

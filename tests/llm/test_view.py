@@ -10,7 +10,7 @@ from django.test import AsyncClient
 from django_sse.llm import LocalTextSource
 from django_sse.models import StreamLog
 from tests.llm import vercel_schema
-from tests.llm.support import Answer, post, provider_at, recorded_text
+from tests.llm.support import Answer, close_providers, post, provider_at, recorded_text
 from tests.llm.upstream import Upstream
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -22,6 +22,7 @@ HELLO = {"messages": [{"role": "user", "content": "Hello"}]}
 async def upstream() -> AsyncIterator[Upstream]:
     async with Upstream() as server:
         yield server
+        await close_providers()
 
 
 def tokens(answer: Answer) -> str:
