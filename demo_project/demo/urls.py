@@ -10,6 +10,7 @@ urlpatterns = [
     path("", TemplateView.as_view(template_name="demo/index.html"), name="index"),
     path("admin/", admin.site.urls),
     path("examples/basic/", include("demo.examples.basic")),
+    path("examples/chat/", include("demo.examples.chat")),
     path("examples/production/", include("demo.examples.production")),
     path("examples/room/", include("demo.examples.room")),
 ]
