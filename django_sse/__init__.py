@@ -15,6 +15,7 @@ __all__ = [
     "SSEResponse",
     "SSEView",
     "apublish",
+    "merge",
     "publish",
     "sse_response",
 ]
@@ -30,6 +31,7 @@ _LOCATIONS = {
     "Event": "django_sse.protocol",
     "EventParser": "django_sse.protocol",
     "MessageEvent": "django_sse.protocol",
+    "merge": "django_sse._merge",
     "Outcome": "django_sse.response",
     "SSEResponse": "django_sse.response",
     "sse_response": "django_sse.response",
@@ -37,6 +39,7 @@ _LOCATIONS = {
 }
 
 if TYPE_CHECKING:
+    from django_sse._merge import merge
     from django_sse.broadcast import ChannelView, apublish, publish
     from django_sse.protocol import Event, EventParser, MessageEvent
     from django_sse.response import Outcome, SSEResponse, sse_response

@@ -13,4 +13,6 @@ urlpatterns = [
     path("examples/chat/", include("demo.examples.chat")),
     path("examples/production/", include("demo.examples.production")),
     path("examples/room/", include("demo.examples.room")),
+    path("examples/progress/", include("demo.examples.progress")),
+    path("examples/multisource/", include("demo.examples.multisource")),
 ]

@@ -90,3 +90,46 @@ def test_example_5_a_message_posted_in_one_tab_appears_in_every_tab(
             expect(tab.locator("#feed li")).to_have_text(["Deploy finished"])
     finally:
         context.close()
+
+
+# Page code run before the task starts: after each progress event, what the page's own
+# handler left in the bar (document listeners run after the form's), and the event's ETA.
+RECORD_PROGRESS = """() => {
+  window.progressSeen = [];
+  document.addEventListener("sse:message", (event) => {
+    if (event.detail.type !== "progress") return;
+    const value = document.getElementById("bar").value;
+    window.progressSeen.push({ value, eta: event.detail.json.eta });
+  });
+}"""
+
+
+def test_exercise_progress_fills_the_bar_and_closes_on_done(page: Page, demo: LiveServer) -> None:
+    page.goto(f"{demo.url}/examples/progress/")
+    expect(page.locator("#job")).to_have_attribute("data-sse-state", "idle")
+    page.evaluate(RECORD_PROGRESS)
+    page.click("#job button")
+    # The simulated task takes about 8 s.
+    expect(page.locator("#job")).to_have_attribute("data-sse-state", "closed", timeout=30_000)
+    expect(page.locator("#status")).to_have_text(re.compile(r"^Done: \d+ steps in [\d.]+ s\.$"))
+    expect(page.locator("#percent")).to_have_text("100%")
+
+    seen = page.evaluate("window.progressSeen")
+    values = [entry["value"] for entry in seen]
+    assert values[0] == 0
+    assert values[-1] == 100
+    assert values == sorted(values)
+    assert len(set(values)) > 10  # step by step, not a jump to the end
+    assert page.eval_on_selector("#bar", "bar => bar.value") == 100
+    assert seen[0]["eta"] == "estimating"
+    assert all(re.fullmatch(r"about \d+ s left", entry["eta"]) for entry in seen[1:])
+
+
+def test_exercise_multi_source_shows_every_source(page: Page, demo: LiveServer) -> None:
+    page.goto(f"{demo.url}/examples/multisource/")
+    expect(page.locator("#clock")).to_have_text(re.compile(r"^\d\d:\d\d:\d\d$"))
+    expect(page.locator("#build li").first).to_have_text("$ make build")
+    expect(page.locator("#ticker li").first).to_have_text(
+        re.compile(r"^ACME \d+\.\d\d [+-]\d+\.\d\d$")
+    )
+    expect(page.locator("#dashboard")).to_have_attribute("data-sse-state", "open")
