@@ -136,6 +136,18 @@ def heads(channels: Iterable[str]) -> dict[str, int]:
     return {channel: found.get(channel, 0) for channel in channels}
 
 
+def last(channel: str) -> StoredEvent | None:
+    """The channel's latest event still in history."""
+    row = (
+        BroadcastEvent.objects.using(database())
+        .filter(channel=channel)
+        .order_by("-seq")
+        .values_list("channel", "seq", "event", "data")
+        .first()
+    )
+    return None if row is None else StoredEvent(*row)
+
+
 def read(after: Mapping[str, int], limit: int = PAGE_SIZE) -> list[StoredEvent]:
     """Up to ``limit`` events that follow the given positions, in publishing order.
 

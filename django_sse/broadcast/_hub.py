@@ -29,11 +29,14 @@ from django_sse.broadcast._history import EVENT_MESSAGE, StoredEvent
 from django_sse.broadcast._layer import get_layer, is_local
 from django_sse.response import Outcome
 
-__all__ = ["REVOKE_MESSAGE", "Hub", "Subscriber", "get_hub"]
+__all__ = ["REVOKE_MESSAGE", "STOP_MESSAGE", "Hub", "Subscriber", "get_hub"]
 
 logger = logging.getLogger("django_sse")
 
 REVOKE_MESSAGE = "django_sse.revoke"
+# Asks whatever produces a channel's events (e.g. an LLM generation) to stop; streams
+# following the channel ignore it.
+STOP_MESSAGE = "django_sse.stop"
 # Seconds to wait before receiving again after the layer failed (e.g. Redis restarting).
 RECEIVE_RETRY = 1.0
 
@@ -216,6 +219,11 @@ class Hub:
             for subscriber in list(feed.subscribers):
                 if subscriber.user is not None and subscriber.user == message.get("user"):
                     subscriber.end(Outcome.REVOKED)
+        elif message.get("type") == STOP_MESSAGE:
+            for subscriber in list(feed.subscribers):
+                stop = getattr(subscriber, "stop", None)
+                if stop is not None:
+                    stop()
 
     async def _tick(self) -> None:
         """Poll history, and renew group memberships before the layer expires them."""

@@ -10,21 +10,29 @@ __all__ = [
     "ChatView",
     "Chunk",
     "Finish",
+    "GenerationView",
     "LocalTextSource",
     "Message",
     "OpenAICompatibleView",
     "OpenAIProvider",
     "Provider",
     "ProviderError",
+    "ResumableChatView",
+    "StopGenerationView",
     "TextDelta",
     "ToolCallDelta",
     "Usage",
+    "astop",
     "get_provider",
 ]
 
 _LOCATIONS = {
     "ChatView": "django_sse.llm._view",
     "OpenAICompatibleView": "django_sse.llm._view",
+    "ResumableChatView": "django_sse.llm._resumable",
+    "GenerationView": "django_sse.llm._resumable",
+    "StopGenerationView": "django_sse.llm._resumable",
+    "astop": "django_sse.llm._generation",
     "LocalTextSource": "django_sse.llm._local",
     "OpenAIProvider": "django_sse.llm._openai",
     "Provider": "django_sse.llm._provider",
@@ -36,9 +44,11 @@ _LOCATIONS = {
 }
 
 if TYPE_CHECKING:
+    from django_sse.llm._generation import astop
     from django_sse.llm._local import LocalTextSource
     from django_sse.llm._openai import OpenAIProvider
     from django_sse.llm._provider import Provider, get_provider
+    from django_sse.llm._resumable import GenerationView, ResumableChatView, StopGenerationView
     from django_sse.llm._types import (
         Chunk,
         Finish,

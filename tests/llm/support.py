@@ -62,6 +62,13 @@ class Answer:
         assert isinstance(response, SSEResponse), (response.status_code, response.content)
         return cls(response)
 
+    @classmethod
+    async def follow(cls, url: str, last_event_id: str | None = None) -> Answer:
+        headers = {} if last_event_id is None else {"Last-Event-ID": last_event_id}
+        response = await AsyncClient().get(url, headers=headers)
+        assert isinstance(response, SSEResponse), (response.status_code, response.content)
+        return cls(response)
+
     async def read(self, count: int) -> list[MessageEvent]:
         while len(self.events) < count:
             chunk = await asyncio.wait_for(anext(self._chunks), READ_TIMEOUT)

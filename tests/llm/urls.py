@@ -1,13 +1,15 @@
-from django.urls import path
+from django.urls import include, path
 
-from django_sse.llm import ChatView, OpenAICompatibleView
-from tests.llm.views import API_KEY, ScenarioChatView, ScenarioOpenAIView
+from django_sse.llm import ChatView, OpenAICompatibleView, ResumableChatView
+from tests.llm.views import API_KEY, ScenarioChatView, ScenarioOpenAIView, ScenarioResumableView
 
 urlpatterns = [
     path("chat/", ChatView.as_view()),
     path("chat/brief/", ChatView.as_view(system_prompt="Answer briefly.")),
     path("vercel/", ChatView.as_view(output_format="vercel")),
     path("v1/chat/completions", OpenAICompatibleView.as_view(api_keys=[API_KEY])),
+    path("resumable/", include(ResumableChatView.urls())),
     path("<str:scenario>/chat/", ScenarioChatView.as_view()),
+    path("<str:scenario>/resumable/", include(ScenarioResumableView.urls())),
     path("<str:scenario>/v1/chat/completions", ScenarioOpenAIView.as_view()),
 ]

@@ -9,7 +9,13 @@ from __future__ import annotations
 import functools
 import os
 
-from django_sse.llm import ChatView, OpenAICompatibleView, OpenAIProvider, Provider
+from django_sse.llm import (
+    ChatView,
+    OpenAICompatibleView,
+    OpenAIProvider,
+    Provider,
+    ResumableChatView,
+)
 
 API_KEY = "sk-test-key"
 
@@ -28,5 +34,10 @@ class ScenarioChatView(ChatView):
 class ScenarioOpenAIView(OpenAICompatibleView):
     api_keys = [API_KEY]
 
+    def get_provider(self) -> Provider:
+        return scenario_provider(self.kwargs["scenario"])
+
+
+class ScenarioResumableView(ResumableChatView):
     def get_provider(self) -> Provider:
         return scenario_provider(self.kwargs["scenario"])

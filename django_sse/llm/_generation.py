@@ -1,0 +1,181 @@
+"""Resumable generations: an answer produced apart from any request, into a channel.
+
+A generation runs as a task of its own in the server process and publishes the answer
+into a broadcast channel, whose history keeps it. Any number of streams follow that
+channel: a dropped one resumes with Last-Event-ID, mid-answer, without a second call
+to the provider; another tab can watch the same answer. A client leaving does not
+stop the generation; ``astop()`` does, from any process the channel layer reaches.
+
+Tokens go to history as fast as it takes them: whatever arrived while the previous
+write ran is published as one ``token`` event. A model streaming faster than the
+database writes costs one write per write time, not one per token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import re
+import secrets
+from collections.abc import Sequence
+from contextlib import aclosing
+
+from django_sse.broadcast import _history
+from django_sse.broadcast._channels import group_name
+from django_sse.broadcast._history import StoredEvent
+from django_sse.broadcast._hub import STOP_MESSAGE, get_hub
+from django_sse.broadcast._layer import get_layer
+from django_sse.broadcast._publish import apublish
+from django_sse.llm._formats import NativeFormat
+from django_sse.llm._provider import Provider
+from django_sse.llm._types import Message, ProviderError
+from django_sse.protocol import Event
+from django_sse.response import Outcome
+
+__all__ = ["Generation", "astop", "channel_for", "is_generation_id"]
+
+logger = logging.getLogger("django_sse")
+
+CHANNEL_PREFIX = "llm."
+# The events that end an answer.
+ENDINGS = ("done", "error")
+
+_ID = re.compile(r"[A-Za-z0-9_-]{22}")
+# Generations running in this process; a task only weakly referenced could be
+# garbage collected mid-answer.
+_running: set[asyncio.Task[None]] = set()
+
+
+def is_generation_id(value: str) -> bool:
+    return _ID.fullmatch(value) is not None
+
+
+def channel_for(generation_id: str) -> str:
+    return CHANNEL_PREFIX + generation_id
+
+
+async def astop(generation_id: str) -> None:
+    """Ask the generation to stop, wherever it runs; its answer ends with a ``done``
+    event whose finish reason is ``stopped``."""
+    channel = channel_for(generation_id)
+    await get_layer().group_send(group_name(channel), {"type": STOP_MESSAGE, "channel": channel})
+
+
+class Generation:
+    """One answer being produced into ``channel``.
+
+    It follows its own channel through the hub, as a stream would, to hear a stop
+    sent from any process; the events themselves it ignores.
+    """
+
+    def __init__(
+        self, provider: Provider, messages: Sequence[Message], *, max_tokens: int | None = None
+    ) -> None:
+        self.id = secrets.token_urlsafe(16)
+        self.channel = channel_for(self.id)
+        self.channels: tuple[str, ...] = (self.channel,)
+        self.user: str | None = None
+        self._provider = provider
+        self._messages = list(messages)
+        self._max_tokens = max_tokens
+        self._format = NativeFormat(model=provider.model)
+        self._pending: list[Event] = []
+        self._arrived = asyncio.Event()
+        self._produced = False
+        self._producer: asyncio.Task[None] | None = None
+        self._stopped = False
+
+    async def start(self) -> None:
+        """Publish the opening ``start`` event, then produce the rest in the background.
+
+        The channel exists once this returns, so a stream of it can start at once.
+        """
+        await apublish(self.channel, {"model": self._provider.model}, event="start")
+        # A fresh context: the generation outlives the request that started it.
+        loop = asyncio.get_running_loop()
+        task = contextvars.Context().run(loop.create_task, self._run())
+        _running.add(task)
+        task.add_done_callback(_running.discard)
+
+    # The hub's side.
+
+    def push(self, stored: StoredEvent) -> bool:
+        return True
+
+    def end(self, outcome: Outcome) -> None:
+        """Revocation is for streams; a generation only stops when asked to."""
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._producer is not None:
+            self._producer.cancel()
+
+    # The generation itself.
+
+    async def _run(self) -> None:
+        hub = get_hub()
+        await hub.subscribe(self)
+        try:
+            self._producer = asyncio.get_running_loop().create_task(self._produce())
+            if self._stopped:
+                self._producer.cancel()
+            await self._publish()
+        except Exception:
+            logger.exception("Publishing generation %s failed", self.id)
+        finally:
+            if self._producer is not None:
+                self._producer.cancel()
+            await hub.unsubscribe(self)
+
+    async def _produce(self) -> None:
+        answer = self._format
+        try:
+            chunks = self._provider.stream(self._messages, max_tokens=self._max_tokens)
+            async with aclosing(chunks):
+                async for chunk in chunks:
+                    self._add(answer.chunk(chunk))
+        except ProviderError as error:
+            self._add(answer.error(error))
+        except asyncio.CancelledError:
+            stopped = {"finish_reason": "stopped", "usage": None, "model": answer.model}
+            self._add([Event(event="done", data=stopped)])
+        except Exception:
+            logger.exception("Generation %s failed", self.id)
+            failed = ProviderError("upstream_error", "The answer failed on the server.")
+            self._add(answer.error(failed))
+        finally:
+            self._produced = True
+            self._arrived.set()
+
+    def _add(self, events: list[Event]) -> None:
+        self._pending += events
+        self._arrived.set()
+
+    async def _publish(self) -> None:
+        while True:
+            await self._arrived.wait()
+            self._arrived.clear()
+            batch, self._pending = self._pending, []
+            for event in _joined_tokens(batch):
+                await apublish(self.channel, event.data, event=event.event)
+            if self._produced and not self._pending:
+                return
+
+
+def _joined_tokens(events: list[Event]) -> list[Event]:
+    """Consecutive token events as one."""
+    joined: list[Event] = []
+    for event in events:
+        previous = joined[-1] if joined else None
+        if event.event == "token" and previous is not None and previous.event == "token":
+            text = previous.data["text"] + event.data["text"]
+            joined[-1] = Event(event="token", data={"text": text})
+        else:
+            joined.append(event)
+    return joined
+
+
+async def last_event(generation_id: str) -> StoredEvent | None:
+    """The generation's latest event in history; None if there is no such generation."""
+    return await _history.in_worker(_history.last, channel_for(generation_id))

@@ -1,0 +1,123 @@
+"""Resumable generations: one upstream call, any number of streams, resume, stop."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from django.test import AsyncClient
+
+from django_sse.protocol import MessageEvent
+from tests.llm.support import Answer, close_providers, post, provider_at, recorded_text
+from tests.llm.upstream import Upstream
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+HELLO = {"messages": [{"role": "user", "content": "Hello"}]}
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[Upstream]:
+    async with Upstream() as server:
+        yield server
+        await close_providers()
+
+
+async def start(upstream: Upstream, scenario: str) -> dict[str, Any]:
+    with provider_at(upstream.base_url(scenario)):
+        response = await post("/llm/resumable/", HELLO)
+    assert response.status_code == 201, response.content
+    started: dict[str, Any] = response.json()
+    assert started["stream_url"] == f"/llm/resumable/{started['id']}/"
+    assert started["stop_url"] == f"/llm/resumable/{started['id']}/stop/"
+    return started
+
+
+def text(events: list[MessageEvent]) -> str:
+    return "".join(e.json()["text"] for e in events if e.event == "token")
+
+
+async def test_the_answer_streams_from_its_beginning(upstream: Upstream) -> None:
+    started = await start(upstream, "answer")
+    answer = await Answer.follow(started["stream_url"])
+    events = await answer.rest()  # the stream ends after the answer's last event
+    assert events[0].event == "start"
+    assert events[0].json() == {"model": "gpt-4o-mini"}
+    assert text(events) == recorded_text("answer")
+    assert events[-1].event == "done"
+    assert events[-1].json()["finish_reason"] == "stop"
+    assert [int(e.id or 0) for e in events] == list(range(1, len(events) + 1))
+    assert len(upstream.requests) == 1
+    assert (
+        answer.response.stats.completion_tokens == events[-1].json()["usage"]["completion_tokens"]
+    )
+
+
+async def test_a_dropped_stream_resumes_mid_answer_exactly_once(upstream: Upstream) -> None:
+    started = await start(upstream, "slow-20-40")
+    first = await Answer.follow(started["stream_url"])
+    before = (await first.read(4))[:4]
+    await first.leave()
+    resumed = await Answer.follow(started["stream_url"], last_event_id=before[-1].id)
+    after = await resumed.rest()
+    events = before + after
+    assert text(events) == "".join(f"t{i} " for i in range(40))
+    assert [int(e.id or 0) for e in events] == list(range(1, len(events) + 1))
+    assert len(upstream.requests) == 1
+
+
+async def test_another_tab_watches_the_same_answer(upstream: Upstream) -> None:
+    started = await start(upstream, "slow-20-20")
+    one, two = (
+        await Answer.follow(started["stream_url"]),
+        await Answer.follow(started["stream_url"]),
+    )
+    assert text(await one.rest()) == text(await two.rest()) == "".join(f"t{i} " for i in range(20))
+    assert len(upstream.requests) == 1
+
+
+async def test_stop_ends_the_answer_and_the_upstream_request(upstream: Upstream) -> None:
+    started = await start(upstream, "slow-20")
+    answer = await Answer.follow(started["stream_url"])
+    await answer.read(3)
+    stopped = await AsyncClient().post(started["stop_url"])
+    assert stopped.status_code == 202
+    events = await answer.rest()
+    assert events[-1].event == "done"
+    assert events[-1].json()["finish_reason"] == "stopped"
+    request = upstream.requests[0]
+    await request.wait_closed(timeout=1.0)
+    assert request.client_closed
+    assert request.tokens_written < upstream.slow_max_tokens
+
+
+async def test_after_the_end_a_reconnect_gets_204(upstream: Upstream) -> None:
+    started = await start(upstream, "answer")
+    events = await (await Answer.follow(started["stream_url"])).rest()
+    late = await AsyncClient().get(started["stream_url"], headers={"Last-Event-ID": events[-1].id})
+    assert late.status_code == 204
+    replayed = await Answer.follow(started["stream_url"], last_event_id=events[-3].id)
+    assert [e.id for e in await replayed.rest()] == [e.id for e in events[-2:]]
+
+
+async def test_provider_errors_end_the_answer(upstream: Upstream) -> None:
+    started = await start(upstream, "unauthorized")
+    events = await (await Answer.follow(started["stream_url"])).rest()
+    assert [e.event for e in events] == ["start", "error"]
+    assert events[-1].json()["code"] == "authentication"
+
+
+@pytest.mark.parametrize("generation", ["nope", "A" * 22])
+async def test_unknown_generations_are_404(generation: str) -> None:
+    stream = await AsyncClient().get(f"/llm/resumable/{generation}/")
+    stop = await AsyncClient().post(f"/llm/resumable/{generation}/stop/")
+    assert (stream.status_code, stop.status_code) == (404, 404)
+    assert stream.json()["error"]["code"] == "not_found"
+
+
+async def test_bad_input_starts_nothing(upstream: Upstream) -> None:
+    with provider_at(upstream.base_url("answer")):
+        response = await post("/llm/resumable/", {"messages": []})
+    assert response.status_code == 400
+    assert upstream.requests == []
