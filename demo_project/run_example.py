@@ -254,44 +254,79 @@ def _drop(client: httpx.Client, base_url: str, client_id: str) -> None:
 
 
 def example_2(base_url: str) -> None:
-    """Ask the chat a question and print the answer as it streams, then stop one early."""
+    """Ask the chat; drop the stream mid-answer and resume it; then stop an answer."""
     with httpx.Client(timeout=READ_TIMEOUT) as client:
-        page = client.get(f"{base_url}/examples/chat/")
-        page.raise_for_status()
+        client.get(f"{base_url}/examples/chat/").raise_for_status()
         headers = {"X-CSRFToken": client.cookies.get("csrftoken") or ""}
-        url = f"{base_url}/examples/chat/answer/"
         question = {"prompt": "What are Server-Sent Events good for?"}
         print(f"> {question['prompt']}")
-        events = []
-        with client.stream("POST", url, data=question, headers=headers) as response:
-            if response.status_code != 200:
-                raise ExampleFailed(f"the chat view answered {response.status_code}")
-            parser = EventParser()
-            for chunk in response.iter_raw():
-                for event in parser.feed(chunk):
-                    events.append(event)
-                    if event.event == "token":
-                        print(event.json()["text"], end="", flush=True)
-        print()
-        last = events[-1] if events else None
-        if last is None or last.event != "done":
-            raise ExampleFailed(f"the answer did not end with a done event: {last}")
-        print(f"[done] {last.data}")
-        tokens = sum(event.event == "token" for event in events)
-        if tokens != last.json()["usage"]["completion_tokens"]:
-            raise ExampleFailed(f"{tokens} token events, but usage says otherwise: {last.data}")
+        started = _start_answer(client, base_url, question, headers)
+        stream_url = base_url + started["stream_url"]
 
-        # What the page's Stop button does: leave mid-answer. The server then closes its
-        # request to the provider (the stream logs show client_disconnected).
-        with client.stream("POST", url, data=question, headers=headers) as response:
-            parser, taken = EventParser(), 0
-            for chunk in response.iter_raw():
-                taken += sum(event.event == "token" for event in parser.feed(chunk))
-                if taken >= 5:
-                    break
-        print(
-            f"OK: {tokens} tokens streamed and a done event; a second answer stopped after {taken}."
-        )
+        before = _read_answer(client, stream_url, None, stop_after=5)
+        print("\n[connection dropped; resuming after event", before[-1].id, "]")
+        after = _read_answer(client, stream_url, before[-1].id)
+        print()
+        events = before + after
+        if events[-1].event != "done":
+            raise ExampleFailed(f"the answer did not end with a done event: {events[-1]}")
+        print(f"[done] {events[-1].data}")
+        ids = [int(event.id or 0) for event in events]
+        if ids != list(range(1, len(ids) + 1)):
+            raise ExampleFailed(f"the resumed answer has a gap or a repeat: ids {ids}")
+        whole = _read_answer(client, stream_url, None, quiet=True)
+        if _text(whole) != _text(events):
+            raise ExampleFailed("the resumed answer differs from the answer read in one go")
+
+        started = _start_answer(client, base_url, question, headers)
+        stream_url = base_url + started["stream_url"]
+        _read_answer(client, stream_url, None, stop_after=3, quiet=True)
+        client.post(base_url + started["stop_url"], headers=headers).raise_for_status()
+        ending = _read_answer(client, stream_url, None, quiet=True)[-1]
+        if ending.event != "done" or ending.json()["finish_reason"] != "stopped":
+            raise ExampleFailed(f"a stopped answer ended with {ending}")
+    print("OK: the answer resumed after a drop with no gap or repeat, and Stop ended another.")
+
+
+def _start_answer(
+    client: httpx.Client, base_url: str, question: dict[str, str], headers: dict[str, str]
+) -> dict[str, str]:
+    """What the page's form does: POST the question, get the answer's URLs back."""
+    response = client.post(f"{base_url}/examples/chat/answer/", data=question, headers=headers)
+    if response.status_code != 201:
+        raise ExampleFailed(f"starting an answer gave {response.status_code}: {response.text}")
+    started: dict[str, str] = response.json()
+    return started
+
+
+def _read_answer(
+    client: httpx.Client,
+    url: str,
+    last_event_id: str | None,
+    stop_after: int | None = None,
+    quiet: bool = False,
+) -> list[MessageEvent]:
+    """The answer's events from after ``last_event_id``, until it ends (or ``stop_after``
+    tokens, leaving the stream as a dropped connection would)."""
+    headers = {} if last_event_id is None else {"Last-Event-ID": last_event_id}
+    events: list[MessageEvent] = []
+    with client.stream("GET", url, headers=headers) as response:
+        if response.status_code != 200:
+            raise ExampleFailed(f"following the answer gave {response.status_code}")
+        parser = EventParser()
+        for chunk in response.iter_raw():
+            for event in parser.feed(chunk):
+                events.append(event)
+                if event.event == "token" and not quiet:
+                    print(event.json()["text"], end="", flush=True)
+            tokens = sum(event.event == "token" for event in events)
+            if stop_after is not None and tokens >= stop_after:
+                break
+    return events
+
+
+def _text(events: list[MessageEvent]) -> str:
+    return "".join(event.json()["text"] for event in events if event.event == "token")
 
 
 def example_3(base_url: str) -> None:

@@ -11,6 +11,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("examples/basic/", include("demo.examples.basic")),
     path("examples/chat/", include("demo.examples.chat")),
+    path("examples/chat-endpoint/", include("demo.examples.chat_endpoint")),
     path("examples/production/", include("demo.examples.production")),
     path("examples/room/", include("demo.examples.room")),
     path("examples/progress/", include("demo.examples.progress")),

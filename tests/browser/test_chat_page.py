@@ -1,4 +1,5 @@
-"""Example 2, the LLM chat page, in Chromium: offline, and against an OpenAI-format server."""
+"""The LLM chat pages in Chromium, offline and against an OpenAI-format server: the
+chat endpoint exercise, and Example 2 with its resumable answers."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def ask(page: Page, question: str) -> None:
 def test_offline_the_local_text_source_answers_and_says_so(
     page: Page, offline_demo: LiveServer
 ) -> None:
-    page.goto(f"{offline_demo.url}/examples/chat/")
+    page.goto(f"{offline_demo.url}/examples/chat-endpoint/")
     expect(page.locator("#provider")).to_have_text("the local text source (not a language model)")
     ask(page, "What is SSE?")
     expect(page.locator("#answer")).to_contain_text("not from a language model")
@@ -58,7 +59,7 @@ def test_stop_cancels_the_request_to_the_model(
     page: Page, slow_model_demo: LiveServer, upstream: Upstream
 ) -> None:
     first = len(upstream.requests)
-    page.goto(f"{slow_model_demo.url}/examples/chat/")
+    page.goto(f"{slow_model_demo.url}/examples/chat-endpoint/")
     expect(page.locator("#provider")).to_have_text(re.compile(r"^gpt-4o-mini at 127\.0\.0\.1:"))
     ask(page, "Count slowly")
     expect(page.locator("#answer")).to_contain_text("t3 ")
@@ -77,3 +78,36 @@ def test_stop_cancels_the_request_to_the_model(
     expect(page.locator("#answer")).to_contain_text("t1 ")
     page.click("#stop")
     upstream.wait_request_sync(first + 1).wait_closed_sync(timeout=1.0)
+
+
+def ask_example_2(page: Page, demo: LiveServer, question: str) -> None:
+    page.goto(f"{demo.url}/examples/chat/")
+    ask(page, question)
+
+
+def test_example_2_offline(page: Page, offline_demo: LiveServer) -> None:
+    ask_example_2(page, offline_demo, "What is SSE?")
+    expect(page.locator("#provider")).to_have_text("the local text source (not a language model)")
+    expect(page.locator("#text")).to_contain_text("not from a language model")
+    wait_closed(page, "answer")
+    expect(page.locator("#done")).to_have_text(
+        re.compile(r"^Finished \(stop\) after \d+ tokens from local-text\.$")
+    )
+
+
+def test_example_2_resumes_a_dropped_answer_without_asking_again(
+    page: Page, slow_model_demo: LiveServer, upstream: Upstream
+) -> None:
+    first = len(upstream.requests)
+    ask_example_2(page, slow_model_demo, "Count")
+    expect(page.locator("#text")).to_contain_text("t3 ")
+    page.click("#drop")
+    expect(page.locator("#reconnects")).to_have_text("1")
+    expect(page.locator("#text")).to_contain_text("t12 ")
+    page.click("#stop")
+    wait_closed(page, "answer")
+    expect(page.locator("#done")).to_have_text(re.compile(r"^Finished \(stopped\)"))
+    upstream.wait_request_sync(first).wait_closed_sync(timeout=1.0)
+    assert len(upstream.requests) == first + 1
+    tokens = page.locator("#text").inner_text().split()
+    assert tokens == [f"t{n}" for n in range(len(tokens))]

@@ -1,24 +1,28 @@
-"""Example 2: LLM chat. A question posted from a form, the answer streamed token by token.
+"""Example 2: LLM chat whose answers survive a dropped connection.
+
+Posting the question starts a generation on the server (``ResumableChatView``), which
+answers with the URL to follow it at. The page follows it with EventSource: when the
+connection drops, the browser reconnects with the last event id it saw and the
+answer goes on from there, with no second call to the model. Stop asks the server to
+end the generation, which closes the request to the model.
 
 With no OPENAI_API_KEY or OPENAI_BASE_URL in the environment, the answer comes from
-django_sse's local text source, which is not a language model: the page says which
-one is answering. The Stop button ends the stream, and the view cancels the upstream
-request with it.
+django_sse's local text source, which is not a language model: the page says so.
 """
 
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.urls import path
+from django.urls import include, path
 
-from django_sse.llm import ChatView, get_provider
+from django_sse.llm import ResumableChatView, get_provider
 
 app_name = "chat"
 
 
-class AnswerView(ChatView):
-    """The whole server side of a streamed chat answer."""
+class AnswerView(ResumableChatView):
+    """POST a question; GET <id>/ follows the answer; POST <id>/stop/ stops it."""
 
     system_prompt = "You are a helpful assistant on a Django demo site. Answer concisely."
     max_tokens = 800
@@ -30,5 +34,5 @@ def page(request: HttpRequest) -> HttpResponse:
 
 urlpatterns = [
     path("", page, name="page"),
-    path("answer/", AnswerView.as_view(), name="answer"),
+    path("answer/", include(AnswerView.urls())),
 ]
