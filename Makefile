@@ -8,7 +8,7 @@ PORT ?= 8000
 DEMO := demo_project
 
 .PHONY: setup test test-matrix test-postgres lint format bench clean
-.PHONY: migrate demo-user run-server demo examples example-1 example-2 example-3 example-4 example-5 test-client
+.PHONY: migrate demo-user run-server demo examples exercises example-1 example-2 example-3 example-4 example-5 test-client
 
 setup: $(STAMP)
 
@@ -64,7 +64,13 @@ run-server: migrate
 demo: setup migrate demo-user run-server
 
 # Each example runs headless against a real server and fails unless its events arrive.
-examples: example-1 example-2 example-3 example-4 example-5
+examples: example-1 example-2 example-3 example-4 example-5 exercises
+
+# The tutorial's exercises (docs/tutorial.md), each checked against the demo server.
+exercises: setup
+	$(BIN)/python $(DEMO)/run_example.py chat-endpoint
+	$(BIN)/python $(DEMO)/run_example.py progress
+	$(BIN)/python $(DEMO)/run_example.py multisource
 
 example-1: setup
 	$(BIN)/python $(DEMO)/run_example.py 1

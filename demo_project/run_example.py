@@ -1,4 +1,5 @@
-"""Run one demo example headless: ``python run_example.py N`` (1 to 5, or client-cli).
+"""Run one demo example headless: ``python run_example.py N`` (1 to 5, an exercise:
+chat-endpoint, progress or multisource, or client-cli).
 
 Starts the demo under daphne on a free loopback port, reads the example's stream the
 way a browser would, prints what arrived, and always stops the server. Exits 0 only
@@ -390,6 +391,67 @@ def _expect_chat(events: list[MessageEvent], texts: list[str]) -> None:
         raise ExampleFailed(f"expected chat messages {texts}, got {[e.data for e in events]}")
 
 
+def chat_endpoint(base_url: str) -> None:
+    """Exercise: the chat endpoint answers a form's POST in its own response."""
+    with httpx.Client(timeout=READ_TIMEOUT) as client:
+        headers = _csrf_headers(client, f"{base_url}/examples/chat-endpoint/")
+        data = {"prompt": "Hello"}
+        url = f"{base_url}/examples/chat-endpoint/answer/"
+        events = _post_stream(client, url, data, headers)
+    text = _text(events)
+    print(text)
+    if events[-1].event != "done" or not text:
+        raise ExampleFailed(f"expected tokens and a done event, got {events[-3:]}")
+    print(f"OK: {len(text)} characters of answer, then done: {events[-1].data}")
+
+
+def progress(base_url: str) -> None:
+    """Exercise: a long task's progress, percentage and ETA, until done."""
+    with httpx.Client(timeout=READ_TIMEOUT) as client:
+        headers = _csrf_headers(client, f"{base_url}/examples/progress/")
+        url = f"{base_url}/examples/progress/stream/"
+        events = _post_stream(client, url, {}, headers)
+    percents = [event.json()["percent"] for event in events if event.event == "progress"]
+    for event in events[:: max(1, len(events) // 6)]:
+        show(event)
+    if percents != sorted(percents) or percents[-1] != 100 or events[-1].event != "done":
+        raise ExampleFailed(f"progress went {percents} and ended with {events[-1]}")
+    print(f"OK: {len(percents)} progress events from 0 to 100 %, then done.")
+
+
+def multisource(base_url: str) -> None:
+    """Exercise: three sources merged into one stream, each as its own event type."""
+    url = f"{base_url}/examples/multisource/stream/"
+    with httpx.Client(timeout=READ_TIMEOUT) as client, open_stream(client, url) as stream:
+        events = take(stream, 12)
+    for event in events:
+        show(event)
+    if {"clock", "build"} - {event.event for event in events}:
+        raise ExampleFailed(f"expected clock and build events, got {[e.event for e in events]}")
+    print("OK: the merged stream carries events of several sources.")
+
+
+def _csrf_headers(client: httpx.Client, page_url: str) -> dict[str, str]:
+    client.get(page_url).raise_for_status()
+    return {"X-CSRFToken": client.cookies.get("csrftoken") or ""}
+
+
+def _post_stream(
+    client: httpx.Client, url: str, data: dict[str, str], headers: dict[str, str]
+) -> list[MessageEvent]:
+    """Every event of a POST stream, until the server ends it."""
+    events: list[MessageEvent] = []
+    with client.stream("POST", url, data=data, headers=headers) as response:
+        if response.status_code != 200:
+            raise ExampleFailed(f"{url} answered {response.status_code}")
+        parser = EventParser()
+        for chunk in response.iter_raw():
+            events += parser.feed(chunk)
+    if not events:
+        raise ExampleFailed(f"{url} sent no events")
+    return events
+
+
 def client_cli(base_url: str) -> None:
     """``python -m django_sse.client`` against the demo: what ``make test-client`` runs."""
     url = f"{base_url}/examples/basic/stream/"
@@ -412,6 +474,9 @@ EXAMPLES: dict[str, Callable[[str], None]] = {
     "3": example_3,
     "4": example_4,
     "5": example_5,
+    "chat-endpoint": chat_endpoint,
+    "progress": progress,
+    "multisource": multisource,
     "client-cli": client_cli,
 }
 
