@@ -7,6 +7,7 @@ its upstream request within a second.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterator
 from typing import Any, cast
@@ -53,6 +54,20 @@ def test_the_openai_sdk_streams_from_django_unchanged(server: LiveServer) -> Non
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
     assert chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens > 0
+
+
+def test_httpx_reads_the_openai_format_as_data_lines(server: LiveServer) -> None:
+    url = f"{server.url}/llm/answer/v1/chat/completions"
+    body = {"model": "m", "messages": HELLO, "stream": True}
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    with httpx.stream("POST", url, json=body, headers=headers, timeout=10) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]"
+    chunks = [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
+    assert {chunk["object"] for chunk in chunks} == {"chat.completion.chunk"}
+    text = "".join(chunk["choices"][0]["delta"].get("content") or "" for chunk in chunks)
+    assert text == recorded_text("answer")
 
 
 def test_the_openai_sdk_gets_tool_calls(server: LiveServer) -> None:

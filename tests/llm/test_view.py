@@ -107,6 +107,14 @@ async def test_provider_failures_become_error_events(
     assert log.error == f"ProviderError: {code}: {error.json()['message']}"
 
 
+async def test_a_provider_that_stops_answering_times_out(upstream: Upstream) -> None:
+    with provider_at(upstream.base_url("slow-5000"), LLM_TIMEOUT=0.2):
+        events = await (await Answer.ask("/llm/chat/", HELLO)).rest()
+    assert events[-1].event == "error"
+    assert events[-1].json()["code"] == "timeout"
+    await upstream.requests[0].wait_closed(timeout=1.0)
+
+
 async def test_the_sdk_retries_a_rate_limit_after_its_retry_after(upstream: Upstream) -> None:
     with provider_at(upstream.base_url("rate-limited-0.01"), LLM_MAX_RETRIES=1):
         events = await (await Answer.ask("/llm/chat/", HELLO)).rest()
