@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +14,7 @@ from django.utils.module_loading import import_string
 
 from django_sse import conf
 from django_sse.asgi import DJANGO_WATCHES_DISCONNECTS
+from django_sse.llm._provider import openai_endpoint
 
 __all__ = ["check_deployment"]
 
@@ -30,6 +32,7 @@ def check_deployment(
         messages.append(checks.Error(str(error), id="django_sse.E001"))
     else:
         messages += _check_broadcast_layer()
+        messages += _check_llm_provider()
     if not getattr(settings, "ASGI_APPLICATION", None):
         messages.append(
             checks.Warning(
@@ -87,6 +90,28 @@ def _check_broadcast_layer() -> list[checks.CheckMessage]:
             )
         ]
     return _check_redis_read_timeout(alias, layers[alias])
+
+
+def _check_llm_provider() -> list[checks.CheckMessage]:
+    """The provider chat views will use must be importable, before the first chat."""
+    configured = conf.get("LLM_PROVIDER")
+    problem = None
+    if configured is not None:
+        try:
+            import_string(configured)
+        except ImportError as error:
+            problem = f"DJANGO_SSE['LLM_PROVIDER'] = {configured!r} cannot be imported: {error}"
+    elif any(openai_endpoint()) and importlib.util.find_spec("openai") is None:
+        problem = "An OpenAI API key or base URL is configured, but the openai package is missing."
+    if problem is None:
+        return []
+    return [
+        checks.Error(
+            problem,
+            hint="pip install 'django-sse-kit[llm]', or fix the dotted path.",
+            id="django_sse.E003",
+        )
+    ]
 
 
 def _check_redis_read_timeout(alias: str, layer: dict[str, Any]) -> list[checks.CheckMessage]:

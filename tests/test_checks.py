@@ -67,3 +67,23 @@ def test_django_42_needs_the_disconnect_watching_entry_point(
     monkeypatch.delitem(sys.modules, "tests.asgi", raising=False)
     with override_settings(ASGI_APPLICATION="tests.asgi.application", MIDDLEWARE=[]):
         assert ids() == []
+
+
+@override_settings(DJANGO_SSE={"LLM_PROVIDER": "myproject.llm.Missing"})
+def test_an_llm_provider_that_cannot_be_imported_is_an_error() -> None:
+    (error,) = [m for m in check_deployment() if m.id == "django_sse.E003"]
+    assert "'myproject.llm.Missing' cannot be imported" in error.msg
+
+
+def test_an_openai_key_without_the_openai_package_is_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    (error,) = [m for m in check_deployment() if m.id == "django_sse.E003"]
+    assert "the openai package is missing" in error.msg
+
+
+@override_settings(DJANGO_SSE={"LLM_PROVIDER": "django_sse.llm.LocalTextSource"})
+def test_an_importable_llm_provider_passes() -> None:
+    assert [m for m in check_deployment() if m.id == "django_sse.E003"] == []

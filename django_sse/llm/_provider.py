@@ -49,8 +49,7 @@ def get_provider() -> Provider:
                 f"DJANGO_SSE['LLM_PROVIDER'] = {configured!r} cannot be imported: {error}"
             ) from error
         return cast(Provider, factory())
-    api_key = conf.get("LLM_API_KEY") or os.environ.get("OPENAI_API_KEY")
-    base_url = conf.get("LLM_BASE_URL") or os.environ.get("OPENAI_BASE_URL")
+    api_key, base_url = openai_endpoint()
     if not api_key and not base_url:
         from django_sse.llm._local import LocalTextSource
 
@@ -62,6 +61,13 @@ def get_provider() -> Provider:
         conf.get("LLM_TIMEOUT"),
         conf.get("LLM_MAX_RETRIES"),
     )
+
+
+def openai_endpoint() -> tuple[str | None, str | None]:
+    """The OpenAI API key and base URL: from the settings, else the environment."""
+    api_key = conf.get("LLM_API_KEY") or os.environ.get("OPENAI_API_KEY") or None
+    base_url = conf.get("LLM_BASE_URL") or os.environ.get("OPENAI_BASE_URL") or None
+    return api_key, base_url
 
 
 @functools.lru_cache(maxsize=8)
