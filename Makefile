@@ -47,6 +47,7 @@ bench: setup
 	$(BIN)/python bench/idle_streams.py
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/llm_relay.py
 
 # The demo project (demo_project/): `make demo` sets up, migrates, prints a demo
 # superuser's fresh password and serves the demo under daphne on $(HOST):$(PORT).
