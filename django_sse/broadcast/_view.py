@@ -80,7 +80,7 @@ class ChannelView(SSEView):
         for channel in self.subscribed:
             if not await self.has_channel_permission(request, channel):
                 raise PermissionDenied(f"You may not subscribe to channel {channel!r}")
-        self._user = await _user_key(request)
+        self._user = await user_key(request)
         return None
 
     async def _respond(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
@@ -111,7 +111,8 @@ class ChannelView(SSEView):
             self._response.stop(outcome)
 
 
-async def _user_key(request: HttpRequest) -> str | None:
+async def user_key(request: HttpRequest) -> str | None:
+    """The request's user as revoke() names it: the primary key as a str; None if anonymous."""
     if not hasattr(request, "user"):
         return None
     if hasattr(request, "auser"):  # Django 5.0+

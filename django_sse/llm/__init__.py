@@ -24,6 +24,7 @@ __all__ = [
     "Usage",
     "astop",
     "get_provider",
+    "stop",
 ]
 
 _LOCATIONS = {
@@ -33,6 +34,7 @@ _LOCATIONS = {
     "GenerationView": "django_sse.llm._resumable",
     "StopGenerationView": "django_sse.llm._resumable",
     "astop": "django_sse.llm._generation",
+    "stop": "django_sse.llm._generation",
     "LocalTextSource": "django_sse.llm._local",
     "OpenAIProvider": "django_sse.llm._openai",
     "Provider": "django_sse.llm._provider",
@@ -44,7 +46,7 @@ _LOCATIONS = {
 }
 
 if TYPE_CHECKING:
-    from django_sse.llm._generation import astop
+    from django_sse.llm._generation import astop, stop
     from django_sse.llm._local import LocalTextSource
     from django_sse.llm._openai import OpenAIProvider
     from django_sse.llm._provider import Provider, get_provider

@@ -90,8 +90,8 @@ class OpenAIFormat(OutputFormat):
             call["function"] = function
             return [self._event({"tool_calls": [call]})]
         events = [self._event({}, finish_reason=chunk.reason)]
-        if self.include_usage:
-            usage = _usage(chunk.usage) or {"prompt_tokens": 0, "completion_tokens": 0}
+        usage = _usage(chunk.usage)
+        if self.include_usage and usage is not None:
             usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
             events.append(Event(data={**self._envelope(), "choices": [], "usage": usage}))
         events.append(DONE)

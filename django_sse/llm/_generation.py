@@ -21,6 +21,8 @@ import secrets
 from collections.abc import Sequence
 from contextlib import aclosing
 
+from asgiref.sync import async_to_sync
+
 from django_sse.broadcast import _history
 from django_sse.broadcast._channels import group_name
 from django_sse.broadcast._history import StoredEvent
@@ -33,7 +35,7 @@ from django_sse.llm._types import Message, ProviderError
 from django_sse.protocol import Event
 from django_sse.response import Outcome
 
-__all__ = ["Generation", "astop", "channel_for", "is_generation_id"]
+__all__ = ["Generation", "astop", "channel_for", "edges", "is_generation_id", "stop"]
 
 logger = logging.getLogger("django_sse")
 
@@ -55,6 +57,11 @@ def channel_for(generation_id: str) -> str:
     return CHANNEL_PREFIX + generation_id
 
 
+def stop(generation_id: str) -> None:
+    """``astop()`` for sync code (a view, a Celery task, the shell)."""
+    async_to_sync(astop)(generation_id)
+
+
 async def astop(generation_id: str) -> None:
     """Ask the generation to stop, wherever it runs; its answer ends with a ``done``
     event whose finish reason is ``stopped``."""
@@ -70,12 +77,20 @@ class Generation:
     """
 
     def __init__(
-        self, provider: Provider, messages: Sequence[Message], *, max_tokens: int | None = None
+        self,
+        provider: Provider,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        owner: str | None = None,
     ) -> None:
         self.id = secrets.token_urlsafe(16)
         self.channel = channel_for(self.id)
         self.channels: tuple[str, ...] = (self.channel,)
         self.user: str | None = None
+        # The primary key of the user who started it, if logged in: only they may
+        # follow or stop it (see _resumable.py).
+        self.owner = owner
         self._provider = provider
         self._messages = list(messages)
         self._max_tokens = max_tokens
@@ -91,7 +106,8 @@ class Generation:
 
         The channel exists once this returns, so a stream of it can start at once.
         """
-        await apublish(self.channel, {"model": self._provider.model}, event="start")
+        opening = {"model": self._provider.model, "owner": self.owner}
+        await apublish(self.channel, opening, event="start")
         # A fresh context: the generation outlives the request that started it.
         loop = asyncio.get_running_loop()
         task = contextvars.Context().run(loop.create_task, self._run())
@@ -176,6 +192,12 @@ def _joined_tokens(events: list[Event]) -> list[Event]:
     return joined
 
 
-async def last_event(generation_id: str) -> StoredEvent | None:
-    """The generation's latest event in history; None if there is no such generation."""
-    return await _history.in_worker(_history.last, channel_for(generation_id))
+async def edges(generation_id: str) -> tuple[StoredEvent | None, StoredEvent | None]:
+    """The generation's first and latest events in history; Nones if it has none."""
+    channel = channel_for(generation_id)
+
+    def read() -> tuple[StoredEvent | None, StoredEvent | None]:
+        first = _history.read({channel: 0}, limit=1)
+        return (first[0] if first else None), _history.last(channel)
+
+    return await _history.in_worker(read)

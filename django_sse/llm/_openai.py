@@ -62,6 +62,7 @@ class OpenAIProvider:
             "timeout": timeout,
             "max_retries": max_retries,
         }
+        self._max_tokens_name = "max_tokens" if base_url else "max_completion_tokens"
         # One client per event loop: its connection pool belongs to the loop.
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI]
         self._clients = weakref.WeakKeyDictionary()
@@ -99,7 +100,9 @@ class OpenAIProvider:
         """
         extra: dict[str, Any] = {}
         if max_tokens is not None:
-            extra["max_completion_tokens"] = max_tokens
+            # OpenAI's own API wants the newer name (its reasoning models refuse the
+            # old one); compatible servers such as Ollama only read the old one.
+            extra[self._max_tokens_name] = max_tokens
         try:
             response = await self._client().chat.completions.create(
                 model=self.model,

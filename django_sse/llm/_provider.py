@@ -42,13 +42,7 @@ def get_provider() -> Provider:
     """The provider the settings describe (see ``LLM_PROVIDER``)."""
     configured = conf.get("LLM_PROVIDER")
     if configured is not None:
-        try:
-            factory = import_string(configured)
-        except ImportError as error:
-            raise ImproperlyConfigured(
-                f"DJANGO_SSE['LLM_PROVIDER'] = {configured!r} cannot be imported: {error}"
-            ) from error
-        return cast(Provider, factory())
+        return _configured_provider(configured)
     api_key, base_url = openai_endpoint()
     if not api_key and not base_url:
         from django_sse.llm._local import LocalTextSource
@@ -61,6 +55,18 @@ def get_provider() -> Provider:
         conf.get("LLM_TIMEOUT"),
         conf.get("LLM_MAX_RETRIES"),
     )
+
+
+@functools.lru_cache(maxsize=8)
+def _configured_provider(path: str) -> Provider:
+    """One instance per dotted path, so that requests share whatever it holds."""
+    try:
+        factory = import_string(path)
+    except ImportError as error:
+        raise ImproperlyConfigured(
+            f"DJANGO_SSE['LLM_PROVIDER'] = {path!r} cannot be imported: {error}"
+        ) from error
+    return cast(Provider, factory())
 
 
 def openai_endpoint() -> tuple[str | None, str | None]:

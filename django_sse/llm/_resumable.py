@@ -15,16 +15,20 @@ from django.urls import URLPattern, path
 from django.views import View
 
 from django_sse.broadcast import ChannelView
+from django_sse.broadcast._history import StoredEvent
+from django_sse.broadcast._view import user_key
 from django_sse.llm._generation import (
     ENDINGS,
     Generation,
     astop,
     channel_for,
+    edges,
     is_generation_id,
-    last_event,
 )
+from django_sse.llm._types import ProviderError
 from django_sse.llm._view import ChatView
-from django_sse.response import StreamStats
+from django_sse.protocol import Event
+from django_sse.response import SSEResponse
 
 __all__ = ["GenerationView", "ResumableChatView", "StopGenerationView"]
 
@@ -38,9 +42,9 @@ class ResumableChatView(ChatView):
     after Last-Event-ID, so a browser's EventSource continues mid-answer by itself;
     any number of streams may follow one answer. POST ``stop_url`` stops it.
 
-    Route all three with ``path("chat/", include(ResumableChatView.urls()))``. The
-    generation's id is the only key to its answer: share its URLs only with whoever
-    may read it, or check more in ``GenerationView.has_channel_permission()``.
+    Route all three with ``path("chat/", include(ResumableChatView.urls()))``. An
+    answer started by a logged-in user can only be followed and stopped by that user;
+    one started anonymously by whoever has its URLs (its id is the key).
     """
 
     output_format = "native"
@@ -48,18 +52,25 @@ class ResumableChatView(ChatView):
     stop_view: type[StopGenerationView]
 
     @classmethod
-    def urls(cls, **initkwargs: Any) -> list[URLPattern]:
+    def urls(cls, name: str | None = None, **initkwargs: Any) -> list[URLPattern]:
+        """The three routes; with ``name``, named ``name``, ``name-stream``, ``name-stop``."""
+        names = (name, f"{name}-stream", f"{name}-stop") if name else (None, None, None)
         return [
-            path("", cls.as_view(**initkwargs)),
-            path("<str:generation>/", cls.stream_view.as_view()),
-            path("<str:generation>/stop/", cls.stop_view.as_view()),
+            path("", cls.as_view(**initkwargs), name=names[0]),
+            path("<str:generation>/", cls.stream_view.as_view(), name=names[1]),
+            path("<str:generation>/stop/", cls.stop_view.as_view(), name=names[2]),
         ]
 
     async def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         denied = await self._check_access(request)
         if denied is not None:
             return denied
-        generation = Generation(self._provider, self.messages, max_tokens=self.max_tokens)
+        generation = Generation(
+            self._provider,
+            self.messages,
+            max_tokens=self.max_tokens,
+            owner=await user_key(request),
+        )
         await generation.start()
         stream_url = f"{request.path}{generation.id}/"
         return JsonResponse(
@@ -85,9 +96,11 @@ class GenerationView(ChannelView):
         denied = await super()._check_access(request)
         if denied is not None:
             return denied
-        last = await last_event(generation)
-        if last is None:
+        first, last = await edges(generation)
+        if first is None or last is None:
             return _not_found()
+        if not _may_use(first, self._user):
+            return _forbidden()
         position = _last_event_id(request)
         if last.event in ENDINGS and position is not None and position >= last.seq:
             return HttpResponse(status=204)
@@ -96,45 +109,73 @@ class GenerationView(ChannelView):
     async def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         # A new viewer reads the answer from its beginning.
         self.last_event_id = self.last_event_id or "0"
-        stats = self._response.stats if self._response is not None else None
+        response = self._response
         async for event in super().stream(request, *args, **kwargs):
             yield event
-            if stats is not None and event.event == "start":
-                stats.model = json.loads(event.data)["model"]
+            if response is not None:
+                _record(response, event)
             if event.event in ENDINGS:
-                if stats is not None and event.event == "done":
-                    _record_usage(stats, json.loads(event.data)["usage"])
                 return
 
 
 class StopGenerationView(View):
-    """POST: stop a generation; 202 once asked, wherever it runs."""
+    """POST: stop a generation, wherever it runs: 202, or 200 if it had ended."""
 
     http_method_names = ["post"]
 
-    async def post(self, request: HttpRequest, generation: str) -> HttpResponseBase:
-        if not is_generation_id(generation) or await last_event(generation) is None:
+    async def post(
+        self, request: HttpRequest, *args: Any, generation: str, **kwargs: Any
+    ) -> HttpResponseBase:
+        if not is_generation_id(generation):
             return _not_found()
+        first, last = await edges(generation)
+        if first is None or last is None:
+            return _not_found()
+        if not _may_use(first, await user_key(request)):
+            return _forbidden()
+        if last.event in ENDINGS:
+            return JsonResponse({"id": generation, "stopping": False, "ended": True})
         await astop(generation)
-        return JsonResponse({"id": generation, "stopping": True}, status=202)
+        return JsonResponse({"id": generation, "stopping": True, "ended": False}, status=202)
 
 
 ResumableChatView.stream_view = GenerationView
 ResumableChatView.stop_view = StopGenerationView
 
 
+def _may_use(start: StoredEvent, user: str | None) -> bool:
+    """Whether ``user`` may follow or stop the generation that ``start`` opened."""
+    owner = json.loads(start.data).get("owner") if start.event == "start" else None
+    return owner is None or owner == user
+
+
+def _record(response: SSEResponse, event: Event) -> None:
+    """What the stream log of a follower shows: the model, the usage, a failure."""
+    stats = response.stats
+    if event.event == "start":
+        stats.model = json.loads(event.data)["model"]
+    elif event.event == "done":
+        usage = json.loads(event.data)["usage"]
+        if usage is not None:
+            stats.prompt_tokens = usage["prompt_tokens"]
+            stats.completion_tokens = usage["completion_tokens"]
+    elif event.event == "error":
+        failure = json.loads(event.data)
+        response.record_error(ProviderError(failure["code"], failure["message"]))
+
+
 def _not_found() -> JsonResponse:
-    return JsonResponse(
-        {"error": {"code": "not_found", "message": "There is no such generation."}}, status=404
-    )
+    return _error(404, "not_found", "There is no such generation.")
+
+
+def _forbidden() -> JsonResponse:
+    return _error(403, "permission_denied", "This answer belongs to someone else.")
+
+
+def _error(status: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
 
 
 def _last_event_id(request: HttpRequest) -> int | None:
     value = request.headers.get("Last-Event-ID") or request.GET.get("lastEventId") or ""
     return int(value) if value.isascii() and value.isdigit() and len(value) <= 20 else None
-
-
-def _record_usage(stats: StreamStats, usage: dict[str, int] | None) -> None:
-    if usage is not None:
-        stats.prompt_tokens = usage["prompt_tokens"]
-        stats.completion_tokens = usage["completion_tokens"]

@@ -9,11 +9,14 @@ HTTP response: the provider stops generating, and billing, at once.
 from __future__ import annotations
 
 import hmac
+import inspect
+import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
 from django_sse.llm._formats import FORMATS, OutputFormat
@@ -24,6 +27,8 @@ from django_sse.response import SSEResponse
 from django_sse.views import SSEView
 
 __all__ = ["ChatView", "OpenAICompatibleView"]
+
+logger = logging.getLogger("django_sse")
 
 
 class ChatView(SSEView):
@@ -56,8 +61,13 @@ class ChatView(SSEView):
     def get_provider(self) -> Provider:
         return self.provider if self.provider is not None else get_provider()
 
-    def get_messages(self, request: HttpRequest, messages: list[Message]) -> list[Message]:
-        """What is sent to the model: the client's conversation after the system prompt."""
+    def get_messages(
+        self, request: HttpRequest, messages: list[Message]
+    ) -> list[Message] | Awaitable[list[Message]]:
+        """What is sent to the model: the client's conversation after the system prompt.
+
+        May be async, e.g. to add context from the database.
+        """
         if self.system_prompt is None:
             return messages
         return [Message(role="system", content=self.system_prompt), *messages]
@@ -78,11 +88,12 @@ class ChatView(SSEView):
             return denied
         try:
             self.body = read_body(request)
-            self.messages = self.get_messages(
+            messages = self.get_messages(
                 request, read_chat(self.body, allow_system=self.allow_system_messages)
             )
         except InvalidChat as error:
             return self.invalid(str(error))
+        self.messages = await messages if inspect.isawaitable(messages) else messages
         self._provider = self.get_provider()
         self._format = self.get_output_format(request)
         return None
@@ -119,8 +130,9 @@ class ChatView(SSEView):
                         stats.completion_tokens = chunk.usage.completion_tokens
                     for event in answer.chunk(chunk):
                         yield event
-        except ProviderError as error:
-            for event in answer.error(error):
+        except Exception as error:
+            failure = error if isinstance(error, ProviderError) else _unexpected(error)
+            for event in answer.error(failure):
                 yield event
             self._response.record_error(error)
 
@@ -151,7 +163,10 @@ class OpenAICompatibleView(ChatView):
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not await self.check_api_key(request, key.strip()):
             return _openai_error(401, "invalid_api_key", "Incorrect or missing API key.")
-        denied = await super()._check_access(request)
+        try:
+            denied = await super()._check_access(request)
+        except PermissionDenied as error:
+            return _openai_error(403, "permission_denied", str(error))
         if denied is not None:
             return denied
         if self.body.get("stream") is not True:
@@ -164,6 +179,12 @@ class OpenAICompatibleView(ChatView):
 
     def invalid(self, message: str) -> HttpResponseBase:
         return _openai_error(400, "invalid_request", message)
+
+
+def _unexpected(error: Exception) -> ProviderError:
+    """A failure that is not the provider's, told in the answer's own format."""
+    logger.error("The answer failed", exc_info=error)
+    return ProviderError("upstream_error", "The answer failed on the server.")
 
 
 def _openai_error(status: int, code: str, message: str) -> JsonResponse:

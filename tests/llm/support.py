@@ -49,7 +49,8 @@ async def post(path: str, body: Any, client: AsyncClient | None = None, **kwargs
 class Answer:
     """A chat view's response, read chunk by chunk from its engine."""
 
-    def __init__(self, response: SSEResponse) -> None:
+    def __init__(self, response: Any) -> None:
+        assert isinstance(response, SSEResponse), (response.status_code, response.content)
         self.response = response
         self.raw = b""
         self._chunks = response._engine

@@ -145,3 +145,9 @@ def test_vercel_headers() -> None:
 
 def test_every_format_is_registered() -> None:
     assert set(FORMATS) == {"native", "openai", "vercel"}
+
+
+def test_openai_without_usage_from_the_provider_sends_no_usage_chunk() -> None:
+    chunks = openai_chunks(render(OpenAIFormat(model="m"), [TextDelta("x"), Finish("stop")]))
+    assert chunks[-1] == "[DONE]"
+    assert all(c["choices"] for c in chunks[:-1])

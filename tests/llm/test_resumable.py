@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.test import AsyncClient
 
 from django_sse.protocol import MessageEvent
@@ -43,7 +44,7 @@ async def test_the_answer_streams_from_its_beginning(upstream: Upstream) -> None
     answer = await Answer.follow(started["stream_url"])
     events = await answer.rest()  # the stream ends after the answer's last event
     assert events[0].event == "start"
-    assert events[0].json() == {"model": "gpt-4o-mini"}
+    assert events[0].json() == {"model": "gpt-4o-mini", "owner": None}
     assert text(events) == recorded_text("answer")
     assert events[-1].event == "done"
     assert events[-1].json()["finish_reason"] == "stop"
@@ -121,3 +122,30 @@ async def test_bad_input_starts_nothing(upstream: Upstream) -> None:
         response = await post("/llm/resumable/", {"messages": []})
     assert response.status_code == 400
     assert upstream.requests == []
+
+
+async def test_stopping_an_ended_answer_says_so(upstream: Upstream) -> None:
+    started = await start(upstream, "answer")
+    await (await Answer.follow(started["stream_url"])).rest()
+    response = await AsyncClient().post(started["stop_url"])
+    assert response.status_code == 200
+    assert response.json() == {"id": started["id"], "stopping": False, "ended": True}
+
+
+async def test_a_logged_in_users_answer_is_theirs_alone(
+    upstream: Upstream, django_user_model: Any
+) -> None:
+    ada, bob = AsyncClient(), AsyncClient()
+    for client, name in ((ada, "ada"), (bob, "bob")):
+        user = await django_user_model.objects.acreate(username=name)
+        await sync_to_async(client.force_login)(user)
+    with provider_at(upstream.base_url("answer")):
+        started = (await post("/llm/resumable/", HELLO, ada)).json()
+    refused = await bob.get(started["stream_url"])
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "permission_denied"
+    assert (await bob.post(started["stop_url"])).status_code == 403
+    assert (await AsyncClient().get(started["stream_url"])).status_code == 403
+    answer = await ada.get(started["stream_url"])
+    assert answer.status_code == 200
+    await Answer(answer).rest()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
-from django.test import AsyncClient
+from django.contrib.auth.models import User
+from django.test import AsyncClient, AsyncRequestFactory
 
-from django_sse.llm import LocalTextSource
+from django_sse.llm import ChatView, LocalTextSource, OpenAICompatibleView, TextDelta
 from django_sse.models import StreamLog
 from tests.llm import vercel_schema
 from tests.llm.support import Answer, close_providers, post, provider_at, recorded_text
@@ -192,3 +195,55 @@ async def test_without_a_provider_the_local_text_source_answers(
         "This answer comes from django_sse's local text source, not from a language model"
     )
     assert events[-1].json()["model"] == "local-text"
+
+
+class Broken:
+    """A provider whose own code fails mid-answer (not a provider error)."""
+
+    model = "broken"
+    label = "broken"
+
+    async def stream(self, messages: Any, *, max_tokens: int | None = None) -> AsyncIterator[Any]:
+        yield TextDelta("Half an ans")
+        raise RuntimeError("a bug, with a secret: sk-12345")
+
+
+def chat_request(body: Any, key: str | None = None) -> Any:
+    headers = {} if key is None else {"Authorization": f"Bearer {key}"}
+    return AsyncRequestFactory().post(
+        "/", json.dumps(body), content_type="application/json", headers=headers
+    )
+
+
+async def test_an_unexpected_failure_ends_the_answer_in_its_own_format() -> None:
+    view = OpenAICompatibleView.as_view(provider=Broken(), api_keys=["k"])
+    answer = Answer(await view(chat_request({**HELLO, "stream": True}, key="k")))
+    events = await answer.rest()
+    assert json.loads(events[-1].data)["error"]["message"] == "The answer failed on the server."
+    assert "sk-12345" not in answer.raw.decode()
+    assert answer.response.stats.outcome == "error"
+
+
+class WithContext(ChatView):
+    async def get_messages(self, request: Any, messages: list[Any]) -> list[Any]:
+        users = await User.objects.acount()
+        return [{"role": "system", "content": f"{users} users"}, *messages]
+
+
+async def test_get_messages_may_be_async(upstream: Upstream) -> None:
+    with provider_at(upstream.base_url("answer")):
+        await Answer(await WithContext.as_view()(chat_request(HELLO))).rest()
+    assert upstream.requests[0].body["messages"][0] == {"role": "system", "content": "0 users"}
+
+
+async def test_the_openai_view_refuses_in_openais_shape() -> None:
+    class Closed(OpenAICompatibleView):
+        api_keys = ["k"]
+
+        async def has_permission(self, request: Any) -> bool:
+            return False
+
+    view: Any = Closed.as_view()
+    response = await view(chat_request({**HELLO, "stream": True}, key="k"))
+    assert response.status_code == 403
+    assert json.loads(response.content)["error"]["code"] == "permission_denied"
