@@ -232,7 +232,7 @@ class WithContext(ChatView):
 
 async def test_get_messages_may_be_async(upstream: Upstream) -> None:
     with provider_at(upstream.base_url("answer")):
-        await Answer(await WithContext.as_view()(chat_request(HELLO))).rest()
+        await Answer(await WithContext.as_view()(chat_request(HELLO))).rest()  # type: ignore[misc]
     assert upstream.requests[0].body["messages"][0] == {"role": "system", "content": "0 users"}
 
 
