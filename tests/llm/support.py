@@ -6,7 +6,6 @@ import asyncio
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from django.test import AsyncClient, override_settings
@@ -14,9 +13,10 @@ from django.test import AsyncClient, override_settings
 from django_sse.llm import OpenAIProvider, get_provider
 from django_sse.protocol import EventParser, MessageEvent
 from django_sse.response import SSEResponse
-from tests.llm.upstream import RECORDINGS
 
 READ_TIMEOUT = 10.0
+
+HELLO = {"messages": [{"role": "user", "content": "Hello"}]}
 
 
 # The providers tests used on the running loop, for close_providers() to close.
@@ -89,13 +89,3 @@ class Answer:
     async def leave(self) -> None:
         """What Django does when the client goes away."""
         await self._chunks.aclose()  # type: ignore[attr-defined]
-
-
-def recorded_text(name: str) -> str:
-    """The content a recording streams, joined."""
-    text = []
-    for line in (Path(RECORDINGS) / f"{name}.jsonl").read_text().splitlines():
-        chunk = json.loads(line)
-        for choice in chunk.get("choices") or []:
-            text.append(choice["delta"].get("content") or "")
-    return "".join(text)

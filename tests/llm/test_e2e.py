@@ -18,8 +18,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 from django_sse.protocol import EventParser
-from tests.llm.support import recorded_text
-from tests.llm.upstream import Upstream
+from tests.llm.upstream import Upstream, recorded_text
 from tests.llm.views import API_KEY
 from tests.servers import LiveServer
 

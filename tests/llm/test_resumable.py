@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -10,19 +9,10 @@ from asgiref.sync import sync_to_async
 from django.test import AsyncClient
 
 from django_sse.protocol import MessageEvent
-from tests.llm.support import Answer, close_providers, post, provider_at, recorded_text
-from tests.llm.upstream import Upstream
+from tests.llm.support import HELLO, Answer, post, provider_at
+from tests.llm.upstream import Upstream, recorded_text
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-HELLO = {"messages": [{"role": "user", "content": "Hello"}]}
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[Upstream]:
-    async with Upstream() as server:
-        yield server
-        await close_providers()
 
 
 async def start(upstream: Upstream, scenario: str) -> dict[str, Any]:

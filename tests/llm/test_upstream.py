@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from tests.llm import upstream as upstream_module
-from tests.llm.upstream import RECORDINGS, Upstream
+from tests.llm.upstream import Upstream, recorded_text, recording
 
 MESSAGES: list[Any] = [{"role": "user", "content": "What are Server-Sent Events?"}]
 
@@ -59,16 +59,10 @@ def client_for(upstream: Upstream, scenario: str, max_retries: int = 0) -> opena
     )
 
 
-def recording(name: str) -> list[dict[str, Any]]:
-    lines = (RECORDINGS / f"{name}.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
-
-
-def recorded_text(name: str) -> str:
-    return "".join(
-        chunk["choices"][0]["delta"].get("content") or ""
-        for chunk in recording(name)
-        if chunk.get("choices")
+async def ask(client: openai.AsyncOpenAI, **options: Any) -> Any:
+    """A streamed chat completion of MESSAGES."""
+    return await client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, **options
     )
 
 
@@ -95,12 +89,7 @@ async def collect_content(stream: Any, into: list[str]) -> None:
 
 async def test_answer_replays_the_recording_with_usage(upstream):
     async with client_for(upstream, "answer") as client:
-        stream = await client.chat.completions.create(
-            model="gpt-4o-mini",
-            messages=MESSAGES,
-            stream=True,
-            stream_options={"include_usage": True},
-        )
+        stream = await ask(client, stream_options={"include_usage": True})
         chunks = [chunk async for chunk in stream]
 
     assert all(isinstance(chunk, openai.types.chat.ChatCompletionChunk) for chunk in chunks)
@@ -136,9 +125,7 @@ async def test_answer_replays_the_recording_with_usage(upstream):
 
 async def test_usage_chunk_and_field_only_when_asked_for(upstream):
     async with client_for(upstream, "answer") as client:
-        stream = await client.chat.completions.create(
-            model="gpt-4o-mini", messages=MESSAGES, stream=True
-        )
+        stream = await ask(client)
         chunks = [chunk async for chunk in stream]
 
     assert all(chunk.choices for chunk in chunks)
@@ -151,9 +138,7 @@ async def test_usage_chunk_and_field_only_when_asked_for(upstream):
 
 async def test_tool_call_deltas_parse(upstream):
     async with client_for(upstream, "tool-calls") as client:
-        stream = await client.chat.completions.create(
-            model="gpt-4o-mini", messages=MESSAGES, stream=True
-        )
+        stream = await ask(client)
         chunks = [chunk async for chunk in stream]
 
     calls: dict[int, tuple[str, str]] = {}
@@ -178,9 +163,7 @@ async def test_tool_call_deltas_parse(upstream):
 async def test_mid_stream_error_raises_api_error_after_content(upstream):
     content: list[str] = []
     async with client_for(upstream, "mid-stream-error") as client:
-        stream = await client.chat.completions.create(
-            model="gpt-4o-mini", messages=MESSAGES, stream=True
-        )
+        stream = await ask(client)
         with pytest.raises(openai.APIError) as caught:
             await collect_content(stream, content)
 
@@ -195,9 +178,7 @@ async def test_mid_stream_error_raises_api_error_after_content(upstream):
 async def test_unauthorized(upstream):
     async with client_for(upstream, "unauthorized") as client:
         with pytest.raises(openai.AuthenticationError) as caught:
-            await client.chat.completions.create(
-                model="gpt-4o-mini", messages=MESSAGES, stream=True
-            )
+            await ask(client)
 
     assert caught.value.status_code == 401
     assert caught.value.code == "invalid_api_key"
@@ -207,9 +188,7 @@ async def test_unauthorized(upstream):
 async def test_rate_limited_says_when_to_retry(upstream):
     async with client_for(upstream, "rate-limited") as client:
         with pytest.raises(openai.RateLimitError) as caught:
-            await client.chat.completions.create(
-                model="gpt-4o-mini", messages=MESSAGES, stream=True
-            )
+            await ask(client)
 
     assert caught.value.response.headers["retry-after"] == "1"
     assert caught.value.code == "rate_limit_exceeded"
@@ -220,9 +199,7 @@ async def test_sdk_retries_a_rate_limit_after_retry_after(upstream):
     # A fractional retry-after is honoured as given; "0" would fall back to the backoff.
     async with client_for(upstream, "rate-limited-0.01", max_retries=1) as client:
         with pytest.raises(openai.RateLimitError) as caught:
-            await client.chat.completions.create(
-                model="gpt-4o-mini", messages=MESSAGES, stream=True
-            )
+            await ask(client)
 
     assert caught.value.response.headers["retry-after"] == "0.01"
     first, second = upstream.requests
@@ -234,9 +211,7 @@ async def test_sdk_retries_a_rate_limit_after_retry_after(upstream):
 async def test_context_length_exceeded(upstream):
     async with client_for(upstream, "context-length") as client:
         with pytest.raises(openai.BadRequestError) as caught:
-            await client.chat.completions.create(
-                model="gpt-4o-mini", messages=MESSAGES, stream=True
-            )
+            await ask(client)
 
     assert caught.value.code == "context_length_exceeded"
     assert caught.value.param == "messages"
@@ -245,9 +220,7 @@ async def test_context_length_exceeded(upstream):
 async def test_server_error(upstream):
     async with client_for(upstream, "server-error") as client:
         with pytest.raises(openai.InternalServerError) as caught:
-            await client.chat.completions.create(
-                model="gpt-4o-mini", messages=MESSAGES, stream=True
-            )
+            await ask(client)
 
     assert caught.value.status_code == 500
     assert caught.value.type == "server_error"
@@ -255,9 +228,7 @@ async def test_server_error(upstream):
 
 async def test_closing_the_sdk_stream_is_seen_and_stops_the_writes(upstream):
     async with client_for(upstream, "slow-20") as client:
-        stream = await client.chat.completions.create(
-            model="gpt-4o-mini", messages=MESSAGES, stream=True
-        )
+        stream = await ask(client)
         first = [await anext(stream) for _ in range(3)]
         record = upstream.requests[-1]
         await stream.close()
@@ -275,12 +246,7 @@ async def test_closing_the_sdk_stream_is_seen_and_stops_the_writes(upstream):
 
 async def test_fast_tokens_carry_their_index(upstream):
     async with client_for(upstream, "fast-2000") as client:
-        stream = await client.chat.completions.create(
-            model="gpt-4o-mini",
-            messages=MESSAGES,
-            stream=True,
-            stream_options={"include_usage": True},
-        )
+        stream = await ask(client, stream_options={"include_usage": True})
         chunks = [chunk async for chunk in stream]
 
     contents = [chunk.choices[0].delta.content for chunk in chunks[1:-2]]
@@ -295,9 +261,7 @@ async def test_fast_tokens_carry_their_index(upstream):
 async def test_requests_share_a_keep_alive_connection(upstream):
     async with client_for(upstream, "answer") as client:
         for _ in range(3):
-            stream = await client.chat.completions.create(
-                model="gpt-4o-mini", messages=MESSAGES, stream=True
-            )
+            stream = await ask(client)
             _ = [chunk async for chunk in stream]
 
     assert len({record.connection_id for record in upstream.requests}) == 1
@@ -370,9 +334,7 @@ async def test_chunked_request_bodies_are_refused_clearly(upstream):
 
 async def test_closing_the_server_aborts_streams_in_flight(upstream):
     async with client_for(upstream, "slow-10") as client:
-        stream = await client.chat.completions.create(
-            model="gpt-4o-mini", messages=MESSAGES, stream=True
-        )
+        stream = await ask(client)
         await anext(stream)
         record = upstream.requests[-1]
         await upstream.close()
@@ -387,9 +349,7 @@ async def test_closing_the_server_aborts_streams_in_flight(upstream):
 async def test_thread_mode_awaited_from_another_loop():
     with Upstream.in_thread() as upstream:
         async with client_for(upstream, "slow-10") as client:
-            stream = await client.chat.completions.create(
-                model="gpt-4o-mini", messages=MESSAGES, stream=True
-            )
+            stream = await ask(client)
             record = await upstream.wait_request(0)
             await anext(stream)
             await stream.close()

@@ -13,19 +13,10 @@ from django.test import AsyncClient, AsyncRequestFactory
 from django_sse.llm import ChatView, LocalTextSource, OpenAICompatibleView, TextDelta
 from django_sse.models import StreamLog
 from tests.llm import vercel_schema
-from tests.llm.support import Answer, close_providers, post, provider_at, recorded_text
-from tests.llm.upstream import Upstream
+from tests.llm.support import HELLO, Answer, post, provider_at
+from tests.llm.upstream import Upstream, recorded_text
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-HELLO = {"messages": [{"role": "user", "content": "Hello"}]}
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[Upstream]:
-    async with Upstream() as server:
-        yield server
-        await close_providers()
 
 
 def tokens(answer: Answer) -> str:

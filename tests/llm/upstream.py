@@ -123,6 +123,21 @@ class _Signal:
         return self._flag.wait(timeout)
 
 
+def recording(name: str) -> list[Json]:
+    """The ``data:`` payloads ``recordings/<name>.jsonl`` holds, in order."""
+    lines = (RECORDINGS / f"{name}.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def recorded_text(name: str) -> str:
+    """The content a recording streams, joined."""
+    return "".join(
+        choice["delta"].get("content") or ""
+        for chunk in recording(name)
+        for choice in chunk.get("choices") or []
+    )
+
+
 def _resolve(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
