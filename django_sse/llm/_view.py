@@ -189,7 +189,9 @@ def _unexpected(error: Exception) -> ProviderError:
 
 def _openai_error(status: int, code: str, message: str) -> JsonResponse:
     """An error in the shape OpenAI's API uses, which its SDKs turn into exceptions."""
-    kind = "invalid_request_error" if status == 400 else "authentication_error"
+    kind = {401: "authentication_error", 403: "permission_error"}.get(
+        status, "invalid_request_error"
+    )
     return JsonResponse(
         {"error": {"message": message, "type": kind, "param": None, "code": code}}, status=status
     )
