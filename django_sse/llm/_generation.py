@@ -26,7 +26,7 @@ from asgiref.sync import async_to_sync
 from django_sse.broadcast import _history
 from django_sse.broadcast._channels import group_name
 from django_sse.broadcast._history import StoredEvent
-from django_sse.broadcast._hub import STOP_MESSAGE, get_hub
+from django_sse.broadcast._hub import STOP_MESSAGE, Hub, get_hub
 from django_sse.broadcast._layer import get_layer
 from django_sse.broadcast._publish import apublish
 from django_sse.llm._formats import NativeFormat
@@ -97,20 +97,29 @@ class Generation:
         self._format = NativeFormat(model=provider.model)
         self._pending: list[Event] = []
         self._arrived = asyncio.Event()
-        self._produced = False
+        # An ending (done or error) is pending or published; the producer has finished.
+        self._ended = False
+        self._finished = False
         self._producer: asyncio.Task[None] | None = None
         self._stopped = False
 
     async def start(self) -> None:
         """Publish the opening ``start`` event, then produce the rest in the background.
 
-        The channel exists once this returns, so a stream of it can start at once.
+        The channel exists once this returns, so a stream of it can start at once, and
+        the generation already listens for a stop.
         """
-        opening = {"model": self._provider.model, "owner": self.owner}
-        await apublish(self.channel, opening, event="start")
+        hub = get_hub()
+        await hub.subscribe(self)
+        try:
+            opening = {"model": self._provider.model, "owner": self.owner}
+            await apublish(self.channel, opening, event="start")
+        except BaseException:
+            await hub.unsubscribe(self)
+            raise
         # A fresh context: the generation outlives the request that started it.
         loop = asyncio.get_running_loop()
-        task = contextvars.Context().run(loop.create_task, self._run())
+        task = contextvars.Context().run(loop.create_task, self._run(hub))
         _running.add(task)
         task.add_done_callback(_running.discard)
 
@@ -129,11 +138,10 @@ class Generation:
 
     # The generation itself.
 
-    async def _run(self) -> None:
-        hub = get_hub()
-        await hub.subscribe(self)
+    async def _run(self, hub: Hub) -> None:
         try:
             self._producer = asyncio.get_running_loop().create_task(self._produce())
+            self._producer.add_done_callback(self._produced)
             if self._stopped:
                 self._producer.cancel()
             await self._publish()
@@ -153,19 +161,28 @@ class Generation:
                     self._add(answer.chunk(chunk))
         except ProviderError as error:
             self._add(answer.error(error))
-        except asyncio.CancelledError:
-            stopped = {"finish_reason": "stopped", "usage": None, "model": answer.model}
-            self._add([Event(event="done", data=stopped)])
         except Exception:
             logger.exception("Generation %s failed", self.id)
-            failed = ProviderError("upstream_error", "The answer failed on the server.")
-            self._add(answer.error(failed))
-        finally:
-            self._produced = True
-            self._arrived.set()
+            self._add(answer.error(_failed("The answer failed on the server.")))
+
+    def _produced(self, producer: asyncio.Task[None]) -> None:
+        """Make sure the answer ends with done or error, however the producer ended.
+
+        A producer cancelled before it ever ran (stopped at once) never reaches an
+        except clause of its own, so the ending is added here.
+        """
+        if not self._ended:
+            if producer.cancelled():
+                stopped = {"finish_reason": "stopped", "usage": None, "model": self._format.model}
+                self._add([Event(event="done", data=stopped)])
+            else:
+                self._add(self._format.error(_failed("The answer ended before it finished.")))
+        self._finished = True
+        self._arrived.set()
 
     def _add(self, events: list[Event]) -> None:
         self._pending += events
+        self._ended = self._ended or any(event.event in ENDINGS for event in events)
         self._arrived.set()
 
     async def _publish(self) -> None:
@@ -175,8 +192,12 @@ class Generation:
             batch, self._pending = self._pending, []
             for event in _joined_tokens(batch):
                 await apublish(self.channel, event.data, event=event.event)
-            if self._produced and not self._pending:
+            if self._finished and not self._pending:
                 return
+
+
+def _failed(message: str) -> ProviderError:
+    return ProviderError("upstream_error", message)
 
 
 def _joined_tokens(events: list[Event]) -> list[Event]:

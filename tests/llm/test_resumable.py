@@ -8,6 +8,8 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import AsyncClient
 
+from django_sse.llm import astop, get_provider
+from django_sse.llm._generation import Generation
 from django_sse.protocol import MessageEvent
 from tests.llm.support import HELLO, Answer, post, provider_at
 from tests.llm.upstream import Upstream, recorded_text
@@ -139,3 +141,18 @@ async def test_a_logged_in_users_answer_is_theirs_alone(
     answer = await ada.get(started["stream_url"])
     assert answer.status_code == 200
     await Answer(answer).rest()
+
+
+@pytest.mark.parametrize("how", ["through the layer", "in this process"])
+async def test_a_stop_as_soon_as_it_started_is_not_lost(upstream: Upstream, how: str) -> None:
+    with provider_at(upstream.base_url("slow-20")):
+        generation = Generation(get_provider(), HELLO["messages"])
+        await generation.start()
+        # Before the generation's task has run at all.
+        if how == "in this process":
+            generation.stop()
+        else:
+            await astop(generation.id)
+    events = await (await Answer.follow(f"/llm/resumable/{generation.id}/")).rest()
+    assert [e.event for e in events] == ["start", "done"]
+    assert events[-1].json()["finish_reason"] == "stopped"
