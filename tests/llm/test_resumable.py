@@ -8,7 +8,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import AsyncClient
 
-from django_sse.llm import astop, get_provider
+from django_sse.llm import Message, astop, get_provider
 from django_sse.llm._generation import Generation
 from django_sse.protocol import MessageEvent
 from tests.llm.support import HELLO, Answer, post, provider_at
@@ -146,7 +146,7 @@ async def test_a_logged_in_users_answer_is_theirs_alone(
 @pytest.mark.parametrize("how", ["through the layer", "in this process"])
 async def test_a_stop_as_soon_as_it_started_is_not_lost(upstream: Upstream, how: str) -> None:
     with provider_at(upstream.base_url("slow-20")):
-        generation = Generation(get_provider(), HELLO["messages"])
+        generation = Generation(get_provider(), [Message(role="user", content="Hello")])
         await generation.start()
         # Before the generation's task has run at all.
         if how == "in this process":
