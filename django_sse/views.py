@@ -73,7 +73,7 @@ class SSEView(View):
         denied = await self._check_access(request)
         if denied is not None:
             return denied
-        self.last_event_id = _last_event_id(request)
+        self.last_event_id = last_event_id(request)
         source = self.stream(request, *args, **kwargs)
         if not hasattr(source, "__aiter__"):
             raise TypeError(
@@ -113,7 +113,8 @@ async def _is_authenticated(request: HttpRequest) -> bool:
     return await sync_to_async(lambda: bool(request.user.is_authenticated))()
 
 
-def _last_event_id(request: HttpRequest) -> str | None:
+def last_event_id(request: HttpRequest) -> str | None:
+    """The Last-Event-ID header, or the lastEventId query a fallback client sends."""
     value = request.headers.get("Last-Event-ID")
     if value is None:
         value = request.GET.get("lastEventId")

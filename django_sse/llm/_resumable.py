@@ -26,9 +26,10 @@ from django_sse.llm._generation import (
     is_generation_id,
 )
 from django_sse.llm._types import ProviderError
-from django_sse.llm._view import ChatView
+from django_sse.llm._view import ChatView, error_response
 from django_sse.protocol import Event
 from django_sse.response import SSEResponse
+from django_sse.views import last_event_id
 
 __all__ = ["GenerationView", "ResumableChatView", "StopGenerationView"]
 
@@ -101,7 +102,7 @@ class GenerationView(ChannelView):
             return _not_found()
         if not _may_use(first, self._user):
             return _forbidden()
-        position = _last_event_id(request)
+        position = _position(request)
         if last.event in ENDINGS and position is not None and position >= last.seq:
             return HttpResponse(status=204)
         return None
@@ -165,17 +166,14 @@ def _record(response: SSEResponse, event: Event) -> None:
 
 
 def _not_found() -> JsonResponse:
-    return _error(404, "not_found", "There is no such generation.")
+    return error_response(404, "not_found", "There is no such generation.")
 
 
 def _forbidden() -> JsonResponse:
-    return _error(403, "permission_denied", "This answer belongs to someone else.")
+    return error_response(403, "permission_denied", "This answer belongs to someone else.")
 
 
-def _error(status: int, code: str, message: str) -> JsonResponse:
-    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
-
-
-def _last_event_id(request: HttpRequest) -> int | None:
-    value = request.headers.get("Last-Event-ID") or request.GET.get("lastEventId") or ""
-    return int(value) if value.isascii() and value.isdigit() and len(value) <= 20 else None
+def _position(request: HttpRequest) -> int | None:
+    """The sequence number the client's Last-Event-ID names, if it names one."""
+    value = last_event_id(request) or ""
+    return int(value) if value.isascii() and value.isdigit() else None

@@ -100,7 +100,7 @@ class ChatView(SSEView):
 
     def invalid(self, message: str) -> HttpResponseBase:
         """The 400 answer to a conversation that cannot be sent to the model."""
-        return JsonResponse({"error": {"code": "invalid_request", "message": message}}, status=400)
+        return error_response(400, "invalid_request", message)
 
     async def _respond(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         self._received = time.monotonic()
@@ -179,6 +179,11 @@ class OpenAICompatibleView(ChatView):
 
     def invalid(self, message: str) -> HttpResponseBase:
         return _openai_error(400, "invalid_request", message)
+
+
+def error_response(status: int, code: str, message: str) -> JsonResponse:
+    """A refusal as chat clients read it: ``{"error": {"code", "message"}}``."""
+    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
 
 
 def _unexpected(error: Exception) -> ProviderError:
