@@ -8,7 +8,11 @@ is idle, and lets the engine, not the garbage collector, close the source: Djang
 handler only closes the outermost iterator it holds (Django ticket 37066).
 
 Events that are ready together leave in one write, so a fast source costs one
-``send()`` per batch rather than one per event.
+``send()`` per batch rather than one per event. An event offered from outside (a
+broadcast fan-out) while the stream is idle is written by the offering code itself,
+through the request's ASGI ``send``, when django_sse.asgi made it known: waking one
+task per stream for each event is what fan-out to thousands of streams would
+otherwise spend its time on.
 """
 
 from __future__ import annotations
@@ -18,7 +22,16 @@ import contextlib
 import enum
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
+import types
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterator,
+)
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,7 +41,7 @@ from django.db import connections
 from django.http import HttpRequest, StreamingHttpResponse
 
 from django_sse import conf, shutdown
-from django_sse.asgi import request_receive
+from django_sse.asgi import Send, request_receive, request_send
 from django_sse.protocol import KEEP_ALIVE, Event, encode
 
 __all__ = ["Outcome", "SSEResponse", "StreamStats", "sse_response"]
@@ -139,12 +152,16 @@ class SSEResponse(StreamingHttpResponse):
         self["Content-Encoding"] = "identity"
         self._stream: _Stream | None = None
         self._early_stop: Outcome | None = None
+        # Whether Django iterates the engine itself, so that writing to the request's
+        # ASGI send from outside the engine cannot jump ahead of anything.
+        self._engine_served = False
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         replaced = getattr(self, "_iterator", None) is not self._engine
         if replaced:
             # A middleware replaced streaming_content; honour its wrapper.
             return super().__aiter__()
+        self._engine_served = True
         # Hand Django the engine itself, so the aclose() it does on disconnect reaches
         # the engine and through it the source.
         return self._engine
@@ -181,12 +198,16 @@ class SSEResponse(StreamingHttpResponse):
         only offer while the source is waiting for its next event, so that this one
         follows everything the source yielded. Not taken when the stream has not
         started, is ending, or has a full buffer: then the source yields it instead.
+
+        An event offered while the stream is idle is written to the client before this
+        returns (see the module's docstring).
         """
         return self._stream is not None and self._stream.offer(event)
 
     async def _run(self) -> AsyncIterator[bytes]:
         _release_request_thread()
-        stream = self._stream = _Stream(self._source, self.stats)
+        send = request_send.get() if self._engine_served else None
+        stream = self._stream = _Stream(self._source, self.stats, send)
         if self._early_stop is not None:
             stream.stop(self._early_stop)
         watcher = _watch_for_disconnect(stream)
@@ -252,7 +273,10 @@ class _Stream:
         "_closing",
         "_finished",
         "_last_sent",
+        "_loop",
         "_pump",
+        "_send",
+        "_sending",
         "_source",
         "_space",
         "_stats",
@@ -261,7 +285,7 @@ class _Stream:
         "_waiter",
     )
 
-    def __init__(self, source: AsyncIterable[Any], stats: StreamStats) -> None:
+    def __init__(self, source: AsyncIterable[Any], stats: StreamStats, send: Send | None) -> None:
         self._source = source
         self._stats = stats
         self._buffer: list[bytes] = []
@@ -269,7 +293,11 @@ class _Stream:
         self._space: asyncio.Future[None] | None = None
         self._finished = False
         self._closing = False
-        loop = asyncio.get_running_loop()
+        # The request's ASGI send, for offered events (see offer()), and the rest of
+        # such a write that had to wait for the client, as a task.
+        self._send = send
+        self._sending: asyncio.Future[None] | None = None
+        loop = self._loop = asyncio.get_running_loop()
         self._last_sent = loop.time()
         # One timer per stream for keep-alives and the deadline (see _arm()).
         self._timer: asyncio.TimerHandle | None = None
@@ -296,8 +324,12 @@ class _Stream:
         Events already pulled from the source are always flushed before the end, so
         a stream that times out or is stopped loses nothing it had produced.
         """
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         while True:
+            if self._sending is not None and not self._sending.done():
+                # Nothing may overtake an offered event still being written. (How
+                # that write ends is _written()'s business, not this wait's.)
+                await asyncio.wait([self._sending])
             now = loop.time()
             if deadline is not None and self._stats.outcome is None and now >= deadline:
                 self.stop(Outcome.TIMEOUT)
@@ -324,10 +356,64 @@ class _Stream:
                 self._waiter = None
 
     def offer(self, event: Event) -> bool:
-        if self._closing or self._finished or len(self._buffer) >= _BUFFER_ITEMS:
+        if self._closing or self._finished:
             return False
-        self._take(event.encode(), event)
+        chunk = event.encode()
+        waiter = self._waiter
+        # Idle: the engine waits with nothing to send, so Django's handler waits for it,
+        # between two sends of its own, and a write from here cannot overtake anything.
+        # A fan-out to thousands of streams runs this once per stream: kept inline.
+        if (
+            self._send is not None
+            and self._sending is None
+            and not self._buffer
+            and waiter is not None
+            and not waiter.done()
+        ):
+            stats = self._stats
+            stats.events += 1
+            stats.bytes += len(chunk)
+            if event.id is not None:
+                stats.last_event_id = event.id
+            self._last_sent = self._loop.time()
+            self._write(self._send, chunk)
+            return True
+        if len(self._buffer) >= _BUFFER_ITEMS:
+            return False
+        self._take(chunk, event)
         return True
+
+    def _write(self, send: Send, chunk: bytes) -> None:
+        """Run the server's send() until it first has to wait; a task for the rest.
+
+        A server's send() usually finishes without waiting (the bytes go to the
+        socket's buffer), and running it here costs far less than a task per write.
+        It waits when the client is not reading: then a task finishes it, as awaiting
+        it would, and the engine sends nothing until it has.
+        """
+        try:
+            sending = send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if type(sending) is not types.CoroutineType:
+                rest: asyncio.Future[None] = asyncio.ensure_future(sending)
+            else:
+                rest = self._loop.create_task(_finish(sending, sending.send(None)))
+        except StopIteration:
+            return
+        except Exception as exc:
+            self._write_failed(exc)
+            return
+        self._sending = rest
+        rest.add_done_callback(self._written)
+
+    def _written(self, rest: asyncio.Future[None]) -> None:
+        self._sending = None
+        if not rest.cancelled() and rest.exception() is not None:
+            self._write_failed(rest.exception())
+
+    def _write_failed(self, exc: BaseException | None) -> None:
+        logger.warning("Writing an event to the client failed", exc_info=exc)
+        self.conclude(Outcome.ERROR, exc)
+        self.stop(Outcome.ERROR)
 
     def _take(self, chunk: bytes, item: Any) -> None:
         self._buffer.append(chunk)
@@ -360,6 +446,8 @@ class _Stream:
         self._closing = True
         if self._timer is not None:
             self._timer.cancel()
+        if self._sending is not None:
+            self._sending.cancel()
         if not self._pump.done():
             self._pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -399,6 +487,32 @@ class _Stream:
 
     def _wake(self) -> None:
         _resolve(self._waiter)
+
+
+async def _finish(coroutine: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+    await _resumed(coroutine, waiting_on)
+
+
+@types.coroutine
+def _resumed(coroutine: Coroutine[Any, Any, None], waiting_on: Any) -> Generator[Any, Any, None]:
+    """Go on with a coroutine that has been run by hand up to ``waiting_on``.
+
+    Passes what it waits on up to the task and what the task sends or throws (the
+    result, or a cancellation) back down, as ``await`` would have from the start.
+    """
+    while True:
+        try:
+            sent = yield waiting_on
+        except BaseException as exc:
+            try:
+                waiting_on = coroutine.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                waiting_on = coroutine.send(sent)
+            except StopIteration:
+                return
 
 
 def _resolve(future: asyncio.Future[None] | None) -> None:

@@ -13,6 +13,7 @@ from asgiref.sync import SyncToAsync, ThreadSensitiveContext, sync_to_async
 from django.test import override_settings
 
 from django_sse import Event, Outcome, SSEResponse, sse_response
+from django_sse.asgi import request_send
 from django_sse.protocol import KEEP_ALIVE, EventParser
 from django_sse.response import WSGI_REFUSAL
 
@@ -229,6 +230,125 @@ async def test_offered_events_follow_what_the_source_yielded() -> None:
         rest = b"".join([chunk async for chunk in content])
     assert b"after stop" not in rest
     assert response.stats.events == 3 + rest.count(b"data: x")
+
+
+class Client:
+    """The request's ASGI send, as a server provides it: records each body it gets.
+
+    ``hold`` makes the next body's send wait, as a server's does while the client is
+    not reading, until ``release`` is set.
+    """
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        self.hold = False
+        self.release = asyncio.Event()
+        self.cancelled = False
+
+    async def send(self, message: Any) -> None:
+        if message["body"] == b"data: refused\n\n":
+            raise ConnectionError("the transport refused the write")
+        if self.hold:
+            self.hold = False
+            try:
+                await self.release.wait()
+            except asyncio.CancelledError:
+                self.cancelled = True
+                raise
+        self.bodies.append(message["body"])
+
+
+async def idle_stream(client: Client) -> tuple[SSEResponse, AsyncIterator[bytes], Any]:
+    """A stream served with ``client``'s send, waiting (like Django's handler) for more.
+
+    Returns the response, its engine, and the handler's pending read of the engine.
+    """
+    token = request_send.set(client.send)
+    try:
+        response = sse_response(forever(), keep_alive=0)
+        content = aiter(response)
+        await within(anext(content))
+        assert await within(anext(content)) == b"data: first\n\n"
+    finally:
+        request_send.reset(token)
+    reading = asyncio.ensure_future(anext(content))
+    # One turn of the loop: the read runs until it waits for the stream's next event.
+    await asyncio.sleep(0)
+    return response, content, reading
+
+
+async def test_an_event_offered_to_an_idle_stream_is_written_by_the_offering_code() -> None:
+    client = Client()
+    response, content, reading = await idle_stream(client)
+    assert response.offer(Event(data="a", id="1"))
+    # Written before offer() returned, without the engine's task running.
+    assert client.bodies == [b"data: a\nid: 1\n\n"]
+    assert not reading.done()
+    assert (response.stats.events, response.stats.last_event_id) == (2, "1")
+    response.stop(Outcome.SHUTDOWN)
+    with pytest.raises(StopAsyncIteration):
+        await within(reading)
+    await content.aclose()  # type: ignore[attr-defined]
+    assert response.stats.bytes == len(b":\n" + b"data: first\n\n" + client.bodies[0])
+
+
+async def test_nothing_overtakes_an_offered_event_the_client_is_slow_to_take() -> None:
+    client = Client()
+    response, content, reading = await idle_stream(client)
+    client.hold = True
+    assert response.offer(Event(data="a"))
+    # The write waits for the client; the next offer goes through the engine instead.
+    assert response.offer(Event(data="b"))
+    await asyncio.sleep(0)
+    assert not reading.done()
+    client.release.set()
+    assert await within(reading) == b"data: b\n\n"
+    # The handler sends what the engine returned only after the held write finished.
+    assert client.bodies == [b"data: a\n\n"]
+    await content.aclose()  # type: ignore[attr-defined]
+
+
+async def test_closing_a_stream_cancels_an_offered_write_still_waiting() -> None:
+    client = Client()
+    response, content, reading = await idle_stream(client)
+    client.hold = True
+    assert response.offer(Event(data="a"))
+    reading.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reading
+    await within(content.aclose())  # type: ignore[attr-defined]
+    assert client.cancelled
+    assert response.stats.outcome == Outcome.CLIENT_DISCONNECTED
+
+
+async def test_a_failed_write_of_an_offered_event_ends_the_stream_as_an_error() -> None:
+    client = Client()
+    response, content, reading = await idle_stream(client)
+    assert response.offer(Event(data="refused"))
+    with pytest.raises(StopAsyncIteration):
+        await within(reading)
+    await content.aclose()  # type: ignore[attr-defined]
+    assert response.stats.outcome == Outcome.ERROR
+    assert isinstance(response.stats.error, ConnectionError)
+
+
+async def test_a_stream_whose_content_a_middleware_wrapped_never_writes_by_itself() -> None:
+    client = Client()
+    token = request_send.set(client.send)
+    try:
+        response = sse_response(forever(), keep_alive=0)
+        response.streaming_content = (chunk async for chunk in response._engine)
+        content = aiter(response)
+        await within(anext(content))
+        assert await within(anext(content)) == b"data: first\n\n"
+    finally:
+        request_send.reset(token)
+    reading = asyncio.ensure_future(anext(content))
+    await asyncio.sleep(0)
+    assert response.offer(Event(data="a"))
+    assert await within(reading) == b"data: a\n\n"
+    assert client.bodies == []
+    await content.aclose()  # type: ignore[attr-defined]
 
 
 async def test_on_close_errors_are_logged_not_raised(caplog: Any) -> None:

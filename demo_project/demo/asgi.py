@@ -1,8 +1,10 @@
 """The ASGI entry point: ``daphne demo.asgi:application``, and what ``runserver`` serves.
 
 Event streams need ASGI; there is deliberately no wsgi.py. django_sse's
-get_asgi_application() is Django's own on 5.0+; on 4.2 it also lets a stream notice
-that its client disconnected (see django_sse.asgi and check django_sse.W003).
+get_asgi_application() is Django's own, telling each stream its request's ASGI
+channels: broadcast events then reach idle streams straight from the fan-out, and on
+Django 4.2 a stream notices that its client disconnected (see django_sse.asgi and
+check django_sse.W003).
 """
 
 from __future__ import annotations

@@ -157,13 +157,14 @@ class Subscription:
 
     def _hand_over(self, stored: StoredEvent) -> bool:
         """Offer the next event in order straight to the stream, while it waits."""
-        position = self._positions[stored.channel]
+        channel = stored.channel
+        position = self._positions[channel]
         if self._offer is None or stored.seq != position + 1:
             return False
-        (event,) = self._deliver(stored)
-        if self._offer(event):
+        self._positions[channel] = stored.seq
+        if self._offer(self._event(stored)):
             return True
-        self._positions[stored.channel] = position
+        self._positions[channel] = position
         return False
 
     # The stream's side.
@@ -205,13 +206,14 @@ class Subscription:
             return []
         events = [self._reset(channel, EXPIRED, seq)] if seq > position + 1 else []
         self._positions[channel] = seq
-        if len(self._positions) == 1:
-            events.append(stored.as_event())
-        else:
-            events.append(
-                Event(data=stored.data, event=stored.event or None, id=format_id(self._positions))
-            )
+        events.append(self._event(stored))
         return events
+
+    def _event(self, stored: StoredEvent) -> Event:
+        """``stored`` as this stream sends it, once its position has moved to it."""
+        if len(self._positions) == 1:
+            return stored.as_event()
+        return Event(data=stored.data, event=stored.event or None, id=format_id(self._positions))
 
     def _reset(self, channel: str, reason: str, first_seq: int) -> Event:
         """Tell the client it missed events of ``channel``; the stream goes on at first_seq."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -13,8 +14,10 @@ from django.test import AsyncClient, AsyncRequestFactory, override_settings
 import django_sse
 from django_sse import Event
 from django_sse.broadcast import ChannelView, apublish, arevoke, revoke
+from django_sse.protocol import EventParser
 from tests.broadcast import views
 from tests.broadcast.support import Stream, data, respond
+from tests.sse import READ_TIMEOUT
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -234,3 +237,53 @@ def test_public_names() -> None:
     assert django_sse.ChannelView is ChannelView
     assert django_sse.publish.__module__ == "django_sse.broadcast._publish"
     assert django_sse.apublish is apublish
+
+
+async def test_the_hub_writes_events_to_idle_streams_itself() -> None:
+    """Served through django_sse.asgi, a live event reaches an idle stream's client
+    from the hub's own task, not by waking the stream's."""
+    from tests.asgi import application
+
+    bodies: asyncio.Queue[bytes] = asyncio.Queue()
+    writers: list[asyncio.Task[Any] | None] = []
+    requests = [{"type": "http.request", "body": b"", "more_body": False}]
+    left = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        if requests:
+            return requests.pop()
+        await left.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Mapping[str, Any]) -> None:
+        writers.append(asyncio.current_task())
+        if message["type"] == "http.response.body" and message["body"]:
+            await bodies.put(message["body"])
+
+    path = "/broadcast/rooms/lobby/"
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    serving = asyncio.ensure_future(application(scope, receive, send))
+    assert await asyncio.wait_for(bodies.get(), READ_TIMEOUT) == b":\n"
+    handler = writers[0]  # the task that sent the response's start
+    for text in ("one", "two"):
+        await apublish("lobby", text)
+        body = await asyncio.wait_for(bodies.get(), READ_TIMEOUT)
+        assert EventParser().feed(body)[0].data == text
+    # "one" may have come from history, through the stream's task; "two" came live
+    # to a stream waiting for it.
+    assert writers[-1] is not handler
+    left.set()
+    await asyncio.wait_for(serving, READ_TIMEOUT)
