@@ -207,7 +207,9 @@ class SSEResponse(StreamingHttpResponse):
     async def _run(self) -> AsyncIterator[bytes]:
         _release_request_thread()
         send = request_send.get() if self._engine_served else None
-        stream = self._stream = _Stream(self._source, self.stats, send)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._max_duration if self._max_duration else None
+        stream = self._stream = _Stream(self._source, self.stats, send, self._keep_alive, deadline)
         if self._early_stop is not None:
             stream.stop(self._early_stop)
         watcher = _watch_for_disconnect(stream)
@@ -215,13 +217,11 @@ class SSEResponse(StreamingHttpResponse):
         self.stats.started_at = time.time()
         if self._observer is not None:
             self._observer.opened(self.stats)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._max_duration if self._max_duration else None
         try:
             self.stats.bytes += len(self._opening)
             yield self._opening
             while True:
-                chunk = await stream.next_chunk(self._keep_alive, deadline)
+                chunk = await stream.next_chunk()
                 if chunk is None:
                     break
                 self.stats.bytes += len(chunk)
@@ -271,7 +271,9 @@ class _Stream:
     __slots__ = (
         "_buffer",
         "_closing",
+        "_deadline",
         "_finished",
+        "_keep_alive",
         "_last_sent",
         "_loop",
         "_pump",
@@ -285,9 +287,18 @@ class _Stream:
         "_waiter",
     )
 
-    def __init__(self, source: AsyncIterable[Any], stats: StreamStats, send: Send | None) -> None:
+    def __init__(
+        self,
+        source: AsyncIterable[Any],
+        stats: StreamStats,
+        send: Send | None,
+        keep_alive: float,
+        deadline: float | None,
+    ) -> None:
         self._source = source
         self._stats = stats
+        self._keep_alive = keep_alive
+        self._deadline = _NEVER if deadline is None else deadline
         self._buffer: list[bytes] = []
         self._waiter: asyncio.Future[None] | None = None
         self._space: asyncio.Future[None] | None = None
@@ -318,7 +329,7 @@ class _Stream:
             self._stats.outcome = outcome
             self._stats.error = error
 
-    async def next_chunk(self, keep_alive: float, deadline: float | None) -> bytes | None:
+    async def next_chunk(self) -> bytes | None:
         """The next bytes to send: ready events, a keep-alive, or None at the end.
 
         Events already pulled from the source are always flushed before the end, so
@@ -331,7 +342,7 @@ class _Stream:
                 # that write ends is _written()'s business, not this wait's.)
                 await asyncio.wait([self._sending])
             now = loop.time()
-            if deadline is not None and self._stats.outcome is None and now >= deadline:
+            if self._stats.outcome is None and now >= self._deadline:
                 self.stop(Outcome.TIMEOUT)
             if self._buffer:
                 chunk = b"".join(self._buffer)
@@ -344,11 +355,10 @@ class _Stream:
             if self._finished:
                 self.conclude(Outcome.COMPLETED)
                 return None
-            keep_alive_at = self._last_sent + keep_alive if keep_alive > 0 else _NEVER
-            if now >= keep_alive_at:
+            if now >= self._keep_alive_at():
                 self._last_sent = now
                 return KEEP_ALIVE
-            self._arm(min(keep_alive_at, deadline if deadline is not None else _NEVER))
+            self._arm(min(self._keep_alive_at(), self._deadline))
             waiter = self._waiter = loop.create_future()
             try:
                 await waiter
@@ -436,10 +446,20 @@ class _Stream:
         self._timer_at = when
         self._timer = asyncio.get_running_loop().call_at(when, self._ring)
 
+    def _keep_alive_at(self) -> float:
+        return self._last_sent + self._keep_alive if self._keep_alive > 0 else _NEVER
+
     def _ring(self) -> None:
         self._timer = None
         self._timer_at = _NEVER
-        self._wake()
+        due = min(self._keep_alive_at(), self._deadline)
+        if self._waiter is not None and due > self._loop.time():
+            # Events written by offer() moved the keep-alive on, so nothing is due yet:
+            # the timer moves on by itself, without waking the engine's task. A busy
+            # broadcast stream then costs no task wake-up per keep-alive interval.
+            self._arm(due)
+        else:
+            self._wake()
 
     async def close(self) -> None:
         """Stop the pump and close the source, so its ``finally`` runs now."""

@@ -258,14 +258,16 @@ class Client:
         self.bodies.append(message["body"])
 
 
-async def idle_stream(client: Client) -> tuple[SSEResponse, AsyncIterator[bytes], Any]:
+async def idle_stream(
+    client: Client, keep_alive: float = 0
+) -> tuple[SSEResponse, AsyncIterator[bytes], Any]:
     """A stream served with ``client``'s send, waiting (like Django's handler) for more.
 
     Returns the response, its engine, and the handler's pending read of the engine.
     """
     token = request_send.set(client.send)
     try:
-        response = sse_response(forever(), keep_alive=0)
+        response = sse_response(forever(), keep_alive=keep_alive)
         content = aiter(response)
         await within(anext(content))
         assert await within(anext(content)) == b"data: first\n\n"
@@ -330,6 +332,25 @@ async def test_a_failed_write_of_an_offered_event_ends_the_stream_as_an_error() 
     await content.aclose()  # type: ignore[attr-defined]
     assert response.stats.outcome == Outcome.ERROR
     assert isinstance(response.stats.error, ConnectionError)
+
+
+async def test_a_keep_alive_timer_leaves_a_stream_written_to_since_asleep() -> None:
+    client = Client()
+    response, content, reading = await idle_stream(client, keep_alive=LIMIT)
+    stream = response._stream
+    assert stream is not None
+    assert response.offer(Event(data="a"))
+    # The timer rings (as it would LIMIT seconds after the stream's last own write),
+    # but the offered event moved the keep-alive on: it re-arms without a wake-up.
+    stream._ring()
+    await asyncio.sleep(0)
+    assert not reading.done()
+    assert stream._timer is not None
+    # Once a keep-alive is due, the ring does wake the engine, which sends it.
+    stream._last_sent -= LIMIT
+    stream._ring()
+    assert await within(reading) == KEEP_ALIVE
+    await content.aclose()  # type: ignore[attr-defined]
 
 
 async def test_a_stream_whose_content_a_middleware_wrapped_never_writes_by_itself() -> None:
