@@ -60,7 +60,10 @@ class _Feed:
 
     def __init__(self, channel: str) -> None:
         self.channel = channel
-        self.subscribers: set[Subscriber] = set()
+        # In the order they joined (a dict, not a set): a fan-out then visits the
+        # streams' objects roughly in the order they sit in memory, which with thousands
+        # of streams is measurably faster than a set's scattered order.
+        self.subscribers: dict[Subscriber, None] = {}
         # The highest sequence number fanned out (or known to need no fan-out).
         self.last: int | None = None
         # The channel's sequence number at the previous poll.
@@ -70,7 +73,8 @@ class _Feed:
 
     def fan_out(self, stored: StoredEvent) -> None:
         ended = [sub for sub in self.subscribers if not sub.push(stored)]
-        self.subscribers.difference_update(ended)
+        for sub in ended:
+            del self.subscribers[sub]
         if self.last is None or stored.seq > self.last:
             self.last = stored.seq
 
@@ -115,14 +119,14 @@ class Hub:
             feed = self._feeds.get(channel)
             if feed is None:
                 feed = self._feeds[channel] = _Feed(channel)
-            feed.subscribers.add(subscriber)
+            feed.subscribers[subscriber] = None
         await self._sync_membership()
 
     async def unsubscribe(self, subscriber: Subscriber) -> None:
         for channel in subscriber.channels:
             feed = self._feeds.get(channel)
             if feed is not None:
-                feed.subscribers.discard(subscriber)
+                feed.subscribers.pop(subscriber, None)
                 if not feed.subscribers:
                     del self._feeds[channel]
         await self._sync_membership()
