@@ -1,8 +1,9 @@
-"""Write a stream's StreamLog row when it opens and when it closes, off the event loop.
+"""Write a stream's StreamLog row a moment after it opens and when it closes, off the loop.
 
 Both writes run in a worker thread (never the request's thread, which the engine has
 released) and close their database connection straight after, so an open stream holds
-no connection. A failed write is logged and never disturbs the stream.
+no connection. A stream that ends before its row was inserted is written once, whole,
+at its close. A failed write is logged and never disturbs the stream.
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ __all__ = [
 logger = logging.getLogger("django_sse")
 
 _R = TypeVar("_R")
+# Seconds from a stream's opening to its row's insert. Not at once: a stream's first
+# moments are when its source does its own first work (a chat view's request to the
+# model is being built and sent), and the insert, even in a worker thread, would take
+# the GIL from it. A second later an open stream is still shown as open about as soon as
+# anyone could look, and a stream that has ended by then, as short ones do, costs one
+# write instead of two.
+_INSERT_DELAY = 1.0
 # A credential-looking name and its value (quoted, or up to a separator), a bearer
 # token, or the password in a URL's userinfo.
 _SECRET = re.compile(
@@ -125,49 +133,67 @@ class StreamTracker:
             "user_agent": request.headers.get("User-Agent", "")[:255],
             "server": server_id()[:255],
         }
+        self._waiting: asyncio.TimerHandle | None = None
         self._opening: asyncio.Task[int | None] | None = None
 
     def opened(self, stats: StreamStats) -> None:
+        self._waiting = asyncio.get_running_loop().call_later(
+            _INSERT_DELAY, self._insert_open_row, stats
+        )
+
+    def _insert_open_row(self, stats: StreamStats) -> None:
         self._opening = asyncio.get_running_loop().create_task(
             _in_worker(self._insert, stats.started_at)
         )
 
     async def closed(self, stats: StreamStats) -> None:
-        pk = await self._opening if self._opening is not None else None
+        ending = _ending(stats)
+        if self._opening is None:
+            if self._waiting is not None:
+                self._waiting.cancel()
+            await _in_worker(self._insert, stats.started_at, ending)
+            return
+        pk = await self._opening
         if pk is not None:
-            await _in_worker(self._update, pk, stats)
+            await _in_worker(self._update, pk, ending)
 
-    def _insert(self, started_at: float) -> int | None:
+    def _insert(self, started_at: float, ending: dict[str, Any] | None = None) -> int | None:
+        """The row as the stream opened, or with ``ending`` as it closed."""
         from django_sse.models import StreamLog
 
         user = getattr(self._request, "user", None)
         user_id = user.pk if user is not None and user.is_authenticated else None
         row = StreamLog.objects.create(
-            **self._row, user_id=user_id, started_at=_as_datetime(started_at)
+            **self._row, user_id=user_id, started_at=_as_datetime(started_at), **(ending or {})
         )
         return int(row.pk)
 
-    def _update(self, pk: int, stats: StreamStats) -> None:
+    def _update(self, pk: int, ending: dict[str, Any]) -> None:
         from django_sse.models import StreamLog
 
-        ended_at = stats.ended_at or stats.started_at
-        StreamLog.objects.filter(pk=pk).update(
-            ended_at=_as_datetime(ended_at),
-            duration=timedelta(seconds=max(ended_at - stats.started_at, 0)),
-            events_sent=stats.events,
-            bytes_sent=stats.bytes,
-            last_event_id=(stats.last_event_id or "")[:1024],
-            outcome=str(stats.outcome or "error"),
-            error=describe_error(stats.error),
-            model=stats.model[:200],
-            prompt_tokens=stats.prompt_tokens,
-            completion_tokens=stats.completion_tokens,
-            time_to_first_token=(
-                None
-                if stats.time_to_first_token is None
-                else timedelta(seconds=stats.time_to_first_token)
-            ),
-        )
+        StreamLog.objects.filter(pk=pk).update(**ending)
+
+
+def _ending(stats: StreamStats) -> dict[str, Any]:
+    """The fields a stream's close fills in."""
+    ended_at = stats.ended_at or stats.started_at
+    return {
+        "ended_at": _as_datetime(ended_at),
+        "duration": timedelta(seconds=max(ended_at - stats.started_at, 0)),
+        "events_sent": stats.events,
+        "bytes_sent": stats.bytes,
+        "last_event_id": (stats.last_event_id or "")[:1024],
+        "outcome": str(stats.outcome or "error"),
+        "error": describe_error(stats.error),
+        "model": stats.model[:200],
+        "prompt_tokens": stats.prompt_tokens,
+        "completion_tokens": stats.completion_tokens,
+        "time_to_first_token": (
+            None
+            if stats.time_to_first_token is None
+            else timedelta(seconds=stats.time_to_first_token)
+        ),
+    }
 
 
 async def _in_worker(write: Callable[..., _R], *args: Any) -> _R | None:

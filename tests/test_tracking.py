@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,8 +10,10 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import AsyncClient, AsyncRequestFactory, override_settings
 
+from django_sse import tracking
 from django_sse.models import StreamLog
 from django_sse.tracking import StreamTracker, client_address, describe_error, redact
+from tests.llm.support import Answer
 from tests.sse import collect
 
 pytestmark = [
@@ -51,6 +54,47 @@ async def test_a_completed_stream_leaves_a_closed_row() -> None:
     assert row.duration is not None
     assert row.ended_at >= row.started_at
     assert row.error == ""
+
+
+async def test_a_stream_that_ends_before_its_row_is_inserted_is_written_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tracking, "_INSERT_DELAY", 3600.0)  # the stream ends well before
+    updates: list[Any] = []
+    monkeypatch.setattr(StreamTracker, "_update", lambda *args: updates.append(args))
+    await stream("/counter/")
+    row = await StreamLog.objects.aget()
+    assert (row.outcome, row.events_sent, row.path) == ("completed", 3, "/counter/")
+    assert row.ended_at is not None
+    assert updates == []
+
+
+async def test_a_stream_open_longer_shows_as_open_until_it_closes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tracking, "_INSERT_DELAY", 0.0)
+    loop = asyncio.get_running_loop()
+    inserted = asyncio.Event()
+    insert = StreamTracker._insert
+
+    def observed(self: StreamTracker, *args: Any) -> int | None:
+        try:
+            return insert(self, *args)
+        finally:
+            loop.call_soon_threadsafe(inserted.set)
+
+    monkeypatch.setattr(StreamTracker, "_insert", observed)
+    answer = await Answer.follow("/idle/")
+    await answer.read(1)
+    await asyncio.wait_for(inserted.wait(), 10)
+    row = await StreamLog.objects.aget()
+    assert (row.outcome, row.ended_at, row.path) == ("open", None, "/idle/")
+    await answer.leave()
+    await row.arefresh_from_db()
+    assert row.outcome == "client_disconnected"
+    assert row.ended_at is not None
+    assert row.events_sent == 1
+    assert await StreamLog.objects.acount() == 1
 
 
 async def test_an_error_is_recorded_without_secrets() -> None:
@@ -98,7 +142,7 @@ async def test_sse_response_logs_when_given_the_request() -> None:
 async def test_a_failing_log_write_never_breaks_the_stream(
     monkeypatch: pytest.MonkeyPatch, caplog: Any
 ) -> None:
-    def broken(self: StreamTracker, started_at: float) -> int:
+    def broken(self: StreamTracker, *args: Any) -> int:
         raise RuntimeError("database is down")
 
     monkeypatch.setattr(StreamTracker, "_insert", broken)
@@ -166,8 +210,6 @@ def test_describe_error_is_truncated() -> None:
 async def test_a_missing_table_is_reported_once_without_tracebacks(
     monkeypatch: pytest.MonkeyPatch, caplog: Any
 ) -> None:
-    from django_sse import tracking
-
     monkeypatch.setattr(tracking, "_warned_table_missing", False)
     monkeypatch.setattr(StreamLog._meta, "db_table", "django_sse_not_migrated")
     for _ in range(3):

@@ -4,6 +4,9 @@ The conversation is checked before anything goes upstream (a 400 with a JSON err
 otherwise). The answer is relayed as it arrives, in the view's output format. When
 the client leaves, the engine closes the stream's source, which closes the upstream
 HTTP response: the provider stops generating, and billing, at once.
+
+The request to the provider goes out as soon as the response is made, while Django
+sends its headers, rather than once the body is read (see _head_start.py).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import hmac
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from typing import Any
 
@@ -20,9 +23,10 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
 from django_sse.llm._formats import FORMATS, OutputFormat
+from django_sse.llm._head_start import HeadStart
 from django_sse.llm._messages import InvalidChat, read_body, read_chat
 from django_sse.llm._provider import Provider, get_provider
-from django_sse.llm._types import Finish, Message, ProviderError, TextDelta, ToolCallDelta
+from django_sse.llm._types import Chunk, Finish, Message, ProviderError, TextDelta, ToolCallDelta
 from django_sse.response import SSEResponse
 from django_sse.views import SSEView
 
@@ -110,7 +114,13 @@ class ChatView(SSEView):
             response.stats.model = self._provider.model
             for name, value in self._format.headers.items():
                 response[name] = value
+            # Sent now, while Django sends the headers, not once the body is read.
+            self._head_start = HeadStart(self._ask())
         return response
+
+    def _ask(self) -> AsyncGenerator[Chunk, None]:
+        """The provider's answer to the conversation, piece by piece."""
+        return self._provider.stream(self.messages, max_tokens=self.max_tokens)
 
     async def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         answer = self._format
@@ -118,7 +128,8 @@ class ChatView(SSEView):
         for event in answer.start():
             yield event
         try:
-            chunks = self._provider.stream(self.messages, max_tokens=self.max_tokens)
+            # Asked afresh only if the head start was given up (see _head_start.py).
+            chunks = self._head_start.take() or self._ask()
             async with aclosing(chunks):
                 async for chunk in chunks:
                     if stats.time_to_first_token is None and isinstance(

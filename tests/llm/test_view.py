@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,8 +11,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import AsyncClient, AsyncRequestFactory
 
-from django_sse.llm import ChatView, LocalTextSource, OpenAICompatibleView, TextDelta
+from django_sse.llm import ChatView, LocalTextSource, OpenAICompatibleView, TextDelta, _head_start
 from django_sse.models import StreamLog
+from django_sse.response import SSEResponse
 from tests.llm import vercel_schema
 from tests.llm.support import HELLO, Answer, post, provider_at
 from tests.llm.upstream import Upstream, recorded_text
@@ -126,6 +128,73 @@ async def test_leaving_closes_the_upstream_request(upstream: Upstream) -> None:
     assert request.client_closed
     assert 3 <= request.tokens_written < upstream.slow_max_tokens
     assert answer.response.stats.outcome == "client_disconnected"
+
+
+async def test_leaving_before_the_first_token_closes_the_upstream_request(
+    upstream: Upstream,
+) -> None:
+    with provider_at(upstream.base_url("slow-5000")):
+        # The Vercel format's opening parts come before the answer's first token.
+        answer = await Answer.ask("/llm/vercel/", HELLO)
+        await answer.read(2)
+        request = await upstream.wait_request()
+        await answer.leave()
+    await request.wait_closed(timeout=1.0)
+    assert request.client_closed
+    assert request.tokens_written == 0
+    assert answer.response.stats.outcome == "client_disconnected"
+
+
+async def handled(path: str, upstream: Upstream) -> SSEResponse:
+    """Make the response in a task of its own, as Django's ASGI handler does, and end
+    that task once the request has reached the upstream, without streaming the body."""
+
+    async def handle() -> SSEResponse:
+        response = await post(path, HELLO)
+        assert isinstance(response, SSEResponse)
+        await upstream.wait_request()
+        return response
+
+    return await asyncio.create_task(handle())
+
+
+async def test_an_answer_that_is_never_streamed_closes_its_upstream_request(
+    upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_head_start, "GRACE", 0.0)
+    with provider_at(upstream.base_url("slow-20")):
+        await handled("/llm/chat/", upstream)
+    (request,) = upstream.requests
+    await request.wait_closed(timeout=1.0)
+    assert request.client_closed
+    assert await StreamLog.objects.acount() == 0
+
+
+async def test_an_answer_streamed_once_its_view_task_ended_keeps_its_request(
+    upstream: Upstream,
+) -> None:
+    """Behind a sync-only middleware, Django runs the view in a task of its own that
+    ends before the response is sent: the head start waits for it."""
+    with provider_at(upstream.base_url("answer")):
+        answer = Answer(await handled("/llm/chat/", upstream))
+        await answer.rest()
+    assert tokens(answer) == recorded_text("answer")
+    (request,) = upstream.requests
+    assert request.completed
+
+
+async def test_an_answer_streamed_after_its_request_was_given_up_asks_again(
+    upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_head_start, "GRACE", 0.0)
+    with provider_at(upstream.base_url("answer")):
+        answer = Answer(await handled("/llm/chat/", upstream))
+        await upstream.requests[0].wait_closed(timeout=1.0)
+        await answer.rest()
+    assert tokens(answer) == recorded_text("answer")
+    given_up, asked = upstream.requests
+    assert given_up.client_closed
+    assert asked.completed
 
 
 async def test_bad_input_is_refused_before_anything_goes_upstream(upstream: Upstream) -> None:
