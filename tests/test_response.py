@@ -259,15 +259,18 @@ class Client:
 
 
 async def idle_stream(
-    client: Client, keep_alive: float = 0
+    client: Client, keep_alive: float = 0, *, wrapped: bool = False
 ) -> tuple[SSEResponse, AsyncIterator[bytes], Any]:
     """A stream served with ``client``'s send, waiting (like Django's handler) for more.
 
-    Returns the response, its engine, and the handler's pending read of the engine.
+    ``wrapped``: a middleware replaced its streaming_content with a wrapper. Returns
+    the response, what Django iterates, and the handler's pending read of it.
     """
     token = request_send.set(client.send)
     try:
         response = sse_response(forever(), keep_alive=keep_alive)
+        if wrapped:
+            response.streaming_content = (chunk async for chunk in response._engine)
         content = aiter(response)
         await within(anext(content))
         assert await within(anext(content)) == b"data: first\n\n"
@@ -355,17 +358,7 @@ async def test_a_keep_alive_timer_leaves_a_stream_written_to_since_asleep() -> N
 
 async def test_a_stream_whose_content_a_middleware_wrapped_never_writes_by_itself() -> None:
     client = Client()
-    token = request_send.set(client.send)
-    try:
-        response = sse_response(forever(), keep_alive=0)
-        response.streaming_content = (chunk async for chunk in response._engine)
-        content = aiter(response)
-        await within(anext(content))
-        assert await within(anext(content)) == b"data: first\n\n"
-    finally:
-        request_send.reset(token)
-    reading = asyncio.ensure_future(anext(content))
-    await asyncio.sleep(0)
+    response, content, reading = await idle_stream(client, wrapped=True)
     assert response.offer(Event(data="a"))
     assert await within(reading) == b"data: a\n\n"
     assert client.bodies == []
