@@ -257,7 +257,7 @@ async def test_the_hub_writes_events_to_idle_streams_itself() -> None:
 
     async def send(message: Mapping[str, Any]) -> None:
         writers.append(asyncio.current_task())
-        if message["type"] == "http.response.body" and message["body"]:
+        if message["type"] == "http.response.body" and message.get("body"):
             await bodies.put(message["body"])
 
     path = "/broadcast/rooms/lobby/"
