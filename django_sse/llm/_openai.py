@@ -2,6 +2,14 @@
 
 The only module that knows OpenAI's chunk format and exceptions. With ``base_url`` it
 talks to any server that speaks the same API (vLLM, Ollama, llama.cpp's server...).
+
+The SDK sends the request, retries it, raises its exceptions for errors (before the
+answer and in the middle of it) and decodes the event stream. The request goes through
+its generic ``post()`` rather than ``chat.completions.create()``, and the chunks come as
+parsed JSON rather than its typed models: ``create()`` first walks the parameters
+against the SDK's typed dicts, which changes nothing in a text conversation and took
+half a millisecond per request, and building each chunk's model took over 0.1 ms per
+token, both in the time to the first token.
 """
 
 from __future__ import annotations
@@ -98,42 +106,50 @@ class OpenAIProvider:
         Closing this generator (the client left) closes the HTTP response at once,
         so the provider stops generating tokens nobody will read.
         """
-        extra: dict[str, Any] = {}
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": list(messages),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
         if max_tokens is not None:
             # OpenAI's own API wants the newer name (its reasoning models refuse the
             # old one); compatible servers such as Ollama only read the old one.
-            extra[self._max_tokens_name] = max_tokens
+            body[self._max_tokens_name] = max_tokens
         try:
-            response = await self._client().chat.completions.create(
-                model=self.model,
-                messages=cast(Any, list(messages)),
+            response = await self._client().post(
+                "/chat/completions",
+                body=body,
+                cast_to=object,
                 stream=True,
-                stream_options={"include_usage": True},
-                **extra,
+                stream_cls=openai.AsyncStream[object],
             )
         except openai.APIError as error:
             raise _translate(error) from error
         reason, usage = "stop", None
         try:
-            async for chunk in response:
-                if chunk.usage is not None:
-                    usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
-                for choice in chunk.choices:
-                    if choice.index != 0:
+            async for data in response:
+                chunk = cast(dict[str, Any], data)
+                if chunk.get("usage"):
+                    usage = Usage(
+                        chunk["usage"]["prompt_tokens"], chunk["usage"]["completion_tokens"]
+                    )
+                for choice in chunk.get("choices") or ():
+                    if choice.get("index", 0) != 0:
                         continue
-                    delta = choice.delta
-                    if delta.content:
-                        yield TextDelta(delta.content)
-                    for call in delta.tool_calls or ():
-                        function = call.function
+                    delta = choice.get("delta") or {}
+                    if delta.get("content"):
+                        yield TextDelta(delta["content"])
+                    for call in delta.get("tool_calls") or ():
+                        function = call.get("function") or {}
                         yield ToolCallDelta(
-                            index=call.index,
-                            id=call.id,
-                            name=function.name if function else None,
-                            arguments=(function.arguments or "") if function else "",
+                            index=call["index"],
+                            id=call.get("id"),
+                            name=function.get("name"),
+                            arguments=function.get("arguments") or "",
                         )
-                    if choice.finish_reason:
-                        reason = choice.finish_reason
+                    if choice.get("finish_reason"):
+                        reason = choice["finish_reason"]
         except openai.APIError as error:
             raise _translate(error) from error
         finally:
