@@ -7,12 +7,15 @@ requests all at once. That split is what lets a disconnect be noticed while the 
 is idle, and lets the engine, not the garbage collector, close the source: Django's
 handler only closes the outermost iterator it holds (Django ticket 37066).
 
-Events that are ready together leave in one write, so a fast source costs one
-``send()`` per batch rather than one per event. An event offered from outside (a
-broadcast fan-out) while the stream is idle is written by the offering code itself,
-through the request's ASGI ``send``, when django_sse.asgi made it known: waking one
-task per stream for each event is what fan-out to thousands of streams would
-otherwise spend its time on.
+When django_sse.asgi made the request's ASGI ``send`` known and the stream is idle
+(the response iterator waits with nothing to send), an event is written by the code
+that has it rather than handed to the iterator's task: by the pump, for the first
+event the source yields in a turn of the event loop, so that it leaves before the
+pump goes back into the source for the next one; and by the offering code, for an
+event offered from outside (a broadcast fan-out), since waking one task per stream
+for each event is what fan-out to thousands of streams would otherwise spend its
+time on. Events that are ready together leave in one write, so a fast source costs
+one ``send()`` per batch rather than one per event.
 """
 
 from __future__ import annotations
@@ -277,6 +280,7 @@ class _Stream:
         "_last_sent",
         "_loop",
         "_pump",
+        "_pump_wrote",
         "_send",
         "_sending",
         "_source",
@@ -308,6 +312,8 @@ class _Stream:
         # such a write that had to wait for the client, as a task.
         self._send = send
         self._sending: asyncio.Future[None] | None = None
+        # Whether the pump wrote an event itself in this turn of the event loop.
+        self._pump_wrote = False
         loop = self._loop = asyncio.get_running_loop()
         self._last_sent = loop.time()
         # One timer per stream for keep-alives and the deadline (see _arm()).
@@ -369,29 +375,34 @@ class _Stream:
         if self._closing or self._finished:
             return False
         chunk = event.encode()
-        waiter = self._waiter
-        # Idle: the engine waits with nothing to send, so Django's handler waits for it,
-        # between two sends of its own, and a write from here cannot overtake anything.
-        # A fan-out to thousands of streams runs this once per stream: kept inline.
-        if (
-            self._send is not None
-            and self._sending is None
-            and not self._buffer
-            and waiter is not None
-            and not waiter.done()
-        ):
-            stats = self._stats
-            stats.events += 1
-            stats.bytes += len(chunk)
-            if event.id is not None:
-                stats.last_event_id = event.id
-            self._last_sent = self._loop.time()
-            self._write(self._send, chunk)
-            return True
-        if len(self._buffer) >= _BUFFER_ITEMS:
+        send = self._idle_send()
+        if send is not None:
+            self._send_now(send, chunk, event)
+        elif len(self._buffer) < _BUFFER_ITEMS:
+            self._take(chunk, event)
+        else:
             return False
-        self._take(chunk, event)
         return True
+
+    def _idle_send(self) -> Send | None:
+        """The request's ASGI send, if the engine waits with nothing to send.
+
+        Then Django's handler waits for the engine, between two sends of its own, and a
+        write from outside the engine's task cannot overtake anything.
+        """
+        waiter = self._waiter
+        if waiter is None or waiter.done() or self._buffer or self._sending is not None:
+            return None
+        return self._send
+
+    def _send_now(self, send: Send, chunk: bytes, item: Any) -> None:
+        stats = self._stats
+        stats.events += 1
+        stats.bytes += len(chunk)
+        if isinstance(item, Event) and item.id is not None:
+            stats.last_event_id = item.id
+        self._last_sent = self._loop.time()
+        self._write(send, chunk)
 
     def _write(self, send: Send, chunk: bytes) -> None:
         """Run the server's send() until it first has to wait; a task for the rest.
@@ -482,7 +493,16 @@ class _Stream:
     async def _fill(self) -> None:
         try:
             async for item in self._source:
-                self._take(encode(item), item)
+                chunk = encode(item)
+                send = None if self._pump_wrote else self._idle_send()
+                if send is None:
+                    self._take(chunk, item)
+                else:
+                    # Whatever else the source yields in this turn waits for the
+                    # engine's task, and leaves with the rest in one batch.
+                    self._pump_wrote = True
+                    self._loop.call_soon(self._next_turn)
+                    self._send_now(send, chunk, item)
                 if self._closing:
                     return
                 if len(self._buffer) >= _BUFFER_ITEMS:
@@ -498,6 +518,9 @@ class _Stream:
         finally:
             self._finished = True
             self._wake()
+
+    def _next_turn(self) -> None:
+        self._pump_wrote = False
 
     def _fail(self, exc: BaseException) -> None:
         logger.error("Stream source raised", exc_info=exc)

@@ -243,6 +243,7 @@ class Client:
         self.bodies: list[bytes] = []
         self.hold = False
         self.release = asyncio.Event()
+        self.written = asyncio.Event()
         self.cancelled = False
 
     async def send(self, message: Any) -> None:
@@ -256,19 +257,25 @@ class Client:
                 self.cancelled = True
                 raise
         self.bodies.append(message["body"])
+        self.written.set()
 
 
 async def idle_stream(
-    client: Client, keep_alive: float = 0, *, wrapped: bool = False
+    client: Client,
+    keep_alive: float = 0,
+    *,
+    wrapped: bool = False,
+    source: AsyncIterator[Any] | None = None,
 ) -> tuple[SSEResponse, AsyncIterator[bytes], Any]:
     """A stream served with ``client``'s send, waiting (like Django's handler) for more.
 
-    ``wrapped``: a middleware replaced its streaming_content with a wrapper. Returns
-    the response, what Django iterates, and the handler's pending read of it.
+    ``wrapped``: a middleware replaced its streaming_content with a wrapper. ``source``
+    yields "first" then what it likes (``forever()`` by default). Returns the response,
+    what Django iterates, and the handler's pending read of it.
     """
     token = request_send.set(client.send)
     try:
-        response = sse_response(forever(), keep_alive=keep_alive)
+        response = sse_response(source or forever(), keep_alive=keep_alive)
         if wrapped:
             response.streaming_content = (chunk async for chunk in response._engine)
         content = aiter(response)
@@ -295,6 +302,59 @@ async def test_an_event_offered_to_an_idle_stream_is_written_by_the_offering_cod
         await within(reading)
     await content.aclose()  # type: ignore[attr-defined]
     assert response.stats.bytes == len(b":\n" + b"data: first\n\n" + client.bodies[0])
+
+
+async def test_an_event_the_source_yields_to_an_idle_stream_is_written_by_the_pump() -> None:
+    """It leaves before the pump goes back into the source; what the source yields in
+    the same turn of the event loop follows in one write from the engine's task."""
+    client = Client()
+    more = asyncio.Event()
+
+    async def source() -> AsyncIterator[str]:
+        yield "first"
+        await more.wait()
+        yield "a"
+        assert client.bodies == [b"data: a\n\n"]
+        yield "b"
+        yield "c"
+        await asyncio.Event().wait()
+
+    response, content, reading = await idle_stream(client, source=source())
+    more.set()
+    assert await within(reading) == b"data: b\n\ndata: c\n\n"
+    assert client.bodies == [b"data: a\n\n"]
+    assert response.stats.events == 4
+    await content.aclose()  # type: ignore[attr-defined]
+    assert response.stats.outcome is Outcome.CLIENT_DISCONNECTED
+
+
+async def test_events_a_source_yields_one_at_a_time_never_wake_the_engine() -> None:
+    client = Client()
+    steps = [asyncio.Event() for _ in range(3)]
+    end = asyncio.Event()
+
+    async def source() -> AsyncIterator[str]:
+        yield "first"
+        for number, step in enumerate(steps):
+            await step.wait()
+            yield str(number)
+        await end.wait()
+
+    response, content, reading = await idle_stream(client, source=source())
+    for number, step in enumerate(steps):
+        step.set()
+        await within(client.written.wait())
+        client.written.clear()
+        assert client.bodies[-1] == f"data: {number}\n\n".encode()
+        await asyncio.sleep(0)  # a turn of the loop, in which a woken engine would run
+        assert not reading.done()
+    # The source's end does wake it: the stream is complete.
+    end.set()
+    with pytest.raises(StopAsyncIteration):
+        await within(reading)
+    assert response.stats.outcome is Outcome.COMPLETED
+    assert response.stats.bytes == len(b":\n" + b"data: first\n\n" + b"".join(client.bodies))
+    await content.aclose()  # type: ignore[attr-defined]
 
 
 async def test_nothing_overtakes_an_offered_event_the_client_is_slow_to_take() -> None:
