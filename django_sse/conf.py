@@ -57,6 +57,9 @@ DEFAULTS: dict[str, Any] = {
     # Times the OpenAI SDK retries a request that failed before the answer started
     # (honouring the provider's retry-after).
     "LLM_MAX_RETRIES": 2,
+    # The OpenAI SDK's HTTP client: "aiohttp", its faster one (its aiohttp extra, which
+    # django-sse-kit[llm] installs; without it, "httpx" with a warning), or "httpx".
+    "LLM_HTTP_CLIENT": "aiohttp",
     # Limits on what a client may send to a chat view; larger gets a 400.
     "LLM_MAX_MESSAGES": 100,
     "LLM_MAX_MESSAGE_LENGTH": 32_000,

@@ -10,12 +10,17 @@ parsed JSON rather than its typed models: ``create()`` first walks the parameter
 against the SDK's typed dicts, which changes nothing in a text conversation and took
 half a millisecond per request, and building each chunk's model took over 0.1 ms per
 token, both in the time to the first token.
+
+The SDK's HTTP client is its aiohttp one by default (the SDK's ``aiohttp`` extra):
+in the same server, it had the request at the model about 0.7 ms sooner than the
+SDK's default, httpx.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import time
 import weakref
 from collections.abc import AsyncGenerator, Sequence
@@ -35,6 +40,10 @@ from django_sse.llm._types import (
 )
 
 __all__ = ["OpenAIProvider"]
+
+logger = logging.getLogger("django_sse")
+
+HTTP_CLIENTS = ("aiohttp", "httpx")
 
 # What the client is told, per error code: never the provider's own message, which
 # may quote the API key's prefix, the organisation or the account's limits.
@@ -61,8 +70,14 @@ class OpenAIProvider:
         base_url: str | None = None,
         timeout: float = 60.0,
         max_retries: int = 2,
+        http_client: str = "aiohttp",
     ) -> None:
+        if http_client not in HTTP_CLIENTS:
+            raise ValueError(
+                f"http_client is {http_client!r}; use one of {', '.join(HTTP_CLIENTS)}"
+            )
         self.model = model
+        self._aiohttp = http_client == "aiohttp"
         self._options: dict[str, Any] = {
             # The SDK insists on a key; local OpenAI-compatible servers do not.
             "api_key": api_key or ("unused" if base_url else None),
@@ -95,8 +110,24 @@ class OpenAIProvider:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = self._clients[loop] = openai.AsyncOpenAI(**self._options)
+            http_client = self._aiohttp_client() if self._aiohttp else None
+            client = openai.AsyncOpenAI(**self._options, http_client=http_client)
+            self._clients[loop] = client
         return client
+
+    def _aiohttp_client(self) -> Any:
+        """The SDK's aiohttp client, or None (its default) if it cannot make one."""
+        try:
+            return openai.DefaultAioHttpClient()
+        except RuntimeError as error:  # the SDK's aiohttp extra is not installed
+            self._aiohttp = False
+            logger.warning(
+                "The OpenAI provider uses the openai SDK's default HTTP client, not its "
+                "faster aiohttp one: %s. Install it with pip install 'openai[aiohttp]', "
+                "or set DJANGO_SSE['LLM_HTTP_CLIENT'] = 'httpx'.",
+                error,
+            )
+            return None
 
     async def stream(
         self, messages: Sequence[Message], *, max_tokens: int | None = None

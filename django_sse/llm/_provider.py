@@ -54,6 +54,7 @@ def get_provider() -> Provider:
         base_url,
         conf.get("LLM_TIMEOUT"),
         conf.get("LLM_MAX_RETRIES"),
+        conf.get("LLM_HTTP_CLIENT"),
     )
 
 
@@ -78,7 +79,12 @@ def openai_endpoint() -> tuple[str | None, str | None]:
 
 @functools.lru_cache(maxsize=8)
 def _openai_provider(
-    model: str, api_key: str | None, base_url: str | None, timeout: float, max_retries: int
+    model: str,
+    api_key: str | None,
+    base_url: str | None,
+    timeout: float,
+    max_retries: int,
+    http_client: str,
 ) -> Provider:
     """One provider per configuration, so that requests share its connection pool."""
     try:
@@ -89,5 +95,10 @@ def _openai_provider(
             "missing: pip install 'django-sse-kit[llm]'"
         ) from error
     return OpenAIProvider(
-        model=model, api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
+        model=model,
+        api_key=api_key,
+        base_url=base_url,
+        timeout=timeout,
+        max_retries=max_retries,
+        http_client=http_client,
     )

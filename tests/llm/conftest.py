@@ -15,3 +15,9 @@ async def upstream() -> AsyncIterator[Upstream]:
     async with Upstream() as server:
         yield server
         await close_providers()
+
+
+@pytest.fixture(params=["aiohttp", "httpx"])
+def http_client(request: pytest.FixtureRequest) -> str:
+    """Each of the openai SDK's HTTP clients the provider can use (LLM_HTTP_CLIENT)."""
+    return str(request.param)

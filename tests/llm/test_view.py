@@ -7,11 +7,19 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import openai
 import pytest
 from django.contrib.auth.models import User
 from django.test import AsyncClient, AsyncRequestFactory
 
-from django_sse.llm import ChatView, LocalTextSource, OpenAICompatibleView, TextDelta, _head_start
+from django_sse.llm import (
+    ChatView,
+    LocalTextSource,
+    OpenAICompatibleView,
+    OpenAIProvider,
+    TextDelta,
+    _head_start,
+)
 from django_sse.models import StreamLog
 from django_sse.response import SSEResponse
 from tests.llm import vercel_schema
@@ -25,8 +33,12 @@ def tokens(answer: Answer) -> str:
     return "".join(e.json()["text"] for e in answer.events if e.event == "token")
 
 
-async def test_an_answer_is_relayed_token_by_token_then_done(upstream: Upstream) -> None:
-    with provider_at(upstream.base_url("answer"), LLM_MODEL="gpt-test"):
+async def test_an_answer_is_relayed_token_by_token_then_done(
+    upstream: Upstream, http_client: str
+) -> None:
+    with provider_at(
+        upstream.base_url("answer"), LLM_MODEL="gpt-test", LLM_HTTP_CLIENT=http_client
+    ):
         answer = await Answer.ask("/llm/chat/", HELLO)
         events = await answer.rest()
     assert tokens(answer) == recorded_text("answer")
@@ -86,9 +98,9 @@ async def test_tool_call_deltas(upstream: Upstream) -> None:
     ],
 )
 async def test_provider_failures_become_error_events(
-    upstream: Upstream, scenario: str, code: str, retry_after: float | None
+    upstream: Upstream, http_client: str, scenario: str, code: str, retry_after: float | None
 ) -> None:
-    with provider_at(upstream.base_url(scenario)):
+    with provider_at(upstream.base_url(scenario), LLM_HTTP_CLIENT=http_client):
         answer = await Answer.ask("/llm/chat/", HELLO)
         events = await answer.rest()
     error = events[-1]
@@ -103,8 +115,10 @@ async def test_provider_failures_become_error_events(
     assert log.error == f"ProviderError: {code}: {error.json()['message']}"
 
 
-async def test_a_provider_that_stops_answering_times_out(upstream: Upstream) -> None:
-    with provider_at(upstream.base_url("slow-5000"), LLM_TIMEOUT=0.2):
+async def test_a_provider_that_stops_answering_times_out(
+    upstream: Upstream, http_client: str
+) -> None:
+    with provider_at(upstream.base_url("slow-5000"), LLM_TIMEOUT=0.2, LLM_HTTP_CLIENT=http_client):
         events = await (await Answer.ask("/llm/chat/", HELLO)).rest()
     assert events[-1].event == "error"
     assert events[-1].json()["code"] == "timeout"
@@ -118,8 +132,8 @@ async def test_the_sdk_retries_a_rate_limit_after_its_retry_after(upstream: Upst
     assert events[-1].json()["code"] == "rate_limited"
 
 
-async def test_leaving_closes_the_upstream_request(upstream: Upstream) -> None:
-    with provider_at(upstream.base_url("slow-20")):
+async def test_leaving_closes_the_upstream_request(upstream: Upstream, http_client: str) -> None:
+    with provider_at(upstream.base_url("slow-20"), LLM_HTTP_CLIENT=http_client):
         answer = await Answer.ask("/llm/chat/", HELLO)
         await answer.read(3)
         await answer.leave()
@@ -131,9 +145,9 @@ async def test_leaving_closes_the_upstream_request(upstream: Upstream) -> None:
 
 
 async def test_leaving_before_the_first_token_closes_the_upstream_request(
-    upstream: Upstream,
+    upstream: Upstream, http_client: str
 ) -> None:
-    with provider_at(upstream.base_url("slow-5000")):
+    with provider_at(upstream.base_url("slow-5000"), LLM_HTTP_CLIENT=http_client):
         # The Vercel format's opening parts come before the answer's first token.
         answer = await Answer.ask("/llm/vercel/", HELLO)
         await answer.read(2)
@@ -187,11 +201,13 @@ async def test_an_answer_streamed_after_its_request_was_given_up_asks_again(
     upstream: Upstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_head_start, "GRACE", 0.0)
-    with provider_at(upstream.base_url("answer")):
+    # Slow, so that the answer given up is still being written: closing it must close
+    # the connection (a complete one may go back to the client's pool).
+    with provider_at(upstream.base_url("slow-20-5")):
         answer = Answer(await handled("/llm/chat/", upstream))
         await upstream.requests[0].wait_closed(timeout=1.0)
         await answer.rest()
-    assert tokens(answer) == recorded_text("answer")
+    assert tokens(answer) == "t0 t1 t2 t3 t4 "
     given_up, asked = upstream.requests
     assert given_up.client_closed
     assert asked.completed
@@ -307,3 +323,25 @@ async def test_the_openai_view_refuses_in_openais_shape() -> None:
     response = await view(chat_request({**HELLO, "stream": True}, key="k"))
     assert response.status_code == 403
     assert json.loads(response.content)["error"]["code"] == "permission_denied"
+
+
+async def test_without_the_sdks_aiohttp_extra_the_provider_falls_back_to_httpx(
+    upstream: Upstream, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def missing() -> None:
+        # What the SDK raises when its aiohttp extra is not installed.
+        raise RuntimeError(
+            "To use the aiohttp client you must have installed the package with the `aiohttp` extra"
+        )
+
+    monkeypatch.setattr(openai, "DefaultAioHttpClient", missing)
+    with provider_at(upstream.base_url("answer"), LLM_HTTP_CLIENT="aiohttp"):
+        answer = await Answer.ask("/llm/chat/", HELLO)
+        await answer.rest()
+    assert tokens(answer) == recorded_text("answer")
+    assert "pip install 'openai[aiohttp]'" in caplog.text
+
+
+def test_an_unknown_http_client_is_refused() -> None:
+    with pytest.raises(ValueError, match="'requests'; use one of aiohttp, httpx"):
+        OpenAIProvider(model="gpt-test", http_client="requests")
