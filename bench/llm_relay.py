@@ -20,9 +20,11 @@ the same way: one clock, so receipt - write is the token's trip through Django.
    token. Per run: p50, p99 and max over tokens; reported: medians over runs.
 2. Time to first token added. The same client, warm keep-alive connections on both sides
    (the site keeps one provider, so one connection pool, per scenario), from sending the
-   request to reading the first content token: through Django, and from the upstream
-   directly (the request the SDK sends). Runs alternate which goes first; added = the
-   median of the per-pair differences. The same clock also splits each time: until the
+   request to reading the first content token: through ChatView, through the same
+   answer from a view written without django_sse (``bare``, see llmsite.py), and from
+   the upstream directly (the request the SDK sends). Each round takes the three in a
+   rotating order; added = the median of the rounds' differences from the direct
+   request. The same clock also splits each time: until the
    upstream has the request, and from its writing the first token to the client reading
    it. ``slow-20-5``: the first token comes alone, 20 ms after the request, as a model
    sends it; the target applies here. ``answer``: a recorded reply written all at once,
@@ -150,7 +152,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--server", choices=h.SERVERS, default="uvicorn")
     parser.add_argument("--relay-runs", type=int, default=10, help="runs per relay scenario")
     parser.add_argument("--ttft-runs", type=int, default=20,
-                        help="pairs per time-to-first-token scenario")  # fmt: skip
+                        help="rounds per time-to-first-token scenario")  # fmt: skip
     parser.add_argument("--cancel-runs", type=int, default=10)
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
@@ -183,9 +185,13 @@ class Site:
             timeout=REQUEST_TIMEOUT, headers={"Authorization": "Bearer bench-unused"}
         )
 
-    def chat(self, scenario: str, client: httpx.Client | None = None) -> Request:
-        """POST the conversation to ChatView: a context manager giving the response."""
-        return (client or self.django).stream("POST", f"{self.url}/chat/{scenario}/", json=BODY)
+    def chat(
+        self, scenario: str, client: httpx.Client | None = None, view: str = "chat"
+    ) -> Request:
+        """POST the conversation to ChatView (or to the view written without django_sse,
+        ``view="bare"``): a context manager giving the response."""
+        url = f"{self.url}/{view}/{scenario}/"
+        return (client or self.django).stream("POST", url, json=BODY)
 
     def upstream(self, upstream: Upstream, scenario: str) -> Request:
         """The same conversation straight to the upstream, as the SDK would send it."""
@@ -286,36 +292,33 @@ def percentile(ordered: list[float], fraction: float) -> float:
 
 
 def time_to_first_token(site: Site, upstream: Upstream, scenario: str, runs: int) -> dict[str, Any]:
-    def through() -> dict[str, float]:
-        return first_token(
-            upstream, site.chat(scenario), lambda event: checked(event).event == "token"
-        )
+    def token(event: MessageEvent) -> bool:
+        return checked(event).event == "token"
 
-    def direct() -> dict[str, float]:
-        return first_token(upstream, site.upstream(upstream, scenario), is_content)
-
-    for _ in range(3):  # warm-up: connections on both sides, the provider, imports
-        through()
-        direct()
-    pairs = []
-    for run in range(runs):
-        if run % 2:
-            django, plain = through(), direct()
-        else:
-            plain, django = direct(), through()
-        pairs.append({"django": django, "direct": plain})
-    added = [pair["django"]["ttft_ms"] - pair["direct"]["ttft_ms"] for pair in pairs]
-    summary: dict[str, Any] = {"description": TTFT_DESCRIPTIONS[scenario]}
-    for path in ("django", "direct"):
-        for key in ("ttft_ms", "to_upstream_ms", "first_token_relay_ms"):
-            summary[f"{path}_{key}"] = median([pair[path] for pair in pairs], key)
-    summary |= {
-        "added_ms": round(statistics.median(added), 3),
-        "added_max_ms": round(max(added), 3),
+    paths: dict[str, Callable[[], dict[str, float]]] = {
+        "direct": lambda: first_token(upstream, site.upstream(upstream, scenario), is_content),
+        "django": lambda: first_token(upstream, site.chat(scenario), token),
+        "bare": lambda: first_token(upstream, site.chat(scenario, view="bare"), token),
     }
-    shown = fmt(summary, "django_ttft_ms", "direct_ttft_ms", "added_ms")
+    for _ in range(3):  # warm-up: connections on both sides, the providers, imports
+        for measure in paths.values():
+            measure()
+    names = list(paths)
+    rounds = []
+    for run in range(runs):
+        order = names[run % 3 :] + names[: run % 3]  # none of them always goes first
+        rounds.append({name: paths[name]() for name in order})
+    summary: dict[str, Any] = {"description": TTFT_DESCRIPTIONS[scenario]}
+    for name in names:
+        for key in ("ttft_ms", "to_upstream_ms", "first_token_relay_ms"):
+            summary[f"{name}_{key}"] = median([each[name] for each in rounds], key)
+    for name, prefix in (("django", ""), ("bare", "bare_")):
+        added = [each[name]["ttft_ms"] - each["direct"]["ttft_ms"] for each in rounds]
+        summary[f"{prefix}added_ms"] = round(statistics.median(added), 3)
+        summary[f"{prefix}added_max_ms"] = round(max(added), 3)
+    shown = fmt(summary, "django_ttft_ms", "direct_ttft_ms", "added_ms", "bare_added_ms")
     print(f"  time to first token {scenario:<10} {shown}")
-    return {**summary, "runs": pairs}
+    return {**summary, "runs": rounds}
 
 
 def first_token(
@@ -424,16 +427,17 @@ def print_report(results: dict[str, Any]) -> None:
     print("clock splits it: sent -> upstream has the request, upstream wrote it -> read")
     print(f"{'scenario':<12} {'':<7} {'total':>8} {'to upstream':>12} {'relay':>8}")
     for scenario, row in ttft_rows.items():
-        for path, label in (("direct", "direct"), ("django", "Django")):
+        for path, label in (("direct", "direct"), ("django", "ours"), ("bare", "bare")):
             print(
                 f"{scenario if path == 'direct' else '':<12} {label:<7} "
                 f"{row[f'{path}_ttft_ms']:>8.3f} {row[f'{path}_to_upstream_ms']:>12.3f} "
                 f"{row[f'{path}_first_token_relay_ms']:>8.3f}"
             )
-        print(
-            f"{'':<12} {'added':<7} {row['added_ms']:>8.3f}  (median of the pairs' "
-            f"differences; max {row['added_max_ms']:.3f})"
-        )
+        for prefix, label in (("", "ours"), ("bare_", "bare")):
+            print(
+                f"{'':<12} {'added':<7} {row[f'{prefix}added_ms']:>8.3f}  {label} (median of "
+                f"the rounds' differences; max {row[f'{prefix}added_max_ms']:.3f})"
+            )
         print(f"  {row['description']}")
     cancel_row = results["cancel"]
     print(

@@ -8,6 +8,11 @@ scenario picks what it answers (``fast-2000``, ``slow-20-200``, ``answer``...). 
 one provider per scenario, kept for the life of the process, so its connection pool to
 the upstream stays warm between requests, as a project's configured provider does.
 
+``POST /bare/<scenario>/`` is the same answer from a view written by hand without
+django_sse, as a tutorial would have it: the openai SDK's ``chat.completions.create()``
+with its default client (one per scenario, likewise kept), awaited in the view, its
+chunks relayed as the same ``token`` events by a ``StreamingHttpResponse``.
+
 Configured as a project would run it, not stripped down: ``LOG_STREAMS`` on (django_sse's
 default), each stream writing its StreamLog row to the migrated sqlite file
 ``BENCH_DB`` (``python -m bench.llmsite`` migrates it; without it, ``:memory:`` and no
@@ -19,7 +24,9 @@ benchmark's client sends a ``csrftoken`` cookie with the matching ``X-CSRFToken`
 from __future__ import annotations
 
 import functools
+import json
 import os
+from collections.abc import AsyncIterator
 
 from django.conf import settings
 
@@ -48,6 +55,8 @@ settings.configure(
 
 application = get_asgi_application()
 
+import openai  # noqa: E402
+from django.http import HttpRequest, StreamingHttpResponse  # noqa: E402
 from django.urls import path  # noqa: E402  (after settings)
 
 from django_sse.llm import ChatView, OpenAIProvider, Provider  # noqa: E402
@@ -67,7 +76,35 @@ class ScenarioChat(ChatView):
         return scenario_provider(self.kwargs["scenario"])
 
 
-urlpatterns = [path("chat/<str:scenario>/", ScenarioChat.as_view(), name="chat")]
+@functools.cache
+def bare_client(scenario: str) -> openai.AsyncOpenAI:
+    root = os.environ["BENCH_UPSTREAM"]
+    return openai.AsyncOpenAI(api_key="unused", base_url=f"{root}/{scenario}/v1", max_retries=0)
+
+
+async def bare_chat(request: HttpRequest, scenario: str) -> StreamingHttpResponse:
+    messages = json.loads(request.body)["messages"]
+    answer = await bare_client(scenario).chat.completions.create(
+        model=MODEL, messages=messages, stream=True
+    )
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            async for chunk in answer:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    text = json.dumps({"text": chunk.choices[0].delta.content})
+                    yield f"event: token\ndata: {text}\n\n"
+            yield "event: done\ndata: {}\n\n"
+        finally:
+            await answer.close()
+
+    return StreamingHttpResponse(events(), content_type="text/event-stream")
+
+
+urlpatterns = [
+    path("chat/<str:scenario>/", ScenarioChat.as_view(), name="chat"),
+    path("bare/<str:scenario>/", bare_chat, name="bare"),
+]
 
 
 def migrate() -> None:
