@@ -265,21 +265,36 @@ async def idle_stream(
     keep_alive: float = 0,
     *,
     wrapped: bool = False,
-    source: AsyncIterator[Any] | None = None,
+    then: AsyncIterator[Any] | None = None,
 ) -> tuple[SSEResponse, AsyncIterator[bytes], Any]:
     """A stream served with ``client``'s send, waiting (like Django's handler) for more.
 
-    ``wrapped``: a middleware replaced its streaming_content with a wrapper. ``source``
-    yields "first" then what it likes (``forever()`` by default). Returns the response,
-    what Django iterates, and the handler's pending read of it.
+    Its source yields "first", which the engine sends, then what ``then`` yields (by
+    default, nothing ever). ``wrapped``: a middleware replaced its streaming_content
+    with a wrapper. Returns the response, what Django iterates, and the handler's
+    pending read of it.
     """
+    pumped = asyncio.Event()
+
+    async def source() -> AsyncIterator[Any]:
+        yield "first"
+        # The pump asks for more once "first" is in the engine's buffer: it is taken
+        # there, and not written by the pump, since the engine was not waiting yet.
+        pumped.set()
+        if then is None:
+            await asyncio.Event().wait()
+        else:
+            async for item in then:
+                yield item
+
     token = request_send.set(client.send)
     try:
-        response = sse_response(source or forever(), keep_alive=keep_alive)
+        response = sse_response(source(), keep_alive=keep_alive)
         if wrapped:
             response.streaming_content = (chunk async for chunk in response._engine)
         content = aiter(response)
         await within(anext(content))
+        await within(pumped.wait())
         assert await within(anext(content)) == b"data: first\n\n"
     finally:
         request_send.reset(token)
@@ -311,7 +326,6 @@ async def test_an_event_the_source_yields_to_an_idle_stream_is_written_by_the_pu
     more = asyncio.Event()
 
     async def source() -> AsyncIterator[str]:
-        yield "first"
         await more.wait()
         yield "a"
         assert client.bodies == [b"data: a\n\n"]
@@ -319,7 +333,7 @@ async def test_an_event_the_source_yields_to_an_idle_stream_is_written_by_the_pu
         yield "c"
         await asyncio.Event().wait()
 
-    response, content, reading = await idle_stream(client, source=source())
+    response, content, reading = await idle_stream(client, then=source())
     more.set()
     assert await within(reading) == b"data: b\n\ndata: c\n\n"
     assert client.bodies == [b"data: a\n\n"]
@@ -334,13 +348,12 @@ async def test_events_a_source_yields_one_at_a_time_never_wake_the_engine() -> N
     end = asyncio.Event()
 
     async def source() -> AsyncIterator[str]:
-        yield "first"
         for number, step in enumerate(steps):
             await step.wait()
             yield str(number)
         await end.wait()
 
-    response, content, reading = await idle_stream(client, source=source())
+    response, content, reading = await idle_stream(client, then=source())
     for number, step in enumerate(steps):
         step.set()
         await within(client.written.wait())
