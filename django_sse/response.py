@@ -396,11 +396,8 @@ class _Stream:
         return self._send
 
     def _send_now(self, send: Send, chunk: bytes, item: Any) -> None:
-        stats = self._stats
-        stats.events += 1
-        stats.bytes += len(chunk)
-        if isinstance(item, Event) and item.id is not None:
-            stats.last_event_id = item.id
+        self._count(item)
+        self._stats.bytes += len(chunk)
         self._last_sent = self._loop.time()
         self._write(send, chunk)
 
@@ -438,10 +435,14 @@ class _Stream:
 
     def _take(self, chunk: bytes, item: Any) -> None:
         self._buffer.append(chunk)
+        self._count(item)
+        self._wake()
+
+    def _count(self, item: Any) -> None:
+        """Count an event the stream took, sent now or buffered."""
         self._stats.events += 1
         if isinstance(item, Event) and item.id is not None:
             self._stats.last_event_id = item.id
-        self._wake()
 
     def _arm(self, when: float) -> None:
         """Make sure the timer fires by ``when``.
