@@ -1,5 +1,9 @@
 """The ASGI entry point: Django's application, telling streams their request's channels.
 
+It also runs each HTTP request's sync work on a thread from a pool of idle ones rather
+than on one started for it (see _request_threads.py; ``IDLE_REQUEST_THREADS`` 0 turns
+that off).
+
 Two things a stream can do only with the ASGI channels of its request, which Django
 keeps to itself:
 
@@ -24,6 +28,8 @@ from typing import Any
 
 import django
 from django.core.asgi import get_asgi_application as django_asgi_application
+
+from django_sse._request_threads import request_thread
 
 __all__ = ["get_asgi_application"]
 
@@ -54,7 +60,8 @@ def get_asgi_application() -> ASGIApp:
         sending = request_send.set(send)
         receiving = request_receive.set(None if DJANGO_WATCHES_DISCONNECTS else receive)
         try:
-            await application(scope, receive, send)
+            async with request_thread():
+                await application(scope, receive, send)
         finally:
             request_receive.reset(receiving)
             request_send.reset(sending)

@@ -31,6 +31,7 @@ def check_deployment(
     except ImproperlyConfigured as error:
         messages.append(checks.Error(str(error), id="django_sse.E001"))
     else:
+        messages += _check_idle_request_threads()
         messages += _check_broadcast_layer()
         messages += _check_llm_provider()
     if not getattr(settings, "ASGI_APPLICATION", None):
@@ -72,6 +73,20 @@ def check_deployment(
             )
         )
     return messages
+
+
+def _check_idle_request_threads() -> list[checks.CheckMessage]:
+    value = conf.get("IDLE_REQUEST_THREADS")
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return []
+    return [
+        checks.Error(
+            f"DJANGO_SSE['IDLE_REQUEST_THREADS'] is {value!r}; it must be a whole number, "
+            "0 or more.",
+            hint="How many request threads to keep idle; 0 turns the pool off.",
+            id="django_sse.E004",
+        )
+    ]
 
 
 def _check_broadcast_layer() -> list[checks.CheckMessage]:

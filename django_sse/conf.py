@@ -25,6 +25,11 @@ DEFAULTS: dict[str, Any] = {
     # Request header naming the client's address, set by your trusted reverse proxy
     # (e.g. "X-Forwarded-For"; its last address is used). None: use REMOTE_ADDR.
     "CLIENT_ADDRESS_HEADER": None,
+    # django_sse's get_asgi_application() runs each request's sync work (signal
+    # receivers, sync middleware, sync_to_async) on a thread from a pool, not on one
+    # started for the request as Django does: at most this many are kept idle. 0 turns
+    # the pool off.
+    "IDLE_REQUEST_THREADS": 16,
     # End open streams (outcome "shutdown") when the process gets SIGINT or SIGTERM,
     # so servers that wait for open responses can stop.
     "HANDLE_SIGNALS": True,

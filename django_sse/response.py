@@ -38,12 +38,11 @@ from collections.abc import (
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from asgiref.sync import SyncToAsync
 from django.conf import settings
-from django.db import connections
 from django.http import HttpRequest, StreamingHttpResponse
 
 from django_sse import conf, shutdown
+from django_sse._request_threads import release as release_request_thread
 from django_sse.asgi import Send, request_receive, request_send
 from django_sse.protocol import KEEP_ALIVE, Event, encode
 
@@ -208,7 +207,7 @@ class SSEResponse(StreamingHttpResponse):
         return self._stream is not None and self._stream.offer(event)
 
     async def _run(self) -> AsyncIterator[bytes]:
-        _release_request_thread()
+        release_request_thread()
         send = request_send.get() if self._engine_served else None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._max_duration if self._max_duration else None
@@ -230,7 +229,7 @@ class SSEResponse(StreamingHttpResponse):
                 self.stats.bytes += len(chunk)
                 if chunk is KEEP_ALIVE:
                     # Idle: let go of any thread a sync call in the source started.
-                    _release_request_thread()
+                    release_request_thread()
                 yield chunk
         except (GeneratorExit, asyncio.CancelledError):
             # GeneratorExit: Django closed us while we were suspended at a yield (its
@@ -576,26 +575,6 @@ def _watch_for_disconnect(stream: _Stream) -> asyncio.Task[None] | None:
         stream.stop(Outcome.CLIENT_DISCONNECTED)
 
     return asyncio.get_running_loop().create_task(watch())
-
-
-def _release_request_thread() -> None:
-    """Let the request's sync thread go while the stream runs.
-
-    Django runs each ASGI request in a thread-sensitive context, whose first sync
-    call (the ``request_started`` receivers) starts a dedicated thread that would
-    otherwise sit idle until the stream ends: one OS thread per open stream. The
-    thread closes its database connections and exits; asgiref starts a new one on
-    demand if the stream makes another sync call, and the engine lets that one go
-    too once the stream has been idle for a keep-alive interval.
-    """
-    context = SyncToAsync.thread_sensitive_context.get(None)
-    if context is None:
-        return
-    executor = SyncToAsync.context_to_thread_executor.pop(context, None)
-    if executor is None:
-        return
-    executor.submit(connections.close_all)
-    executor.shutdown(wait=False)
 
 
 def sse_response(

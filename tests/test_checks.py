@@ -87,3 +87,17 @@ def test_an_openai_key_without_the_openai_package_is_an_error(
 @override_settings(DJANGO_SSE={"LLM_PROVIDER": "django_sse.llm.LocalTextSource"})
 def test_an_importable_llm_provider_passes() -> None:
     assert [m for m in check_deployment() if m.id == "django_sse.E003"] == []
+
+
+@pytest.mark.parametrize("value", ["16", -1, 2.5, True, None])
+def test_idle_request_threads_must_be_a_whole_number(value: object) -> None:
+    with override_settings(DJANGO_SSE={"IDLE_REQUEST_THREADS": value}, MIDDLEWARE=[]):
+        (error,) = check_deployment()
+    assert error.id == "django_sse.E004"
+    assert f"is {value!r}; it must be a whole number, 0 or more" in error.msg
+
+
+@pytest.mark.parametrize("value", [0, 1, 64])
+def test_idle_request_threads_accepts_zero_and_more(value: int) -> None:
+    with override_settings(DJANGO_SSE={"IDLE_REQUEST_THREADS": value}, MIDDLEWARE=[]):
+        assert ids() == []
