@@ -3,9 +3,10 @@
 Django runs each ASGI request in a thread-sensitive context of its own (asgiref's
 ``ThreadSensitiveContext``). The request's sync calls (the ``request_started``
 receivers, sync middleware, ``sync_to_async`` queries) run one at a time on a thread
-started for it at the first such call, and when the request ends asgiref starts
-another thread to join that one. Both starts land on the event loop while it serves
-whatever comes next: back-to-back requests each paid for the one before. In the LLM
+started for it at the first such call. When the request ends, asgiref shuts that
+thread down and waits for it to exit: blocking the event loop before asgiref 3.12, from
+yet another new thread since. That work lands on the event loop while it serves
+whatever comes next, so back-to-back requests each paid for the one before. In the LLM
 relay benchmark, requests through the pool reached their first token 0.5-0.9 ms sooner.
 
 A request still has its own context, and one thread at a time for its sync calls; that
