@@ -29,7 +29,7 @@ from typing import Any
 import django
 from django.core.asgi import get_asgi_application as django_asgi_application
 
-from django_sse._request_threads import request_thread
+from django_sse._request_threads import RequestContext
 
 __all__ = ["get_asgi_application"]
 
@@ -60,7 +60,7 @@ def get_asgi_application() -> ASGIApp:
         sending = request_send.set(send)
         receiving = request_receive.set(None if DJANGO_WATCHES_DISCONNECTS else receive)
         try:
-            async with request_thread():
+            async with RequestContext():
                 await application(scope, receive, send)
         finally:
             request_receive.reset(receiving)

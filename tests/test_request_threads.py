@@ -20,7 +20,7 @@ from django.test import override_settings
 from django.urls import path
 
 from django_sse import sse_response
-from django_sse._request_threads import _pool, request_thread
+from django_sse._request_threads import RequestContext, _pool
 from django_sse.asgi import get_asgi_application
 from tests.test_response import LIMIT, forever, within
 
@@ -253,7 +253,7 @@ async def test_database_connections_do_not_outlive_their_request() -> None:
 async def test_inside_a_thread_sensitive_context_its_thread_is_used() -> None:
     async with ThreadSensitiveContext():
         outer = await sync_to_async(threading.current_thread)()
-        async with request_thread():
+        async with RequestContext():
             inner = await sync_to_async(threading.current_thread)()
     assert inner is outer
     assert _pool.idle == []
