@@ -27,11 +27,23 @@ import os
 from concurrent.futures import Executor, ThreadPoolExecutor
 
 from asgiref.sync import SyncToAsync, ThreadSensitiveContext
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
 from django_sse import conf
 
-__all__ = ["RequestContext", "release"]
+__all__ = ["RequestContext", "idle_limit", "release"]
+
+
+def idle_limit() -> int:
+    """The ``IDLE_REQUEST_THREADS`` setting, checked."""
+    value = conf.get("IDLE_REQUEST_THREADS")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ImproperlyConfigured(
+            f"DJANGO_SSE['IDLE_REQUEST_THREADS'] is {value!r}; it must be a whole number, "
+            "0 or more."
+        )
+    return value
 
 
 class _Pool:
@@ -47,7 +59,7 @@ class _Pool:
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="django_sse request")
 
     def give_back(self, executor: Executor) -> None:
-        if len(self.idle) < conf.get("IDLE_REQUEST_THREADS"):
+        if len(self.idle) < idle_limit():
             self.idle.append(executor)
         else:
             executor.shutdown(wait=False)
@@ -74,7 +86,7 @@ class RequestContext(ThreadSensitiveContext):
     async def __aenter__(self) -> RequestContext:
         # asgiref's context manager methods are untyped.
         await super().__aenter__()  # type: ignore[no-untyped-call]
-        if self.token is not None and conf.get("IDLE_REQUEST_THREADS"):
+        if self.token is not None and idle_limit():
             SyncToAsync.context_to_thread_executor[self] = _pool.take()
         return self
 

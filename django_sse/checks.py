@@ -13,6 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from django_sse import conf
+from django_sse._request_threads import idle_limit
 from django_sse.asgi import DJANGO_WATCHES_DISCONNECTS
 from django_sse.llm._provider import openai_endpoint
 
@@ -76,17 +77,12 @@ def check_deployment(
 
 
 def _check_idle_request_threads() -> list[checks.CheckMessage]:
-    value = conf.get("IDLE_REQUEST_THREADS")
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return []
-    return [
-        checks.Error(
-            f"DJANGO_SSE['IDLE_REQUEST_THREADS'] is {value!r}; it must be a whole number, "
-            "0 or more.",
-            hint="How many request threads to keep idle; 0 turns the pool off.",
-            id="django_sse.E004",
-        )
-    ]
+    try:
+        idle_limit()
+    except ImproperlyConfigured as error:
+        hint = "How many request threads to keep idle; 0 turns the pool off."
+        return [checks.Error(str(error), hint=hint, id="django_sse.E004")]
+    return []
 
 
 def _check_broadcast_layer() -> list[checks.CheckMessage]:

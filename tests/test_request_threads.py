@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from asgiref.testing import ApplicationCommunicator
+from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import request_started
 from django.db import connections
 from django.http import HttpRequest, HttpResponse
@@ -272,3 +273,9 @@ def test_a_forked_child_keeps_no_idle_thread() -> None:
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert _pool.idle == [executor]
+
+
+@override_settings(DJANGO_SSE={"IDLE_REQUEST_THREADS": "16"})
+async def test_a_setting_that_is_not_a_whole_number_is_named_in_the_error() -> None:
+    with pytest.raises(ImproperlyConfigured, match=r"IDLE_REQUEST_THREADS'\] is '16'"):
+        await get("/sync/")
