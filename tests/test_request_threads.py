@@ -23,6 +23,7 @@ from django.urls import path
 from django_sse import sse_response
 from django_sse._request_threads import RequestContext, _pool
 from django_sse.asgi import get_asgi_application
+from tests.asgi import get_scope
 from tests.test_response import LIMIT, forever, within
 
 pytestmark = pytest.mark.urls(__name__)
@@ -106,21 +107,7 @@ def started_on() -> Iterator[list[threading.Thread]]:
 
 
 def request(path: str) -> ApplicationCommunicator:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"testserver")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
-    return ApplicationCommunicator(get_asgi_application(), scope)
+    return ApplicationCommunicator(get_asgi_application(), get_scope(path))
 
 
 async def send_request(*communicators: ApplicationCommunicator) -> None:

@@ -242,7 +242,7 @@ def test_public_names() -> None:
 async def test_the_hub_writes_events_to_idle_streams_itself() -> None:
     """Served through django_sse.asgi, a live event reaches an idle stream's client
     from the hub's own task, not by waking the stream's."""
-    from tests.asgi import application
+    from tests.asgi import application, get_scope
 
     bodies: asyncio.Queue[bytes] = asyncio.Queue()
     writers: list[asyncio.Task[Any] | None] = []
@@ -260,21 +260,7 @@ async def test_the_hub_writes_events_to_idle_streams_itself() -> None:
         if message["type"] == "http.response.body" and message.get("body"):
             await bodies.put(message["body"])
 
-    path = "/broadcast/rooms/lobby/"
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"testserver")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
+    scope = get_scope("/broadcast/rooms/lobby/")
     serving = asyncio.ensure_future(application(scope, receive, send))
     assert await asyncio.wait_for(bodies.get(), READ_TIMEOUT) == b":\n"
     handler = writers[0]  # the task that sent the response's start
