@@ -34,7 +34,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 DEFAULT_EVENTS = 200_000
-BATCH = 64  # django_sse.response._BUFFER_ITEMS
+BATCH = 64  # django_sse._engine._BUFFER_ITEMS
 MAX_EVENTS = 10_000_000
 READY = Event(event="ready", data="open").encode()
 HEADERS = [

@@ -32,9 +32,9 @@ _LOCATIONS = {
     "EventParser": "django_sse.protocol",
     "MessageEvent": "django_sse.protocol",
     "merge": "django_sse._merge",
-    "Outcome": "django_sse.response",
+    "Outcome": "django_sse.stats",
     "SSEResponse": "django_sse.response",
-    "sse_response": "django_sse.response",
+    "sse_response": "django_sse.views",
     "SSEView": "django_sse.views",
 }
 
@@ -42,8 +42,9 @@ if TYPE_CHECKING:
     from django_sse._merge import merge
     from django_sse.broadcast import ChannelView, apublish, publish
     from django_sse.protocol import Event, EventParser, MessageEvent
-    from django_sse.response import Outcome, SSEResponse, sse_response
-    from django_sse.views import SSEView
+    from django_sse.response import SSEResponse
+    from django_sse.stats import Outcome
+    from django_sse.views import SSEView, sse_response
 
 
 __getattr__, __dir__ = lazy_names(__name__, _LOCATIONS, __all__)

@@ -22,32 +22,19 @@ fan-out is slower.
 
 from __future__ import annotations
 
-import contextvars
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import django
 from django.core.asgi import get_asgi_application as django_asgi_application
 
+from django_sse._request_channels import Receive, Scope, Send, request_receive, request_send
 from django_sse._request_threads import RequestContext
 
 __all__ = ["get_asgi_application"]
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[Mapping[str, Any]]]
-Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 DJANGO_WATCHES_DISCONNECTS = django.VERSION >= (5, 0)
-
-# The receive channel of the HTTP request being handled, on Django < 5.0 only.
-request_receive: contextvars.ContextVar[Receive | None] = contextvars.ContextVar(
-    "django_sse_request_receive", default=None
-)
-# The send channel of the HTTP request being handled.
-request_send: contextvars.ContextVar[Send | None] = contextvars.ContextVar(
-    "django_sse_request_send", default=None
-)
 
 
 def get_asgi_application() -> ASGIApp:

@@ -10,7 +10,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from django_sse.broadcast.models import BroadcastChannel, BroadcastEvent
-from django_sse.response import Outcome
+from django_sse.stats import Outcome
 
 __all__ = ["BroadcastChannel", "BroadcastEvent", "StreamLog"]
 

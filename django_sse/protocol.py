@@ -14,7 +14,12 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 
-__all__ = ["KEEP_ALIVE", "Event", "EventParser", "MessageEvent", "encode"]
+__all__ = ["KEEP_ALIVE", "MAX_LAST_EVENT_ID", "Event", "EventParser", "MessageEvent", "encode"]
+
+# Longer Last-Event-ID values are ignored (in bytes): no event id we issue is anywhere
+# near it, and a client should not be able to make us carry kilobytes through every
+# lookup.
+MAX_LAST_EVENT_ID = 1024
 
 # A comment line on its own: no blank line follows, so even lenient clients that
 # dispatch on every blank line never see a phantom empty event.

@@ -23,7 +23,7 @@ from django.db import DatabaseError, connections, router
 from django.http import HttpRequest
 
 from django_sse import conf
-from django_sse.response import StreamStats
+from django_sse.stats import StreamStats
 
 __all__ = [
     "StreamTracker",

@@ -1,9 +1,11 @@
-"""SSEView: an async class-based view whose ``stream()`` generator becomes an event stream."""
+"""Views that stream: SSEView, whose ``stream()`` generator becomes an event stream, and
+``sse_response()`` for function-based views. Both add the request's concerns to the
+response: permissions, Last-Event-ID, and the stream log."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -14,16 +16,14 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.views import View
 
-from django_sse.response import WSGI_REFUSAL, Outcome, SSEResponse
+from django_sse.protocol import MAX_LAST_EVENT_ID
+from django_sse.response import WSGI_REFUSAL, SSEResponse
+from django_sse.stats import OnClose, Outcome
 from django_sse.tracking import tracker_for
 
-__all__ = ["SSEView"]
+__all__ = ["SSEView", "last_event_id", "sse_response"]
 
 logger = logging.getLogger("django_sse")
-
-# Longer Last-Event-ID values are ignored: no event id we issue is anywhere near it,
-# and a client should not be able to make us carry kilobytes through every lookup.
-MAX_LAST_EVENT_ID = 1024
 
 
 class SSEView(View):
@@ -121,3 +121,32 @@ def last_event_id(request: HttpRequest) -> str | None:
     if value is None or len(value.encode()) > MAX_LAST_EVENT_ID:
         return None
     return value
+
+
+def sse_response(
+    source: AsyncIterable[Any],
+    *,
+    keep_alive: float | None = None,
+    retry: int | None = None,
+    max_duration: float | None = None,
+    on_close: OnClose | None = None,
+    request: HttpRequest | None = None,
+    log: bool | None = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> SSEResponse:
+    """Stream ``source`` as Server-Sent Events from a function-based async view.
+
+    Pass the ``request`` to get a StreamLog row for the stream (unless ``log=False``
+    or ``LOG_STREAMS`` is off).
+    """
+    return SSEResponse(
+        source,
+        keep_alive=keep_alive,
+        retry=retry,
+        max_duration=max_duration,
+        on_close=on_close,
+        observer=None if request is None else tracker_for(request, log, request.path),
+        status=status,
+        headers=headers,
+    )

@@ -13,7 +13,7 @@ from asgiref.sync import SyncToAsync, ThreadSensitiveContext, sync_to_async
 from django.test import override_settings
 
 from django_sse import Event, Outcome, SSEResponse, sse_response
-from django_sse.asgi import request_send
+from django_sse._request_channels import request_send
 from django_sse.protocol import KEEP_ALIVE, EventParser
 from django_sse.response import WSGI_REFUSAL
 

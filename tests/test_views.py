@@ -13,8 +13,8 @@ from django.http import HttpRequest
 from django.test import AsyncClient, AsyncRequestFactory, Client
 
 from django_sse import SSEView
+from django_sse.protocol import MAX_LAST_EVENT_ID
 from django_sse.response import WSGI_REFUSAL, SSEResponse
-from django_sse.views import MAX_LAST_EVENT_ID
 from tests.sse import collect
 
 pytestmark = pytest.mark.django_db

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
+from django_sse.protocol import MAX_LAST_EVENT_ID
+
 __all__ = [
     "MAX_NAME_LENGTH",
     "format_id",
@@ -51,9 +53,6 @@ def validate_channels(names: Iterable[str]) -> tuple[str, ...]:
     Their combined length is limited so that a vector id of all of them, at the
     largest sequence numbers, still fits the Last-Event-ID a view accepts.
     """
-    # Not at module level: views imports django.contrib.auth, and the models import us.
-    from django_sse.views import MAX_LAST_EVENT_ID
-
     if isinstance(names, str):
         raise TypeError(f"Channels must be a list of names, not the str {names!r}")
     channels = tuple(dict.fromkeys(validate_channel(name) for name in names))

@@ -27,7 +27,7 @@ from django_sse.broadcast import _history
 from django_sse.broadcast._channels import group_name
 from django_sse.broadcast._history import EVENT_MESSAGE, StoredEvent
 from django_sse.broadcast._layer import get_layer, is_local
-from django_sse.response import Outcome
+from django_sse.stats import Outcome
 
 __all__ = ["REVOKE_MESSAGE", "STOP_MESSAGE", "Hub", "Subscriber", "get_hub"]
 

@@ -25,7 +25,7 @@ from django_sse.broadcast._history import StoredEvent
 from django_sse.broadcast._hub import Hub, get_hub
 from django_sse.broadcast._publish import RESET
 from django_sse.protocol import Event
-from django_sse.response import Outcome
+from django_sse.stats import Outcome
 
 __all__ = ["Subscription"]
 

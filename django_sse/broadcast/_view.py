@@ -21,7 +21,8 @@ from django_sse.broadcast._hub import REVOKE_MESSAGE
 from django_sse.broadcast._layer import get_layer
 from django_sse.broadcast._subscription import Subscription
 from django_sse.protocol import Event
-from django_sse.response import Outcome, SSEResponse
+from django_sse.response import SSEResponse
+from django_sse.stats import Outcome
 from django_sse.views import SSEView
 
 __all__ = ["ChannelView", "arevoke", "revoke"]

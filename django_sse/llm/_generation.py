@@ -33,7 +33,7 @@ from django_sse.llm._formats import NativeFormat
 from django_sse.llm._provider import Provider
 from django_sse.llm._types import Message, ProviderError
 from django_sse.protocol import Event
-from django_sse.response import Outcome
+from django_sse.stats import Outcome
 
 __all__ = ["Generation", "astop", "channel_for", "edges", "is_generation_id", "stop"]
 

@@ -13,7 +13,7 @@ from django_sse.broadcast._channels import (
     parse_id,
     validate_channels,
 )
-from django_sse.views import MAX_LAST_EVENT_ID
+from django_sse.protocol import MAX_LAST_EVENT_ID
 
 names = st.from_regex(r"[A-Za-z0-9_.-]{1,80}", fullmatch=True)
 seqs = st.integers(min_value=0, max_value=2**63 - 1)

@@ -12,7 +12,7 @@ from django.test import override_settings
 from django_sse.broadcast import _history, _hub, apublish, arevoke
 from django_sse.broadcast._layer import get_layer
 from django_sse.broadcast._subscription import Subscription
-from django_sse.response import Outcome
+from django_sse.stats import Outcome
 from tests.broadcast.support import following, hold_receive, take
 
 pytestmark = pytest.mark.django_db(transaction=True)

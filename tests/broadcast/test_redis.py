@@ -14,7 +14,7 @@ from django.test import override_settings
 from django_sse.broadcast import _hub, apublish, arevoke
 from django_sse.broadcast._layer import get_layer, is_local
 from django_sse.broadcast._subscription import Subscription
-from django_sse.response import Outcome
+from django_sse.stats import Outcome
 from tests.broadcast.redis_server import redis_layers, unique_prefix
 from tests.broadcast.support import following, hold_receive, summary, take
 

@@ -1,0 +1,303 @@
+"""The per-connection write loop: the source's pump, the buffer, keep-alives, the deadline.
+
+One stream runs as two parts. A pump task iterates the source and encodes what it
+yields into a small bounded buffer; the response iterator (SSEResponse, what Django's
+ASGI handler consumes) asks ``next_chunk()``, which waits on that buffer, the
+keep-alive timer, the maximum duration and stop requests all at once. That split is
+what lets a disconnect be noticed while the source is idle, and lets the engine, not
+the garbage collector, close the source: Django's handler only closes the outermost
+iterator it holds (Django ticket 37066).
+
+When the request's ASGI ``send`` is known and the stream is idle (the response
+iterator waits with nothing to send), an event is written by the code that has it
+rather than handed to the iterator's task: by the pump, for the first event the source
+yields in a turn of the event loop, so that it leaves before the pump goes back into
+the source for the next one; and by the offering code, for an event offered from
+outside (a broadcast fan-out), since waking one task per stream for each event is what
+fan-out to thousands of streams would otherwise spend its time on. Events that are
+ready together leave in one write, so a fast source costs one ``send()`` per batch
+rather than one per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterable
+from typing import Any
+
+from django.conf import settings
+
+from django_sse._direct_write import write_body
+from django_sse._request_channels import Send
+from django_sse.protocol import KEEP_ALIVE, Event, encode
+from django_sse.stats import Outcome, StreamStats
+
+__all__ = ["Engine"]
+
+logger = logging.getLogger("django_sse")
+
+# How many encoded items the pump may run ahead of the network.
+_BUFFER_ITEMS = 64
+_NEVER = float("inf")
+
+
+class Engine:
+    """The pump task, the buffer it fills, and the timer; owned by one SSEResponse."""
+
+    # Slots: one of these lives as long as each open stream.
+    __slots__ = (
+        "_buffer",
+        "_closing",
+        "_deadline",
+        "_finished",
+        "_keep_alive",
+        "_last_sent",
+        "_loop",
+        "_pump",
+        "_pump_wrote",
+        "_send",
+        "_sending",
+        "_source",
+        "_space",
+        "_stats",
+        "_timer",
+        "_timer_at",
+        "_waiter",
+    )
+
+    def __init__(
+        self,
+        source: AsyncIterable[Any],
+        stats: StreamStats,
+        send: Send | None,
+        keep_alive: float,
+        deadline: float | None,
+    ) -> None:
+        self._source = source
+        self._stats = stats
+        self._keep_alive = keep_alive
+        self._deadline = _NEVER if deadline is None else deadline
+        self._buffer: list[bytes] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self._space: asyncio.Future[None] | None = None
+        self._finished = False
+        self._closing = False
+        # The request's ASGI send, for offered events (see offer()), and the rest of
+        # such a write that had to wait for the client, as a task.
+        self._send = send
+        self._sending: asyncio.Future[None] | None = None
+        # Whether the pump wrote an event itself in this turn of the event loop.
+        self._pump_wrote = False
+        loop = self._loop = asyncio.get_running_loop()
+        self._last_sent = loop.time()
+        # One timer per stream for keep-alives and the deadline (see _arm()).
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = _NEVER
+        self._pump = loop.create_task(self._fill())
+
+    def stop(self, outcome: Outcome) -> None:
+        self.conclude(outcome)
+        self._closing = True
+        self._wake()
+
+    def shutdown(self) -> None:
+        self.stop(Outcome.SHUTDOWN)
+
+    def conclude(self, outcome: Outcome, error: BaseException | None = None) -> None:
+        """Record why the stream ends; the first reason given wins."""
+        if self._stats.outcome is None:
+            self._stats.outcome = outcome
+            self._stats.error = error
+
+    async def next_chunk(self) -> bytes | None:
+        """The next bytes to send: ready events, a keep-alive, or None at the end.
+
+        Events already pulled from the source are always flushed before the end, so
+        a stream that times out or is stopped loses nothing it had produced.
+        """
+        loop = self._loop
+        while True:
+            if self._sending is not None and not self._sending.done():
+                # Nothing may overtake an offered event still being written. (How
+                # that write ends is _written()'s business, not this wait's.)
+                await asyncio.wait([self._sending])
+            now = loop.time()
+            if self._stats.outcome is None and now >= self._deadline:
+                self.stop(Outcome.TIMEOUT)
+            if self._buffer:
+                chunk = b"".join(self._buffer)
+                self._buffer.clear()
+                _resolve(self._space)
+                self._last_sent = now
+                return chunk
+            if self._stats.outcome is not None:
+                return None
+            if self._finished:
+                self.conclude(Outcome.COMPLETED)
+                return None
+            if now >= self._keep_alive_at():
+                self._last_sent = now
+                return KEEP_ALIVE
+            self._arm(min(self._keep_alive_at(), self._deadline))
+            waiter = self._waiter = loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+
+    def offer(self, event: Event) -> bool:
+        if self._closing or self._finished:
+            return False
+        chunk = event.encode()
+        send = self._idle_send()
+        if send is not None:
+            self._send_now(send, chunk, event)
+        elif len(self._buffer) < _BUFFER_ITEMS:
+            self._take(chunk, event)
+        else:
+            return False
+        return True
+
+    def _idle_send(self) -> Send | None:
+        """The request's ASGI send, if the engine waits with nothing to send.
+
+        Then Django's handler waits for the engine, between two sends of its own, and a
+        write from outside the engine's task cannot overtake anything.
+        """
+        waiter = self._waiter
+        if waiter is None or waiter.done() or self._buffer or self._sending is not None:
+            return None
+        return self._send
+
+    def _send_now(self, send: Send, chunk: bytes, item: Any) -> None:
+        self._count(item)
+        self._stats.bytes += len(chunk)
+        self._last_sent = self._loop.time()
+        self._write(send, chunk)
+
+    def _write(self, send: Send, chunk: bytes) -> None:
+        """Write now; the engine sends nothing else until a write that waits is done."""
+        try:
+            rest = write_body(send, chunk)
+        except Exception as exc:
+            self._write_failed(exc)
+            return
+        if rest is not None:
+            self._sending = rest
+            rest.add_done_callback(self._written)
+
+    def _written(self, rest: asyncio.Future[None]) -> None:
+        self._sending = None
+        if not rest.cancelled() and rest.exception() is not None:
+            self._write_failed(rest.exception())
+
+    def _write_failed(self, exc: BaseException | None) -> None:
+        logger.warning("Writing an event to the client failed", exc_info=exc)
+        self.conclude(Outcome.ERROR, exc)
+        self.stop(Outcome.ERROR)
+
+    def _take(self, chunk: bytes, item: Any) -> None:
+        self._buffer.append(chunk)
+        self._count(item)
+        self._wake()
+
+    def _count(self, item: Any) -> None:
+        """Count an event the stream took, sent now or buffered."""
+        self._stats.events += 1
+        if isinstance(item, Event) and item.id is not None:
+            self._stats.last_event_id = item.id
+
+    def _arm(self, when: float) -> None:
+        """Make sure the timer fires by ``when``.
+
+        A timer that fires early is harmless (next_chunk looks at the clock and waits
+        again), so it is only moved earlier, never later: a busy stream does not
+        reschedule a timer for every event, which matters with thousands of streams.
+        """
+        if when == _NEVER or self._timer_at <= when:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = asyncio.get_running_loop().call_at(when, self._ring)
+
+    def _keep_alive_at(self) -> float:
+        return self._last_sent + self._keep_alive if self._keep_alive > 0 else _NEVER
+
+    def _ring(self) -> None:
+        self._timer = None
+        self._timer_at = _NEVER
+        due = min(self._keep_alive_at(), self._deadline)
+        if self._waiter is not None and due > self._loop.time():
+            # Events written by offer() moved the keep-alive on, so nothing is due yet:
+            # the timer moves on by itself, without waking the engine's task. A busy
+            # broadcast stream then costs no task wake-up per keep-alive interval.
+            self._arm(due)
+        else:
+            self._wake()
+
+    async def close(self) -> None:
+        """Stop the pump and close the source, so its ``finally`` runs now."""
+        self._closing = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._sending is not None:
+            self._sending.cancel()
+        if not self._pump.done():
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+        aclose = getattr(self._source, "aclose", None)
+        if aclose is not None:
+            try:
+                await aclose()
+            except Exception:
+                logger.exception("Closing the stream's source raised")
+
+    async def _fill(self) -> None:
+        try:
+            async for item in self._source:
+                chunk = encode(item)
+                send = None if self._pump_wrote else self._idle_send()
+                if send is None:
+                    self._take(chunk, item)
+                else:
+                    # Whatever else the source yields in this turn waits for the
+                    # engine's task, and leaves with the rest in one batch.
+                    self._pump_wrote = True
+                    self._loop.call_soon(self._next_turn)
+                    self._send_now(send, chunk, item)
+                if self._closing:
+                    return
+                if len(self._buffer) >= _BUFFER_ITEMS:
+                    self._space = asyncio.get_running_loop().create_future()
+                    await self._space
+        except asyncio.CancelledError:
+            # Not by close(): the event loop is shutting down under the stream.
+            if not self._closing:
+                self.conclude(Outcome.SHUTDOWN)
+            raise
+        except Exception as exc:
+            self._fail(exc)
+        finally:
+            self._finished = True
+            self._wake()
+
+    def _next_turn(self) -> None:
+        self._pump_wrote = False
+
+    def _fail(self, exc: BaseException) -> None:
+        logger.error("Stream source raised", exc_info=exc)
+        message = str(exc) if settings.DEBUG else "The stream failed on the server."
+        self._buffer.append(Event(event="error", data={"message": message}).encode())
+        self.conclude(Outcome.ERROR, exc)
+
+    def _wake(self) -> None:
+        _resolve(self._waiter)
+
+
+def _resolve(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
