@@ -22,15 +22,16 @@ rather than one per event.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Coroutine
 from typing import Any
 
 from django.conf import settings
 
+from django_sse._closing import settle
 from django_sse._direct_write import write_body
 from django_sse._request_channels import Send
+from django_sse._text import safe_text
 from django_sse.protocol import KEEP_ALIVE, Event, encode
 from django_sse.stats import Outcome, StreamStats
 
@@ -95,15 +96,26 @@ class Engine:
         # One timer per stream for keep-alives and the deadline (see _arm()).
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = _NEVER
-        self._pump = loop.create_task(self._fill())
+        self._pump = _Pump(self._fill(), loop)
 
     def stop(self, outcome: Outcome) -> None:
-        self.conclude(outcome)
+        """End the stream from outside, once what the source produced has been sent."""
+        self.interrupted(outcome)
         self._closing = True
         self._wake()
 
     def shutdown(self) -> None:
         self.stop(Outcome.SHUTDOWN)
+
+    def interrupted(self, outcome: Outcome) -> None:
+        """Record a reason that came from outside the source (a stop, the client leaving).
+
+        A deadline that has passed by then came first, even if the engine's task has not
+        woken up to it yet: the stream timed out.
+        """
+        if self._loop.time() >= self._deadline:
+            self.conclude(Outcome.TIMEOUT)
+        self.conclude(outcome)
 
     def conclude(self, outcome: Outcome, error: BaseException | None = None) -> None:
         """Record why the stream ends; the first reason given wins."""
@@ -238,8 +250,13 @@ class Engine:
         else:
             self._wake()
 
-    async def close(self) -> None:
-        """Stop the pump and close the source, so its ``finally`` runs now."""
+    async def close(self, timeout: float) -> None:
+        """Stop the pump and close the source, so its ``finally`` runs now.
+
+        Each of the two may take ``timeout`` seconds before it is cancelled (see
+        django_sse._closing): a pump cancelled while the source awaits runs the
+        source's ``finally`` there; one suspended at a ``yield`` runs it in aclose().
+        """
         self._closing = True
         if self._timer is not None:
             self._timer.cancel()
@@ -247,14 +264,11 @@ class Engine:
             self._sending.cancel()
         if not self._pump.done():
             self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
+            pump = self._pump
+            await settle(lambda: pump, timeout, "The stream's source, cancelled,")
         aclose = getattr(self._source, "aclose", None)
         if aclose is not None:
-            try:
-                await aclose()
-            except Exception:
-                logger.exception("Closing the stream's source raised")
+            await settle(aclose, timeout, "Closing the stream's source")
 
     async def _fill(self) -> None:
         try:
@@ -274,11 +288,16 @@ class Engine:
                 if len(self._buffer) >= _BUFFER_ITEMS:
                     self._space = asyncio.get_running_loop().create_future()
                     await self._space
-        except asyncio.CancelledError:
-            # Not by close(): the event loop is shutting down under the stream.
-            if not self._closing:
+        except asyncio.CancelledError as exc:
+            if self._closing:
+                raise
+            if self._pump.cancel_requested:
+                # Not by close(): the event loop is shutting down under the stream.
                 self.conclude(Outcome.SHUTDOWN)
-            raise
+                raise
+            # Nothing cancelled the pump: the source raised it itself, having awaited
+            # something that another task cancelled. That is the source failing.
+            self._fail(exc)
         except Exception as exc:
             self._fail(exc)
         finally:
@@ -289,10 +308,21 @@ class Engine:
         self._pump_wrote = False
 
     def _fail(self, exc: BaseException) -> None:
-        logger.error("Stream source raised", exc_info=exc)
-        message = str(exc) if settings.DEBUG else "The stream failed on the server."
-        self._buffer.append(Event(event="error", data={"message": message}).encode())
         self.conclude(Outcome.ERROR, exc)
+        if isinstance(exc, asyncio.CancelledError):
+            logger.error(
+                "Stream source raised CancelledError, though nothing cancelled the stream: "
+                "did it await something that another task cancelled?",
+                exc_info=exc,
+            )
+        else:
+            logger.error("Stream source raised", exc_info=exc)
+        message = (
+            safe_text(str(exc) or type(exc).__name__)
+            if settings.DEBUG
+            else "The stream failed on the server."
+        )
+        self._buffer.append(Event(event="error", data={"message": message}).encode())
 
     def _wake(self) -> None:
         _resolve(self._waiter)
@@ -301,3 +331,22 @@ class Engine:
 def _resolve(future: asyncio.Future[None] | None) -> None:
     if future is not None and not future.done():
         future.set_result(None)
+
+
+class _Pump(asyncio.Task[None]):
+    """The pump's task, which remembers being cancelled.
+
+    A ``CancelledError`` out of the source means the event loop is stopping only if
+    something cancelled this task; otherwise the source raised it itself.
+    ``Task.cancelling()`` would tell, but not on Python 3.10.
+    """
+
+    __slots__ = ("cancel_requested",)
+
+    def __init__(self, coroutine: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop):
+        self.cancel_requested = False
+        super().__init__(coroutine, loop=loop)
+
+    def cancel(self, msg: Any = None) -> bool:
+        self.cancel_requested = True
+        return super().cancel(msg)

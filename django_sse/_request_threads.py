@@ -14,7 +14,8 @@ A request still has its own context, and one thread at a time for its sync calls
 thread comes from the pool and goes back when the request ends, as a WSGI server's
 threads go from request to request. Django's thread-local state is made for that:
 ``request_finished`` closes the thread's database connections as ``CONN_MAX_AGE``
-says, as under WSGI.
+says, as under WSGI. A thread goes back only once it runs nothing: a request that
+another one's leftover sync call kept waiting would stall for no reason of its own.
 
 Only django_sse's ``get_asgi_application()`` uses the pool, through
 ``RequestContext``. ``ThreadSensitiveContext(executor=...)`` (asgiref 3.13+) is not
@@ -25,7 +26,10 @@ after that starts an executor the context would never shut down.
 from __future__ import annotations
 
 import os
-from concurrent.futures import Executor, ThreadPoolExecutor
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import SyncToAsync, ThreadSensitiveContext
 from django.core.exceptions import ImproperlyConfigured
@@ -34,6 +38,9 @@ from django.db import connections
 from django_sse import conf
 
 __all__ = ["RequestContext", "idle_limit", "release"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 def idle_limit() -> int:
@@ -47,23 +54,102 @@ def idle_limit() -> int:
     return value
 
 
+class _RequestThread(ThreadPoolExecutor):
+    """One request's sync thread, which knows whether it is running anything.
+
+    A thread still running a call must not go to another request, which would wait
+    for it: a stream's source blocked in a sync call still holds its thread when the
+    stream's keep-alive lets the thread go.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1, thread_name_prefix="django_sse request")
+        self._lock = threading.Lock()
+        self._calls = 0
+        self._on_idle: Callable[[], None] | None = None
+
+    def submit(self, fn: Callable[_P, _R], /, *args: _P.args, **kwargs: _P.kwargs) -> Future[_R]:
+        with self._lock:
+            self._calls += 1
+        try:
+            future = super().submit(self._call, fn, *args, **kwargs)
+        except BaseException:
+            self._call_done()
+            raise
+        future.add_done_callback(self._cancelled)
+        return future
+
+    def _cancelled(self, future: Future[Any]) -> None:
+        # A call cancelled before it started never runs _call().
+        if future.cancelled():
+            self._call_done()
+
+    def _call(self, fn: Callable[_P, _R], /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        # Counted done before its result is set: whoever waits for the result finds
+        # the thread idle.
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self._call_done()
+
+    def when_idle(self, callback: Callable[[], None], first: Callable[[], object] | None) -> None:
+        """Queue ``first``, then ``callback()``: now if no other call was waiting or
+        running, else once those and ``first`` are done."""
+        with self._lock:
+            busy = self._calls > 0
+        if first is not None:
+            self.submit(first)
+        if busy:
+            with self._lock:
+                if self._calls:
+                    self._on_idle = callback
+                    return
+        callback()
+
+    def _call_done(self) -> None:
+        with self._lock:
+            self._calls -= 1
+            if self._calls or self._on_idle is None:
+                return
+            callback, self._on_idle = self._on_idle, None
+        callback()
+
+
 class _Pool:
-    """Idle single-thread executors, the last one back the first one out (its thread is
-    the likeliest to be warm)."""
+    """Idle request threads, the last one back the first one out (its thread is the
+    likeliest to be warm). Threads come back from the event loop or, once a call they
+    were still running has finished, from their own thread."""
 
     def __init__(self) -> None:
         self.idle: list[Executor] = []
+        self._lock = threading.Lock()
 
     def take(self) -> Executor:
-        if self.idle:
-            return self.idle.pop()
-        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="django_sse request")
+        with self._lock:
+            if self.idle:
+                return self.idle.pop()
+        return _RequestThread()
 
-    def give_back(self, executor: Executor) -> None:
-        if len(self.idle) < idle_limit():
-            self.idle.append(executor)
-        else:
-            executor.shutdown(wait=False)
+    def give_back(self, executor: Executor, first: Callable[[], object] | None = None) -> None:
+        """Run ``first`` on ``executor``'s thread, and keep the executor for another
+        request once it is idle, or let its thread end.
+
+        One that asgiref started (a sync call after ``release()``) cannot tell when it
+        is idle: its thread ends after what it is running.
+        """
+        if isinstance(executor, _RequestThread):
+            executor.when_idle(lambda: self._keep(executor), first)
+            return
+        if first is not None:
+            executor.submit(first)
+        executor.shutdown(wait=False)
+
+    def _keep(self, executor: Executor) -> None:
+        with self._lock:
+            if len(self.idle) < idle_limit():
+                self.idle.append(executor)
+                return
+        executor.shutdown(wait=False)
 
     def forget(self) -> None:
         """In a forked child: the idle executors' threads stayed in the parent."""
@@ -114,8 +200,8 @@ def release() -> None:
     executor = SyncToAsync.context_to_thread_executor.pop(context, None)
     if executor is None:
         return
-    executor.submit(connections.close_all)
     if isinstance(context, RequestContext):
-        _pool.give_back(executor)
+        _pool.give_back(executor, first=connections.close_all)
     else:
+        executor.submit(connections.close_all)
         executor.shutdown(wait=False)

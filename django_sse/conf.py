@@ -33,6 +33,9 @@ DEFAULTS: dict[str, Any] = {
     # End open streams (outcome "shutdown") when the process gets SIGINT or SIGTERM,
     # so servers that wait for open responses can stop.
     "HANDLE_SIGNALS": True,
+    # Seconds each step of a stream's close may take (the generator's cleanup, the
+    # stream log's write, on_close) before it is cancelled and logged.
+    "CLEANUP_TIMEOUT": 5.0,
     # Broadcast (django_sse.broadcast). The CHANNEL_LAYERS alias to publish through;
     # without CHANNEL_LAYERS, an in-memory layer that reaches this process only.
     "BROADCAST_LAYER": "default",

@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from typing import Any
 
 from django.http import StreamingHttpResponse
 
 from django_sse import conf, shutdown
+from django_sse._closing import run_to_end, settle
 from django_sse._engine import Engine
 from django_sse._request_channels import request_receive, request_send
 from django_sse._request_threads import release as release_request_thread
@@ -160,36 +161,33 @@ class SSEResponse(StreamingHttpResponse):
         except (GeneratorExit, asyncio.CancelledError):
             # GeneratorExit: Django closed us while we were suspended at a yield (its
             # send() was cancelled). CancelledError: the disconnect came while we waited.
-            stream.conclude(
+            stream.interrupted(
                 Outcome.SHUTDOWN if shutdown.is_shutting_down() else Outcome.CLIENT_DISCONNECTED
             )
             raise
         finally:
             # Only an engine bug leaves no reason by now; record it rather than none.
             stream.conclude(Outcome.ERROR)
-            try:
-                if watcher is not None:
-                    watcher.cancel()
-                await stream.close()
-                await self._closed()
-            finally:
-                # Last: a shutdown waits for this before letting the server stop.
-                shutdown.unregister(stream)
+            if watcher is not None:
+                watcher.cancel()
+            await run_to_end(self._close(stream))
 
-    async def _closed(self) -> None:
-        self.stats.ended_at = time.time()
-        outcome = self.stats.outcome or Outcome.ERROR
-        if self._observer is not None:
-            await _guarded(self._observer.closed(self.stats), "The stream observer", outcome)
-        if self._on_close is not None:
-            await _guarded(self._on_close(outcome), "on_close", outcome)
-
-
-async def _guarded(hook: Awaitable[None], name: str, outcome: Outcome) -> None:
-    try:
-        await hook
-    except Exception:
-        logger.exception("%s raised for a stream that ended with %s", name, outcome)
+    async def _close(self, stream: Engine) -> None:
+        """The source's cleanup, then the stream log, then ``on_close``: each once, each
+        within CLEANUP_TIMEOUT seconds, whatever cancels the response meanwhile."""
+        timeout = float(conf.get("CLEANUP_TIMEOUT"))
+        try:
+            await stream.close(timeout)
+            self.stats.ended_at = time.time()
+            outcome = self.stats.outcome or Outcome.ERROR
+            observer, on_close = self._observer, self._on_close
+            if observer is not None:
+                await settle(lambda: observer.closed(self.stats), timeout, "The stream log")
+            if on_close is not None:
+                await settle(lambda: on_close(outcome), timeout, "on_close")
+        finally:
+            # Last: a shutdown waits for this before letting the server stop.
+            shutdown.unregister(stream)
 
 
 def _watch_for_disconnect(stream: Engine) -> asyncio.Task[None] | None:

@@ -30,7 +30,9 @@ class _Stoppable(Protocol):
 GRACE = 5.0
 
 _open: dict[asyncio.AbstractEventLoop, set[_Stoppable]] = {}
-_lock = threading.Lock()
+# Reentrant: the signal handler runs on the main thread between any two bytecodes, also
+# while that thread holds the lock.
+_lock = threading.RLock()
 _installed = False
 _shutting_down = False
 # The server's own signal handling, waiting for the open streams to close.
@@ -38,9 +40,17 @@ _deferred: Callable[[], None] | None = None
 
 
 def register(stream: _Stoppable) -> None:
+    """Count ``stream`` as open until ``unregister()``.
+
+    A stream that opens once the process is shutting down (a client reconnecting while
+    earlier streams clean up) is stopped at once: it sends its opening line and ends
+    with outcome ``shutdown``, and its client reconnects, to another process or later.
+    """
     loop = asyncio.get_running_loop()
     with _lock:
         _open.setdefault(loop, set()).add(stream)
+    if _shutting_down:
+        stream.shutdown()
     if not _installed and conf.get("HANDLE_SIGNALS"):
         _install_signal_handlers()
 
@@ -110,10 +120,12 @@ def _chained(signum: int, previous: Any) -> Callable[[int, FrameType | None], No
             os.kill(os.getpid(), signum)
 
     def handler(received: int, frame: FrameType | None) -> None:
-        global _deferred
+        global _deferred, _shutting_down
         with _lock:
             loops = [loop for loop in _open if not loop.is_closed()]
         if _shutting_down or not loops:
+            # A stream that opens while the server stops must still end at once.
+            _shutting_down = True
             forward()
             return
         _deferred = forward

@@ -23,6 +23,7 @@ from django.db import DatabaseError, connections, router
 from django.http import HttpRequest
 
 from django_sse import conf
+from django_sse._text import safe_text
 from django_sse.stats import StreamStats
 
 __all__ = [
@@ -164,14 +165,22 @@ class StreamTracker:
         user = getattr(self._request, "user", None)
         user_id = user.pk if user is not None and user.is_authenticated else None
         row = StreamLog.objects.create(
-            **self._row, user_id=user_id, started_at=_as_datetime(started_at), **(ending or {})
+            **_storable({**self._row, **(ending or {})}),
+            user_id=user_id,
+            started_at=_as_datetime(started_at),
         )
         return int(row.pk)
 
     def _update(self, pk: int, ending: dict[str, Any]) -> None:
         from django_sse.models import StreamLog
 
-        StreamLog.objects.filter(pk=pk).update(**ending)
+        StreamLog.objects.filter(pk=pk).update(**_storable(ending))
+
+
+def _storable(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` with text no database would refuse: a lone surrogate in an exception's
+    message must not leave the row unwritten, or open."""
+    return {name: safe_text(v) if isinstance(v, str) else v for name, v in fields.items()}
 
 
 def _ending(stats: StreamStats) -> dict[str, Any]:

@@ -6,8 +6,7 @@ import asyncio
 import os
 import threading
 import warnings
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -23,6 +22,7 @@ from django.urls import path
 from django_sse import sse_response
 from django_sse._request_threads import RequestContext, _pool
 from django_sse.asgi import get_asgi_application
+from django_sse.protocol import KEEP_ALIVE
 from tests.asgi import get_scope
 from tests.test_response import LIMIT, forever, within
 
@@ -72,12 +72,33 @@ async def stream_view(request: HttpRequest) -> Any:
     return sse_response(forever())
 
 
+# Sync calls that block until a test lets them go, and where they say they started.
+unblock = threading.Event()
+blocked: list[threading.Thread] = []
+
+
+def blocking_call(loop: asyncio.AbstractEventLoop) -> None:
+    blocked.append(threading.current_thread())
+    loop.call_soon_threadsafe(arrived.put_nowait, None)
+    unblock.wait(LIMIT)
+
+
+async def blocked_stream_view(request: HttpRequest) -> Any:
+    async def source() -> AsyncIterator[str]:
+        yield "before"
+        await sync_to_async(blocking_call)(asyncio.get_running_loop())
+        yield "after"
+
+    return sse_response(source(), keep_alive=0.01)
+
+
 urlpatterns = [
     path("sync/", sync_view),
     path("held/", held_view),
     path("two-calls/", two_calls_view),
     path("query/", query_view),
     path("stream/", stream_view),
+    path("blocked-stream/", blocked_stream_view),
 ]
 
 
@@ -87,6 +108,8 @@ def fresh_state() -> None:
     global gate, arrived
     gate = asyncio.Event()
     arrived = asyncio.Queue()
+    unblock.clear()
+    blocked.clear()
     for executor in _pool.idle:
         executor.shutdown(wait=False)
     _pool.idle.clear()
@@ -248,7 +271,7 @@ async def test_inside_a_thread_sensitive_context_its_thread_is_used() -> None:
 
 
 def test_a_forked_child_keeps_no_idle_thread() -> None:
-    executor = ThreadPoolExecutor(max_workers=1)
+    executor = _pool.take()
     executor.submit(threading.current_thread).result(LIMIT)
     _pool.give_back(executor)
     with warnings.catch_warnings():
@@ -266,3 +289,21 @@ def test_a_forked_child_keeps_no_idle_thread() -> None:
 async def test_a_setting_that_is_not_a_whole_number_is_named_in_the_error() -> None:
     with pytest.raises(ImproperlyConfigured, match=r"IDLE_REQUEST_THREADS'\] is '16'"):
         await get("/sync/")
+
+
+async def test_a_stream_blocked_in_a_sync_call_lends_its_thread_to_nobody() -> None:
+    """The keep-alive lets the stream's thread go while the sync call still runs on it."""
+    stream = request("/blocked-stream/")
+    await send_request(stream)
+    await within(wait_for_arrivals(1))
+    while (await stream.receive_output(LIMIT)).get("body") != b"data: before\n\n":
+        pass
+    assert (await stream.receive_output(LIMIT))["body"] == KEEP_ALIVE
+    try:
+        # Would wait for the blocked call if it were handed the blocked thread.
+        assert await within(get("/sync/")) == b"sync"
+        assert seen[-1] is not blocked[0]
+    finally:
+        unblock.set()
+    await stream.send_input({"type": "http.disconnect"})
+    await stream.wait(LIMIT)

@@ -12,6 +12,7 @@ from django.test import AsyncClient, AsyncRequestFactory, override_settings
 
 from django_sse import tracking
 from django_sse.models import StreamLog
+from django_sse.stats import Outcome, StreamStats
 from django_sse.tracking import StreamTracker, client_address, describe_error, redact
 from tests.llm.support import Answer
 from tests.sse import collect
@@ -218,3 +219,22 @@ async def test_a_missing_table_is_reported_once_without_tracebacks(
     assert len(warnings) == 1
     assert "manage.py migrate" in warnings[0].getMessage()
     assert not [r for r in caplog.records if r.exc_info]
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        # Text decoded with "surrogateescape" holds lone surrogates, which UTF-8 cannot
+        # encode; PostgreSQL refuses NUL in text.
+        (b"bad \xff byte".decode("utf-8", "surrogateescape"), "bad \ufffd byte"),
+        ("nul \x00 inside", "nul \ufffd inside"),
+    ],
+)
+async def test_text_no_database_takes_is_stored_with_replacement_characters(
+    text: str, stored: str
+) -> None:
+    tracker = StreamTracker(AsyncRequestFactory().get("/counter/"), "counter")
+    stats = StreamStats(outcome=Outcome.ERROR, error=ValueError(text), model=text)
+    await tracker.closed(stats)
+    row = await StreamLog.objects.aget()
+    assert (row.outcome, row.error, row.model) == ("error", f"ValueError: {stored}", stored)
