@@ -55,11 +55,14 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self._outcomes = Path(tempfile.mkstemp(prefix="sse-outcomes-")[1])
         self.database = Path(tempfile.mkstemp(prefix="sse-db-", suffix=".sqlite3")[1])
+        # JSON lines the lifecycle race views write (tests/lifecycle/journal.py).
+        self.journal = Path(tempfile.mkstemp(prefix="sse-journal-")[1])
         self._env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "tests.settings",
             "SSE_TEST_OUTCOMES": str(self._outcomes),
             "SSE_TEST_DB": str(self.database),
+            "SSE_TEST_JOURNAL": str(self.journal),
             "SSE_TEST_LOG_STREAMS": "1",
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
@@ -121,6 +124,7 @@ class LiveServer:
             self.process.stdout.close()
         self._outcomes.unlink(missing_ok=True)
         self.database.unlink(missing_ok=True)
+        self.journal.unlink(missing_ok=True)
 
     def outcomes(self) -> dict[str, str]:
         """Outcomes recorded by the server's probed views, by token."""

@@ -7,7 +7,8 @@ import tempfile
 from pathlib import Path
 
 SECRET_KEY = "tests-only-not-secret"
-DEBUG = False
+# SSE_TEST_DEBUG=1: a server the end-to-end tests start with DEBUG on.
+DEBUG = os.environ.get("SSE_TEST_DEBUG") == "1"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
 INSTALLED_APPS = [
     "django.contrib.auth",
