@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
-from django_sse.asgi import Receive, Scope, Send
+from django_sse._request_channels import Receive, Scope, Send
 from tests.asgi import application as inner
 from tests.lifecycle import journal
 
