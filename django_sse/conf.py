@@ -68,6 +68,18 @@ DEFAULTS: dict[str, Any] = {
     # The OpenAI SDK's HTTP client: "aiohttp", its faster one (its aiohttp extra, which
     # django-sse-kit[llm] installs; without it, "httpx" with a warning), or "httpx".
     "LLM_HTTP_CLIENT": "aiohttp",
+    # Resumable generations (ResumableChatView). Answers one logged-in user, and one
+    # anonymous client address, may have running at once; one more gets a 429. None:
+    # no limit. A view's generations_per_user / generations_per_address override them.
+    "LLM_GENERATIONS_PER_USER": 3,
+    "LLM_GENERATIONS_PER_ADDRESS": 3,
+    # The most tokens a resumable answer may have, unless its view sets max_tokens.
+    "LLM_GENERATION_MAX_TOKENS": 4096,
+    # Seconds an answer goes on with nobody following it before it is stopped
+    # (outcome "abandoned"); None: it runs to its end.
+    "LLM_GENERATION_ABANDON_AFTER": 60.0,
+    # Seconds an answer may run at most (outcome "timeout").
+    "LLM_GENERATION_TIMEOUT": 600.0,
     # Limits on what a client may send to a chat view; larger gets a 400.
     "LLM_MAX_MESSAGES": 100,
     "LLM_MAX_MESSAGE_LENGTH": 32_000,

@@ -1,6 +1,7 @@
 """StreamLog: one row per stream, written when it opens and when it closes.
 
-The broadcast history's tables are defined next to the code that uses them.
+The broadcast history's tables and the resumable generations' table are defined next
+to the code that uses them.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from django_sse.broadcast.models import BroadcastChannel, BroadcastEvent
+from django_sse.llm.models import Generation
 from django_sse.stats import Outcome
 
-__all__ = ["BroadcastChannel", "BroadcastEvent", "StreamLog"]
+__all__ = ["BroadcastChannel", "BroadcastEvent", "Generation", "StreamLog"]
 
 OPEN = "open"
 OUTCOME_CHOICES = [

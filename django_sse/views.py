@@ -21,7 +21,7 @@ from django_sse.response import WSGI_REFUSAL, SSEResponse
 from django_sse.stats import OnClose, Outcome
 from django_sse.tracking import tracker_for
 
-__all__ = ["SSEView", "last_event_id", "sse_response"]
+__all__ = ["SSEView", "last_event_id", "load_user", "sse_response"]
 
 logger = logging.getLogger("django_sse")
 
@@ -106,11 +106,25 @@ async def _is_authenticated(request: HttpRequest) -> bool:
         raise ImproperlyConfigured(
             "SSEView.login_required needs django.contrib.auth's AuthenticationMiddleware"
         )
+    user = await load_user(request)
+    return bool(user is not None and user.is_authenticated)
+
+
+async def load_user(request: HttpRequest) -> Any:
+    """The request's user, loaded so that ``request.user`` can be read from async code.
+
+    Django's ``request.user`` loads the session on first use, a database query that
+    raises ``SynchronousOnlyOperation`` in async code: a sync ``get_channels()`` reading
+    ``request.user.pk`` would fail. None without django.contrib.auth's middleware.
+    """
+    if not hasattr(request, "user"):
+        return None
     auser = getattr(request, "auser", None)
-    if auser is not None:  # Django 5.0+
-        user = await auser()
-        return bool(user.is_authenticated)
-    return await sync_to_async(lambda: bool(request.user.is_authenticated))()
+    if auser is None:  # Django 4.2: evaluate the lazy object in place, in a thread.
+        await sync_to_async(lambda: request.user.is_authenticated)()
+        return request.user
+    user = request.user = await auser()
+    return user
 
 
 def last_event_id(request: HttpRequest) -> str | None:

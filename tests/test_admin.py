@@ -1,4 +1,5 @@
-"""The StreamLog admin: read-only, filterable, and flat in queries as rows grow."""
+"""The StreamLog and Generation admins: read-only, filterable, and flat in queries as rows
+grow."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from django_sse.models import StreamLog
+from django_sse.models import Generation, StreamLog
 
 pytestmark = pytest.mark.django_db
 
@@ -118,3 +119,23 @@ def test_rows_cannot_be_added_or_changed(admin_client_: Client) -> None:
 def test_list_queries_use_an_index(queryset: Any, index: str) -> None:
     """With a million rows a full scan and sort would be the changelist's cost."""
     assert index in queryset().explain()
+
+
+def test_generations_are_listed_and_read_only(admin_client_: Client, admin_user: User) -> None:
+    started = timezone.now()
+    Generation.objects.create(
+        id="g" * 22, user=admin_user, model="gpt-test", started_at=started, outcome="abandoned"
+    )
+    listed = admin_client_.get("/admin/django_sse/generation/")
+    assert listed.status_code == 200
+    assert b"g" * 22 in listed.content
+    assert b"abandoned" in listed.content.lower()
+    assert admin_client_.get("/admin/django_sse/generation/add/").status_code == 403
+    page = admin_client_.get(f"/admin/django_sse/generation/{'g' * 22}/change/")
+    assert page.status_code == 200
+    assert b'name="outcome"' not in page.content  # shown, not editable
+    changed = admin_client_.post(
+        f"/admin/django_sse/generation/{'g' * 22}/change/", {"outcome": "running"}
+    )
+    assert changed.status_code == 403
+    assert Generation.objects.get().outcome == "abandoned"

@@ -29,7 +29,7 @@ from django_sse.broadcast._history import EVENT_MESSAGE, StoredEvent
 from django_sse.broadcast._layer import get_layer, is_local
 from django_sse.stats import Outcome
 
-__all__ = ["REVOKE_MESSAGE", "STOP_MESSAGE", "Hub", "Subscriber", "get_hub"]
+__all__ = ["FOLLOW_MESSAGE", "REVOKE_MESSAGE", "STOP_MESSAGE", "Hub", "Subscriber", "get_hub"]
 
 logger = logging.getLogger("django_sse")
 
@@ -37,6 +37,11 @@ REVOKE_MESSAGE = "django_sse.revoke"
 # Asks whatever produces a channel's events (e.g. an LLM generation) to stop; streams
 # following the channel ignore it.
 STOP_MESSAGE = "django_sse.stop"
+# Tells whatever produces a channel's events that a stream follows it.
+FOLLOW_MESSAGE = "django_sse.follow"
+# Such messages to producers, by type: the method of the subscriber they call, if it
+# has one.
+_PRODUCER_MESSAGES = {STOP_MESSAGE: "stop", FOLLOW_MESSAGE: "followed"}
 # Seconds to wait before receiving again after the layer failed (e.g. Redis restarting).
 RECEIVE_RETRY = 1.0
 
@@ -223,11 +228,12 @@ class Hub:
             for subscriber in list(feed.subscribers):
                 if subscriber.user is not None and subscriber.user == message.get("user"):
                     subscriber.end(Outcome.REVOKED)
-        elif message.get("type") == STOP_MESSAGE:
+        elif message.get("type") in _PRODUCER_MESSAGES:
+            method = _PRODUCER_MESSAGES[message["type"]]
             for subscriber in list(feed.subscribers):
-                stop = getattr(subscriber, "stop", None)
-                if stop is not None:
-                    stop()
+                handler = getattr(subscriber, method, None)
+                if handler is not None:
+                    handler()
 
     async def _tick(self) -> None:
         """Poll history, and renew group memberships before the layer expires them."""

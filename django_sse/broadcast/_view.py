@@ -6,7 +6,7 @@ import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import async_to_sync
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponseBadRequest, HttpResponseBase
 
@@ -23,7 +23,7 @@ from django_sse.broadcast._subscription import Subscription
 from django_sse.protocol import Event
 from django_sse.response import SSEResponse
 from django_sse.stats import Outcome
-from django_sse.views import SSEView
+from django_sse.views import SSEView, load_user
 
 __all__ = ["ChannelView", "arevoke", "revoke"]
 
@@ -71,6 +71,8 @@ class ChannelView(SSEView):
         denied = await super()._check_access(request)
         if denied is not None:
             return denied
+        # First: get_channels() may read request.user, even if it is sync.
+        self._user = await user_key(request)
         names = self.get_channels(request, *self.args, **self.kwargs)
         if inspect.isawaitable(names):
             names = await names
@@ -81,7 +83,6 @@ class ChannelView(SSEView):
         for channel in self.subscribed:
             if not await self.has_channel_permission(request, channel):
                 raise PermissionDenied(f"You may not subscribe to channel {channel!r}")
-        self._user = await user_key(request)
         return None
 
     async def _respond(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
@@ -113,18 +114,12 @@ class ChannelView(SSEView):
 
 
 async def user_key(request: HttpRequest) -> str | None:
-    """The request's user as revoke() names it: the primary key as a str; None if anonymous."""
-    if not hasattr(request, "user"):
-        return None
-    if hasattr(request, "auser"):  # Django 5.0+
-        user = await request.auser()
-        return str(user.pk) if user.is_authenticated else None
-    # Django 4.2: request.user is lazy and loads the session on first use, in a thread.
-    return await sync_to_async(_loaded_user_key)(request)
+    """The request's user as revoke() names it: the primary key as a str; None if anonymous.
 
-
-def _loaded_user_key(request: HttpRequest) -> str | None:
-    return str(request.user.pk) if request.user.is_authenticated else None
+    Loads the user, so that the view's hooks can read ``request.user`` afterwards.
+    """
+    user = await load_user(request)
+    return str(user.pk) if user is not None and user.is_authenticated else None
 
 
 def revoke(user: Any, channel: str) -> None:

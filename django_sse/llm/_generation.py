@@ -14,28 +14,40 @@ database writes costs one write per write time, not one per token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 
 from asgiref.sync import async_to_sync
 
+from django_sse import conf
 from django_sse.broadcast import _history
 from django_sse.broadcast._channels import group_name
 from django_sse.broadcast._history import StoredEvent
-from django_sse.broadcast._hub import STOP_MESSAGE, Hub, get_hub
+from django_sse.broadcast._hub import FOLLOW_MESSAGE, STOP_MESSAGE, Hub, get_hub
 from django_sse.broadcast._layer import get_layer
 from django_sse.broadcast._publish import apublish
+from django_sse.llm import _records
 from django_sse.llm._formats import NativeFormat
 from django_sse.llm._provider import Provider
 from django_sse.llm._types import Message, ProviderError
+from django_sse.llm.models import GenerationOutcome
 from django_sse.protocol import Event
 from django_sse.stats import Outcome
 
-__all__ = ["Generation", "astop", "channel_for", "edges", "is_generation_id", "stop"]
+__all__ = [
+    "RunningGeneration",
+    "astop",
+    "channel_for",
+    "following",
+    "is_generation_id",
+    "last_event",
+    "stop",
+]
 
 logger = logging.getLogger("django_sse")
 
@@ -69,28 +81,24 @@ async def astop(generation_id: str) -> None:
     await get_layer().group_send(group_name(channel), {"type": STOP_MESSAGE, "channel": channel})
 
 
-class Generation:
-    """One answer being produced into ``channel``.
+class RunningGeneration:
+    """One answer being produced into ``channel``, in this process.
 
-    It follows its own channel through the hub, as a stream would, to hear a stop
-    sent from any process; the events themselves it ignores.
+    It follows its own channel through the hub, as a stream would, to hear a stop and
+    its followers' heartbeats sent from any process; the events themselves it ignores.
+    It stops by itself when nobody has followed it for LLM_GENERATION_ABANDON_AFTER
+    seconds, or once it has run for LLM_GENERATION_TIMEOUT seconds, and records how it
+    ended in its Generation row (see _records.py).
     """
 
     def __init__(
-        self,
-        provider: Provider,
-        messages: Sequence[Message],
-        *,
-        max_tokens: int | None = None,
-        owner: str | None = None,
+        self, provider: Provider, messages: Sequence[Message], *, max_tokens: int | None = None
     ) -> None:
         self.id = secrets.token_urlsafe(16)
         self.channel = channel_for(self.id)
         self.channels: tuple[str, ...] = (self.channel,)
+        # For the hub: a generation is nobody's stream, and revoke() does not reach it.
         self.user: str | None = None
-        # The primary key of the user who started it, if logged in: only they may
-        # follow or stop it (see _resumable.py).
-        self.owner = owner
         self._provider = provider
         self._messages = list(messages)
         self._max_tokens = max_tokens
@@ -101,24 +109,28 @@ class Generation:
         self._ended = False
         self._finished = False
         self._producer: asyncio.Task[None] | None = None
-        self._stopped = False
+        # Why it was stopped before its end ("stopped", "abandoned", "timeout"), if it was.
+        self._stop_reason: str | None = None
+        self._failed = False
+        self._recorded = False
+        self._followed_at = 0.0
 
     async def start(self) -> None:
         """Publish the opening ``start`` event, then produce the rest in the background.
 
         The channel exists once this returns, so a stream of it can start at once, and
-        the generation already listens for a stop.
+        the generation already listens for a stop. Its Generation row must exist.
         """
         hub = get_hub()
         await hub.subscribe(self)
         try:
-            opening = {"model": self._provider.model, "owner": self.owner}
-            await apublish(self.channel, opening, event="start")
+            await apublish(self.channel, {"model": self._provider.model}, event="start")
         except BaseException:
             await hub.unsubscribe(self)
             raise
-        # A fresh context: the generation outlives the request that started it.
         loop = asyncio.get_running_loop()
+        self._followed_at = loop.time()
+        # A fresh context: the generation outlives the request that started it.
         task = contextvars.Context().run(loop.create_task, self._run(hub))
         _running.add(task)
         task.add_done_callback(_running.discard)
@@ -131,26 +143,66 @@ class Generation:
     def end(self, outcome: Outcome) -> None:
         """Revocation is for streams; a generation only stops when asked to."""
 
-    def stop(self) -> None:
-        self._stopped = True
+    def stop(self, reason: str = GenerationOutcome.STOPPED) -> None:
+        # An answer whose ending is already on its way is not stopped any more.
+        if self._stop_reason is None and not self._ended:
+            self._stop_reason = reason
         if self._producer is not None:
             self._producer.cancel()
+
+    def followed(self) -> None:
+        """A follower's heartbeat (see following())."""
+        self._followed_at = asyncio.get_running_loop().time()
 
     # The generation itself.
 
     async def _run(self, hub: Hub) -> None:
+        watchdog = asyncio.get_running_loop().create_task(self._watch())
         try:
             self._producer = asyncio.get_running_loop().create_task(self._produce())
             self._producer.add_done_callback(self._produced)
-            if self._stopped:
+            if self._stop_reason is not None:
                 self._producer.cancel()
             await self._publish()
         except Exception:
+            self._failed = True
             logger.exception("Publishing generation %s failed", self.id)
         finally:
+            watchdog.cancel()
             if self._producer is not None:
                 self._producer.cancel()
             await hub.unsubscribe(self)
+            # Unless publishing the ending did (see _publish()).
+            await self._record_end()
+
+    async def _watch(self) -> None:
+        """Stop the answer once nobody follows it, or once it has run too long."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + float(conf.get("LLM_GENERATION_TIMEOUT"))
+        abandon_after = conf.get("LLM_GENERATION_ABANDON_AFTER")
+        while True:
+            now = loop.time()
+            if now >= deadline:
+                self.stop(GenerationOutcome.TIMEOUT)
+                return
+            wake = deadline
+            if abandon_after is not None:
+                abandoned_at = self._followed_at + float(abandon_after)
+                if now >= abandoned_at:
+                    self.stop(GenerationOutcome.ABANDONED)
+                    return
+                wake = min(wake, abandoned_at)
+            await asyncio.sleep(wake - now)
+
+    async def _record_end(self) -> None:
+        if self._recorded:
+            return
+        self._recorded = True
+        if self._stop_reason is not None:
+            outcome = GenerationOutcome(self._stop_reason)
+        else:
+            outcome = GenerationOutcome.ERROR if self._failed else GenerationOutcome.COMPLETED
+        await _history.in_worker(_records.finish, self.id, outcome)
 
     async def _produce(self) -> None:
         answer = self._format
@@ -160,8 +212,10 @@ class Generation:
                 async for chunk in chunks:
                     self._add(answer.chunk(chunk))
         except ProviderError as error:
+            self._failed = True
             self._add(answer.error(error))
         except Exception:
+            self._failed = True
             logger.exception("Generation %s failed", self.id)
             self._add(answer.error(_failed("The answer failed on the server.")))
 
@@ -173,9 +227,14 @@ class Generation:
         """
         if not self._ended:
             if producer.cancelled():
-                stopped = {"finish_reason": "stopped", "usage": None, "model": self._format.model}
+                stopped = {
+                    "finish_reason": self._stop_reason or GenerationOutcome.STOPPED,
+                    "usage": None,
+                    "model": self._format.model,
+                }
                 self._add([Event(event="done", data=stopped)])
             else:
+                self._failed = True
                 self._add(self._format.error(_failed("The answer ended before it finished.")))
         self._finished = True
         self._arrived.set()
@@ -191,9 +250,43 @@ class Generation:
             self._arrived.clear()
             batch, self._pending = self._pending, []
             for event in _joined_tokens(batch):
+                if event.event in ENDINGS:
+                    # First: whoever has seen the answer end finds its row ended too.
+                    await self._record_end()
                 await apublish(self.channel, event.data, event=event.event)
             if self._finished and not self._pending:
                 return
+
+
+@contextlib.asynccontextmanager
+async def following(generation_id: str) -> AsyncIterator[None]:
+    """Tell the generation, wherever it runs, that a stream follows it, until this exits.
+
+    A heartbeat through the channel layer, three times per abandon period: a follower
+    in a process that dies stops sending, and one lost message is not enough to make
+    the answer look abandoned.
+    """
+    abandon_after = conf.get("LLM_GENERATION_ABANDON_AFTER")
+    if abandon_after is None:
+        yield
+        return
+    channel = channel_for(generation_id)
+    message = {"type": FOLLOW_MESSAGE, "channel": channel}
+
+    async def beat() -> None:
+        layer = get_layer()
+        while True:
+            try:
+                await layer.group_send(group_name(channel), message)
+            except Exception:
+                logger.exception("Telling generation %s it is followed failed", generation_id)
+            await asyncio.sleep(float(abandon_after) / 3)
+
+    task = asyncio.get_running_loop().create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
 
 
 def _failed(message: str) -> ProviderError:
@@ -213,12 +306,6 @@ def _joined_tokens(events: list[Event]) -> list[Event]:
     return joined
 
 
-async def edges(generation_id: str) -> tuple[StoredEvent | None, StoredEvent | None]:
-    """The generation's first and latest events in history; Nones if it has none."""
-    channel = channel_for(generation_id)
-
-    def read() -> tuple[StoredEvent | None, StoredEvent | None]:
-        first = _history.read({channel: 0}, limit=1)
-        return (first[0] if first else None), _history.last(channel)
-
-    return await _history.in_worker(read)
+async def last_event(generation_id: str) -> StoredEvent | None:
+    """The generation's latest event in history; None if it has none."""
+    return await _history.in_worker(_history.last, channel_for(generation_id))

@@ -10,28 +10,37 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.urls import URLPattern, path
 from django.views import View
 
-from django_sse.broadcast import ChannelView
-from django_sse.broadcast._history import StoredEvent
+from django_sse import conf
+from django_sse.broadcast import ChannelView, _history
 from django_sse.broadcast._view import user_key
+from django_sse.llm import _records
 from django_sse.llm._generation import (
     ENDINGS,
-    Generation,
+    RunningGeneration,
     astop,
     channel_for,
-    edges,
+    following,
     is_generation_id,
+    last_event,
 )
 from django_sse.llm._types import ProviderError
 from django_sse.llm._view import ChatView, error_response
+from django_sse.llm.models import GenerationOutcome
 from django_sse.protocol import Event
 from django_sse.response import SSEResponse
+from django_sse.tracking import client_address, server_id
 from django_sse.views import last_event_id
 
 __all__ = ["GenerationView", "ResumableChatView", "StopGenerationView"]
+
+# Seconds a client refused for having too many answers running is told to wait: answers
+# usually end within that, and it is long enough not to be a busy loop.
+RETRY_AFTER = 5
 
 
 class ResumableChatView(ChatView):
@@ -46,11 +55,18 @@ class ResumableChatView(ChatView):
     Route all three with ``path("chat/", include(ResumableChatView.urls()))``. An
     answer started by a logged-in user can only be followed and stopped by that user;
     one started anonymously by whoever has its URLs (its id is the key).
+
+    Answers go on when nobody reads them, so they are limited: the answers one user
+    (or one anonymous client address) may have running at once, and the tokens of each
+    (``max_tokens``, LLM_GENERATION_MAX_TOKENS when None).
     """
 
     output_format = "native"
     stream_view: type[GenerationView]
     stop_view: type[StopGenerationView]
+    # None: the LLM_GENERATIONS_PER_USER and LLM_GENERATIONS_PER_ADDRESS settings.
+    generations_per_user: int | None = None
+    generations_per_address: int | None = None
 
     @classmethod
     def urls(cls, name: str | None = None, **initkwargs: Any) -> list[URLPattern]:
@@ -66,13 +82,25 @@ class ResumableChatView(ChatView):
         denied = await self._check_access(request)
         if denied is not None:
             return denied
-        generation = Generation(
-            self._provider,
-            self.messages,
-            max_tokens=self.max_tokens,
-            owner=await user_key(request),
+        max_tokens = self.max_tokens or conf.get("LLM_GENERATION_MAX_TOKENS")
+        generation = RunningGeneration(self._provider, self.messages, max_tokens=max_tokens)
+        admission = _records.Admission(
+            user_id=await user_key(request),
+            client_address=client_address(request),
+            per_user=_limit(self.generations_per_user, "LLM_GENERATIONS_PER_USER"),
+            per_address=_limit(self.generations_per_address, "LLM_GENERATIONS_PER_ADDRESS"),
         )
-        await generation.start()
+        try:
+            await _history.in_worker(
+                _records.admit, generation.id, admission, self._provider.model, server_id()
+            )
+        except _records.Refused as refused:
+            return _too_many(refused.limit)
+        try:
+            await generation.start()
+        except BaseException:
+            await _history.in_worker(_records.finish, generation.id, GenerationOutcome.ERROR)
+            raise
         stream_url = f"{request.path}{generation.id}/"
         return JsonResponse(
             {"id": generation.id, "stream_url": stream_url, "stop_url": f"{stream_url}stop/"},
@@ -97,11 +125,12 @@ class GenerationView(ChannelView):
         denied = await super()._check_access(request)
         if denied is not None:
             return denied
-        first, last = await edges(generation)
-        if first is None or last is None:
+        refused = await _refusal(generation, self._user)
+        if refused is not None:
+            return refused
+        last = await last_event(generation)
+        if last is None:
             return _not_found()
-        if not _may_use(first, self._user):
-            return _forbidden()
         position = _position(request)
         if last.event in ENDINGS and position is not None and position >= last.seq:
             return HttpResponse(status=204)
@@ -111,12 +140,13 @@ class GenerationView(ChannelView):
         # A new viewer reads the answer from its beginning.
         self.last_event_id = self.last_event_id or "0"
         response = self._response
-        async for event in super().stream(request, *args, **kwargs):
-            yield event
-            if response is not None:
-                _record(response, event)
-            if event.event in ENDINGS:
-                return
+        async with following(self.kwargs["generation"]):
+            async for event in super().stream(request, *args, **kwargs):
+                yield event
+                if response is not None:
+                    _record(response, event)
+                if event.event in ENDINGS:
+                    return
 
 
 class StopGenerationView(View):
@@ -129,12 +159,11 @@ class StopGenerationView(View):
     ) -> HttpResponseBase:
         if not is_generation_id(generation):
             return _not_found()
-        first, last = await edges(generation)
-        if first is None or last is None:
-            return _not_found()
-        if not _may_use(first, await user_key(request)):
-            return _forbidden()
-        if last.event in ENDINGS:
+        refused = await _refusal(generation, await user_key(request))
+        if refused is not None:
+            return refused
+        last = await last_event(generation)
+        if last is None or last.event in ENDINGS:
             return JsonResponse({"id": generation, "stopping": False, "ended": True})
         await astop(generation)
         return JsonResponse({"id": generation, "stopping": True, "ended": False}, status=202)
@@ -144,10 +173,38 @@ ResumableChatView.stream_view = GenerationView
 ResumableChatView.stop_view = StopGenerationView
 
 
-def _may_use(start: StoredEvent, user: str | None) -> bool:
-    """Whether ``user`` may follow or stop the generation that ``start`` opened."""
-    owner = json.loads(start.data).get("owner") if start.event == "start" else None
-    return owner is None or owner == user
+async def _refusal(generation: str, user: str | None) -> HttpResponseBase | None:
+    """A 404 for an unknown generation, a 403 for an answer that is someone else's.
+
+    The owner comes from the generation's row, which lives as long as the answer can
+    be read: not from its events, whose history is pruned.
+    """
+    exists, owner = await _history.in_worker(_records.owner_of, generation)
+    if not exists:
+        return _not_found()
+    if owner is not None and owner != user:
+        return _forbidden()
+    return None
+
+
+def _limit(value: int | None, setting: str) -> int | None:
+    limit = conf.get(setting) if value is None else value
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ImproperlyConfigured(
+            f"{setting} (or the view's override) is {limit!r}: use None or a whole number"
+        )
+    return limit
+
+
+def _too_many(limit: int) -> JsonResponse:
+    response = error_response(
+        429,
+        "too_many_generations",
+        f"You have {limit} answers running, the most allowed at once: wait for one to end, "
+        "or stop one.",
+    )
+    response["Retry-After"] = str(RETRY_AFTER)
+    return response
 
 
 def _record(response: SSEResponse, event: Event) -> None:

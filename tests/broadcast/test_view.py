@@ -273,3 +273,18 @@ async def test_the_hub_writes_events_to_idle_streams_itself() -> None:
     assert writers[-1] is not handler
     left.set()
     await asyncio.wait_for(serving, READ_TIMEOUT)
+
+
+async def test_a_sync_get_channels_may_read_request_user(django_user_model: Any) -> None:
+    """docs/broadcast.md's RoomView: request.user is loaded before get_channels() runs,
+    which would otherwise raise SynchronousOnlyOperation (the session is read lazily)."""
+    client = await logged_in(django_user_model, "ada")
+    user = await django_user_model.objects.aget(username="ada")
+    stream = await Stream.open("/broadcast/user-rooms/lobby/", client=client)
+    try:
+        assert stream.status == 200
+        await apublish(f"user.{user.pk}", "for ada")
+        (event,) = await stream.next()
+        assert event.data == "for ada"
+    finally:
+        await stream.close()

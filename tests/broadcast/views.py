@@ -50,6 +50,21 @@ class AsyncChannelsView(RoomView):
         return ["async-chosen"]
 
 
+class UserRoomView(ChannelView):
+    """docs/broadcast.md's example: a sync get_channels() that reads request.user."""
+
+    login_required = True
+    keep_alive = 0
+
+    def get_channels(self, request: HttpRequest, room: str) -> list[str]:
+        return [f"room.{room}", f"user.{request.user.pk}"]
+
+    async def has_channel_permission(self, request: HttpRequest, channel: str) -> bool:
+        if channel.startswith("user."):
+            return channel == f"user.{request.user.pk}"
+        return True
+
+
 async def publish_events(request: HttpRequest, channel: str) -> JsonResponse:
     """Publish ``count`` events from this server process; answers the last sequence number."""
     last = 0

@@ -8,8 +8,9 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import AsyncClient
 
-from django_sse.llm import Message, astop, get_provider
-from django_sse.llm._generation import Generation
+from django_sse.broadcast import _history
+from django_sse.llm import Message, _records, astop, get_provider
+from django_sse.llm._generation import RunningGeneration
 from django_sse.protocol import MessageEvent
 from tests.llm.support import HELLO, Answer, post, provider_at
 from tests.llm.upstream import Upstream, recorded_text
@@ -36,7 +37,7 @@ async def test_the_answer_streams_from_its_beginning(upstream: Upstream) -> None
     answer = await Answer.follow(started["stream_url"])
     events = await answer.rest()  # the stream ends after the answer's last event
     assert events[0].event == "start"
-    assert events[0].json() == {"model": "gpt-4o-mini", "owner": None}
+    assert events[0].json() == {"model": "gpt-4o-mini"}
     assert text(events) == recorded_text("answer")
     assert events[-1].event == "done"
     assert events[-1].json()["finish_reason"] == "stop"
@@ -146,7 +147,9 @@ async def test_a_logged_in_users_answer_is_theirs_alone(
 @pytest.mark.parametrize("how", ["through the layer", "in this process"])
 async def test_a_stop_as_soon_as_it_started_is_not_lost(upstream: Upstream, how: str) -> None:
     with provider_at(upstream.base_url("slow-20")):
-        generation = Generation(get_provider(), [Message(role="user", content="Hello")])
+        generation = RunningGeneration(get_provider(), [Message(role="user", content="Hello")])
+        anyone = _records.Admission(None, None, per_user=None, per_address=None)
+        await _history.in_worker(_records.admit, generation.id, anyone, "gpt-4o-mini", "test")
         await generation.start()
         # Before the generation's task has run at all.
         if how == "in this process":

@@ -9,6 +9,10 @@ urlpatterns = [
     path("vercel/", ChatView.as_view(output_format="vercel")),
     path("v1/chat/completions", OpenAICompatibleView.as_view(api_keys=[API_KEY])),
     path("resumable/", include(ResumableChatView.urls())),
+    path(
+        "resumable-generous/",
+        include(ResumableChatView.urls(generations_per_address=10, max_tokens=8000)),
+    ),
     path("<str:scenario>/chat/", ScenarioChatView.as_view()),
     path("<str:scenario>/resumable/", include(ScenarioResumableView.urls())),
     path("<str:scenario>/v1/chat/completions", ScenarioOpenAIView.as_view()),
