@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -65,6 +66,8 @@ LOGIN_URL = "/accounts/login/"
 # in-process tests only log where they ask to (tests/test_tracking.py); the servers
 # that the end-to-end tests start always log.
 DJANGO_SSE = {"LOG_STREAMS": os.environ.get("SSE_TEST_LOG_STREAMS") == "1"}
+# SSE_TEST_SETTINGS: more DJANGO_SSE keys, as JSON, for a server an end-to-end test starts.
+DJANGO_SSE.update(json.loads(os.environ.get("SSE_TEST_SETTINGS", "{}")))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

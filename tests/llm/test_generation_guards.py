@@ -18,6 +18,7 @@ from django.test import AsyncClient, override_settings
 from django_sse.llm.models import Generation
 from tests.llm.support import HELLO, Answer, post, provider_at
 from tests.llm.upstream import Upstream
+from tests.llm.views import API_KEY
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -107,20 +108,31 @@ async def test_an_answer_whose_owner_was_deleted_is_nobodys(
         assert (await client.get(answer["stream_url"])).status_code == 404
 
 
-@pytest.mark.parametrize("output", ["native", "resumable"])
+@pytest.mark.parametrize("output", ["native", "openai", "vercel", "resumable"])
 async def test_no_event_names_the_user(
     upstream: Upstream, users: dict[str, AsyncClient], django_user_model: Any, output: str
 ) -> None:
     ada = await django_user_model.objects.aget(username="ada")
-    if output == "native":
-        with provider_at(upstream.base_url("answer")):
-            events = await (await Answer.ask("/llm/chat/", HELLO, client=users["ada"])).rest()
+    client = users["ada"]
+    if output == "resumable":
+        answer = await started(upstream, "answer", client)
+        events = await Answer(await client.get(answer["stream_url"])).rest()
     else:
-        answer = await started(upstream, "answer", users["ada"])
-        events = await Answer(await users["ada"].get(answer["stream_url"])).rest()
+        path, body, headers = {
+            "native": ("/llm/chat/", HELLO, {}),
+            "vercel": ("/llm/vercel/", HELLO, {}),
+            "openai": (
+                "/llm/v1/chat/completions",
+                {**HELLO, "stream": True, "stream_options": {"include_usage": True}},
+                {"Authorization": f"Bearer {API_KEY}"},
+            ),
+        }[output]
+        with provider_at(upstream.base_url("answer")):
+            events = await (await Answer.ask(path, body, client=client, headers=headers)).rest()
+    assert len(events) >= 3
     for event in events:
-        payload = event.json() if event.data.startswith("{") else {}
-        assert not {"owner", "user", "user_id"} & set(payload), event
+        payload = json.loads(event.data) if event.data.startswith("{") else {}
+        assert not {"owner", "user", "user_id", "username"} & set(payload), event
         assert "ada" not in event.data
         assert f'"{ada.pk}"' not in event.data
 
