@@ -25,6 +25,11 @@ DEFAULTS: dict[str, Any] = {
     # Request header naming the client's address, set by your trusted reverse proxy
     # (e.g. "X-Forwarded-For"; its last address is used). None: use REMOTE_ADDR.
     "CLIENT_ADDRESS_HEADER": None,
+    # Stream logs hide the value of every parameter whose name contains API, TOKEN,
+    # KEY, SECRET, PASS, PWD, SIG, AUTH, SESSION, JWT, CODE, COOKIE or CREDENTIAL
+    # (any case) in a row's path, query string and error: extra fragments (strings)
+    # added to that built-in list.
+    "REDACTED_NAMES": (),
     # django_sse's get_asgi_application() runs each request's sync work (signal
     # receivers, sync middleware, sync_to_async) on a thread from a pool, not on one
     # started for the request as Django does: at most this many are kept idle. 0 turns

@@ -12,7 +12,6 @@ import asyncio
 import ipaddress
 import logging
 import os
-import re
 import socket
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -23,6 +22,7 @@ from django.db import DatabaseError, connections, router
 from django.http import HttpRequest
 
 from django_sse import conf
+from django_sse._redaction import redact_path, redact_query, redact_text
 from django_sse._text import safe_text
 from django_sse.stats import StreamStats
 
@@ -45,16 +45,10 @@ _R = TypeVar("_R")
 # anyone could look, and a stream that has ended by then, as short ones do, costs one
 # write instead of two.
 _INSERT_DELAY = 1.0
-# A credential-looking name and its value (quoted, or up to a separator), a bearer
-# token, or the password in a URL's userinfo.
-_SECRET = re.compile(
-    r"""(?ix)
-    (?P<name>password|passwd|secret|token|api[_-]?key|authorization)(?P<sep>\s*[=:]\s*)
-        (?P<value>bearer\s+\S+|basic\s+\S+|"[^"]*"|'[^']*'|[^\s&,;]+)
-    | (?P<scheme>bearer)\s+\S+
-    | (?<=://)[^/\s:@]+:[^/\s@]+@
-    """
-)
+# Characters of an exception's message that are redacted and kept: the row stores
+# 1000, and a huge message must not be scanned on the event loop, where a stream's
+# close describes its error.
+_ERROR_SCAN = 4000
 
 
 def server_id() -> str:
@@ -82,25 +76,24 @@ def client_address(request: HttpRequest) -> str | None:
 def redact(text: str) -> str:
     """``text`` with credential-looking values replaced by ``***``.
 
-    A safety net for what ends up in StreamLog rows (error messages, query strings,
-    where EventSource users often pass tokens), not a guarantee.
+    A safety net for what ends up in StreamLog rows, not a guarantee; see
+    docs/stream-logs.md, "What is hidden".
     """
-
-    def hide(match: re.Match[str]) -> str:
-        if match["name"]:
-            return f"{match['name']}{match['sep']}***"
-        if match["scheme"]:
-            return f"{match['scheme']} ***"
-        return "***@"
-
-    return _SECRET.sub(hide, text)
+    return redact_text(text)
 
 
 def describe_error(exc: BaseException | None) -> str:
-    """The exception's type and message, with credential-looking parts removed."""
+    """The exception's type and message, with credential-looking parts removed.
+
+    An exception whose class says its message is shown to clients anyway
+    (``message_is_public = True``, as ProviderError does) is described as it is.
+    """
     if exc is None:
         return ""
-    return f"{type(exc).__name__}: {redact(str(exc))}"[:1000]
+    message = str(exc)[:_ERROR_SCAN]
+    if getattr(type(exc), "message_is_public", False) is not True:
+        message = redact_text(message)
+    return f"{type(exc).__name__}: {message}"[:1000]
 
 
 def _as_datetime(timestamp: float) -> datetime:
@@ -128,8 +121,8 @@ class StreamTracker:
         self._row: dict[str, Any] = {
             "view_name": view_name[:200],
             "route": (match.route if match else "")[:255],
-            "path": request.path[:2048],
-            "query_string": redact(request.META.get("QUERY_STRING", "")),
+            "path": redact_path(request.path)[:2048],
+            "query_string": redact_query(request.META.get("QUERY_STRING", "")),
             "client_address": client_address(request),
             "user_agent": request.headers.get("User-Agent", "")[:255],
             "server": server_id()[:255],

@@ -74,13 +74,23 @@ class LiveServer:
         self.output: list[str] = []
         self._listening = threading.Event()
 
-    def start(self) -> LiveServer:
-        subprocess.run(
-            [sys.executable, "-m", "django", "migrate", "--noinput", "--skip-checks", "-v0"],
+    def manage(self, *args: str, env: dict[str, str] | None = None) -> str:
+        """Run ``python -m django <args>`` with the server's settings and database (and
+        ``env`` on top); its output. Raises with the output if the command fails."""
+        result = subprocess.run(
+            [sys.executable, "-m", "django", *args],
             cwd=self._cwd,
-            env=self._env,
-            check=True,
+            env={**self._env, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
+        if result.returncode:
+            raise RuntimeError(f"django {' '.join(args)} failed:\n{result.stdout}")
+        return result.stdout
+
+    def start(self) -> LiveServer:
+        self.manage("migrate", "--noinput", "--skip-checks", "-v0")
         self.process = subprocess.Popen(
             self._command,
             cwd=self._cwd,

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.core.exceptions import ImproperlyConfigured
 from django.test import AsyncClient, AsyncRequestFactory, override_settings
 
 from django_sse import tracking
@@ -202,6 +203,48 @@ async def test_a_token_in_the_stream_url_is_not_logged() -> None:
     await stream("/counter/?token=s3cret&n=1")
     row = await StreamLog.objects.aget()
     assert row.query_string == "token=***&n=1"
+
+
+async def test_credentials_in_the_url_are_hidden_in_path_query_and_error() -> None:
+    """Issue 26: the row's path was stored as it came, and only a few names were hidden."""
+    secrets = ["S1-jsession", "S2-code", "S3-client", "S4-key"]
+    await stream(
+        f"/url-in-error/p;jsessionid={secrets[0]}/auth_code:{secrets[1]}/"
+        f"?client_secret={secrets[2]}&n=1&api%5Fkey={secrets[3]}"
+    )
+    row = await StreamLog.objects.aget()
+    assert row.path == "/url-in-error/p;jsessionid=***/auth_code:***/"
+    assert row.query_string == "client_secret=***&n=1&api%5Fkey=***"
+    assert row.outcome == "error"
+    assert row.error.startswith("PermissionError: upstream refused /url-in-error/p%3Bjsessionid")
+    assert "***" in row.error
+    for secret in secrets:
+        assert secret not in f"{row.path} {row.query_string} {row.error}"
+
+
+@override_settings(DJANGO_SSE={"LOG_STREAMS": True, "REDACTED_NAMES": ["otp"]})
+async def test_redacted_names_extend_what_rows_hide() -> None:
+    await stream("/counter/?OTP=123456&n=1")
+    row = await StreamLog.objects.aget()
+    assert row.query_string == "OTP=***&n=1"
+
+
+@override_settings(DJANGO_SSE={"LOG_STREAMS": True, "REDACTED_NAMES": "otp"})
+async def test_a_misconfigured_redacted_names_fails_the_logged_stream_by_name() -> None:
+    with pytest.raises(ImproperlyConfigured, match="REDACTED_NAMES"):
+        await AsyncClient().get("/counter/?otp=1")
+    assert await StreamLog.objects.acount() == 0
+
+
+def test_a_message_clients_are_shown_is_stored_as_it_is() -> None:
+    """A provider's error is safe to show by contract; "authentication: The" is no secret."""
+    from django_sse.llm import ProviderError
+
+    refused = ProviderError("authentication", "The language model provider refused the API key.")
+    assert describe_error(refused) == f"ProviderError: {refused}"
+    assert describe_error(PermissionError(str(refused))).startswith(
+        "PermissionError: authentication: *** language"
+    )
 
 
 def test_describe_error_is_truncated() -> None:

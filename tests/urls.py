@@ -22,6 +22,7 @@ urlpatterns = [
     path("flood/", views.FloodView.as_view()),
     path("error/", views.ErrorView.as_view()),
     path("timeout/", views.TimeoutView.as_view()),
+    path("url-in-error/<path:rest>", views.UrlInErrorView.as_view()),
     path("forbidden/", views.ForbiddenView.as_view()),
     path("login-required/", views.LoginRequiredView.as_view()),
     path("last-event-id/", views.LastEventIdView.as_view()),

@@ -118,6 +118,15 @@ class ErrorView(ProbedView):
         raise ValueError("secret detail")
 
 
+class UrlInErrorView(ProbedView):
+    """Fails quoting its own URL, as code that reports a refused request often does:
+    whatever credentials the URL carries end up in the exception's message."""
+
+    async def items(self, request: HttpRequest) -> AsyncIterator[Any]:
+        yield "before"
+        raise PermissionError(f"upstream refused {request.get_full_path()}")
+
+
 class TimeoutView(ProbedView):
     max_duration = 0.3
     keep_alive = 0

@@ -7,7 +7,7 @@ into events for a client. Neither side knows the other.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, TypedDict
+from typing import ClassVar, Literal, TypedDict
 
 __all__ = [
     "Chunk",
@@ -84,6 +84,9 @@ class ProviderError(Exception):
         "bad_request",  # the provider refused the request for another reason
         "upstream_error",  # the provider failed (5xx), before or during the answer
     )
+    # The client is shown this message, so its stream log keeps it as it is: redaction
+    # would hide "The" in "authentication: The language model provider refused...".
+    message_is_public: ClassVar[bool] = True
 
     def __init__(self, code: str, message: str, *, retry_after: float | None = None) -> None:
         if code not in self.CODES:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -10,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from django_sse._redaction import BUILTIN_NAMES
 from tests.servers import LiveServer
 from tests.sse import RawStream
 
@@ -68,3 +71,90 @@ async def test_each_outcome_is_logged(
 async def test_last_event_id_is_logged(server: LiveServer) -> None:
     row = await logged(server, "/counter/")
     assert row["last_event_id"] == "2"
+
+
+# Issue 26: names a stream URL's credentials go by, each of the built-in fragments and
+# names seen in real URLs.
+CREDENTIAL_NAMES = [name.lower() for name in BUILTIN_NAMES] + [
+    "client_secret",
+    "X-Api-Key",
+    "sessionid",
+    "auth_code",
+    "oauth_signature",
+    "passphrase",
+    "my_jwt",
+    "apikey",
+    "access_token",
+    "password",
+]
+CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+
+
+async def admin_login(server: LiveServer, client: httpx.AsyncClient) -> None:
+    """Log ``client`` into the server's admin as a new superuser, through the login form."""
+    username, password = f"staff-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    server.manage(
+        "createsuperuser",
+        "--noinput",
+        f"--username={username}",
+        f"--email={username}@example.com",
+        env={"DJANGO_SUPERUSER_PASSWORD": password},
+    )
+    form = await client.get("/admin/login/", params={"next": "/admin/"})
+    csrf = CSRF_INPUT.search(form.text)
+    assert csrf is not None, form.text
+    response = await client.post(
+        "/admin/login/?next=/admin/",
+        data={
+            "csrfmiddlewaretoken": csrf[1],
+            "username": username,
+            "password": password,
+            "next": "/admin/",
+        },
+    )
+    assert (response.status_code, response.headers.get("location")) == (302, "/admin/")
+
+
+async def test_the_admin_shows_no_credential_from_a_stream_url(server: LiveServer) -> None:
+    """A stream URL holds every listed name, in its path and its query, each with a
+    secret of its own, and the view's error quotes the URL: staff who open the stream
+    logs in the admin see none of the secrets."""
+    secrets: list[str] = []
+
+    def secret() -> str:
+        secrets.append(f"q{uuid.uuid4().hex[:12]}")
+        return secrets[-1]
+
+    path = "/url-in-error/p"
+    for n, name in enumerate(CREDENTIAL_NAMES):
+        path += (f"/{name}={secret()}", f";{name}={secret()}", f"/{name}:{secret()}")[n % 3]
+    token = uuid.uuid4().hex
+    query = "&".join(
+        [f"probe={token}", f"api%5Fkey={secret()}"]
+        + [f"{name}={secret()}" for name in CREDENTIAL_NAMES]
+    )
+    async with RawStream(f"{server.url}{path}?{query}") as stream:
+        await stream.read_all()
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        await client.get(f"/status/{token}/")
+    with sqlite3.connect(server.database) as db:
+        [(pk, outcome)] = db.execute(
+            "SELECT id, outcome FROM django_sse_streamlog WHERE query_string LIKE ?",
+            (f"probe={token}&%",),
+        ).fetchall()
+    assert outcome == "error"
+
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        await admin_login(server, client)
+        changelist = await client.get("/admin/django_sse/streamlog/")
+        detail = await client.get(f"/admin/django_sse/streamlog/{pk}/change/")
+    for page in (changelist, detail):
+        assert page.status_code == 200
+        assert f"/url-in-error/p/{CREDENTIAL_NAMES[0]}=***" in page.text
+        text = html.unescape(page.text)
+        leaked = [value for value in secrets if value in text or value in page.text]
+        assert not leaked, f"{len(leaked)} of {len(secrets)} secrets shown in {page.url}"
+    shown = html.unescape(detail.text)
+    assert f"probe={token}&api%5Fkey=***&" in shown  # the query string
+    assert "PermissionError: upstream refused /url-in-error/p/" in shown  # the error
+    assert shown.count("=***") + shown.count(":***") >= 2 * len(CREDENTIAL_NAMES)
