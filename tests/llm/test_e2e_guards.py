@@ -13,7 +13,6 @@ import json
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -134,9 +133,7 @@ def test_another_user_and_anonymous_get_nothing_of_a_long_answer(pair: Pair) -> 
             assert not any("t1 " in t.text for t in tries)
 
 
-def test_running_answers_are_limited_across_both_processes(
-    pair: Pair, upstream: Upstream
-) -> None:
+def test_running_answers_are_limited_across_both_processes(pair: Pair, upstream: Upstream) -> None:
     for who in ("ada", None):
         here, there = session(pair.one, who), session(pair.two, who)
         running = [start(here, "slow-50-100"), start(there, "slow-50-100")]
