@@ -143,7 +143,12 @@ class ForbiddenView(CounterView):
 
 
 class LoginRequiredView(CounterView):
+    """Its has_permission() reads request.user as docs/views.md says it may."""
+
     login_required = True
+
+    async def has_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.get_username())
 
 
 class LastEventIdView(SSEView):
