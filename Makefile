@@ -27,7 +27,8 @@ test: setup
 PGHOST ?= 127.0.0.1
 test-postgres: setup
 	SSE_TEST_POSTGRES=$(PGHOST) $(BIN)/python -m pytest -q -p no:cacheprovider \
-		tests/broadcast tests/test_tracking.py tests/test_admin.py tests/test_commands.py
+		tests/broadcast tests/test_tracking.py tests/test_admin.py tests/test_commands.py \
+		tests/llm/test_generation_guards.py tests/llm/test_resumable.py
 
 # The suite again on the oldest and newest supported Python/Django pairs.
 test-matrix:
