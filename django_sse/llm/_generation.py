@@ -164,6 +164,11 @@ class RunningGeneration:
             if self._stop_reason is not None:
                 self._producer.cancel()
             await self._publish()
+        except asyncio.CancelledError:
+            # The event loop is stopping under the answer (the server stops): it ends
+            # unfinished, without its last event.
+            self._failed = True
+            raise
         except Exception:
             self._failed = True
             logger.exception("Publishing generation %s failed", self.id)

@@ -1,20 +1,31 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 
+from django_sse.llm import _generation
 from tests.llm.support import close_providers
 from tests.llm.upstream import Upstream
 
 
 @pytest.fixture
 async def upstream() -> AsyncIterator[Upstream]:
-    """The OpenAI-format server on the test's loop; the SDK clients used on it are
-    closed before the loop ends."""
+    """The OpenAI-format server on the test's loop; the resumable answers still running
+    and the SDK clients used on it are closed before the loop ends."""
     async with Upstream() as server:
         yield server
+        await stop_answers()
         await close_providers()
+
+
+async def stop_answers() -> None:
+    """Cancel the resumable answers still running, as a server that stops would."""
+    running = list(_generation._running)
+    for task in running:
+        task.cancel()
+    await asyncio.gather(*running, return_exceptions=True)
 
 
 @pytest.fixture(params=["aiohttp", "httpx"])

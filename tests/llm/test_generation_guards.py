@@ -16,6 +16,7 @@ from django.core.management import call_command
 from django.test import AsyncClient, override_settings
 
 from django_sse.llm.models import Generation
+from tests.llm.conftest import stop_answers
 from tests.llm.support import HELLO, Answer, post, provider_at
 from tests.llm.upstream import Upstream
 from tests.llm.views import API_KEY
@@ -234,3 +235,12 @@ async def test_each_answer_records_how_it_ended(
     row = await record(answer["id"])
     assert (row.outcome, row.model) == (outcome, "gpt-4o-mini")
     assert row.ended_at is not None
+
+
+async def test_an_answer_cut_by_the_server_stopping_is_recorded_as_an_error(
+    upstream: Upstream,
+) -> None:
+    answer = await started(upstream, "slow-50-100", AsyncClient())
+    await upstream.wait_request(0)
+    await stop_answers()
+    assert (await record(answer["id"])).outcome == "error"
