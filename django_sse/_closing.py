@@ -17,6 +17,8 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from django_sse._resume import start
+
 __all__ = ["run_to_end", "settle"]
 
 logger = logging.getLogger("django_sse")
@@ -49,10 +51,16 @@ async def settle(step: Callable[[], Awaitable[Any]], timeout: float, what: str) 
     Never raises: what ``step`` raised (also at once, or by returning something that
     cannot be awaited) is logged, naming ``what``, and so is an overrun. A cancellation
     of the caller is ignored (the bound still holds), so that the steps after this one
-    still run.
+    still run. A step that finishes without waiting runs here, without a task.
     """
+    try:
+        task = start(step())
+    except Exception as exc:
+        logger.error("%s raised", what, exc_info=exc)
+        return
+    if task is None:
+        return
     loop = asyncio.get_running_loop()
-    task = loop.create_task(_awaited(step))
     deadline = loop.time() + timeout
     while not task.done():
         remaining = deadline - loop.time()
@@ -68,7 +76,3 @@ async def settle(step: Callable[[], Awaitable[Any]], timeout: float, what: str) 
             continue
     if not task.cancelled() and task.exception() is not None:
         logger.error("%s raised", what, exc_info=task.exception())
-
-
-async def _awaited(step: Callable[[], Awaitable[Any]]) -> None:
-    await step()

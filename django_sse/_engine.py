@@ -267,7 +267,8 @@ class Engine:
             pump = self._pump
             await settle(lambda: pump, timeout, "The stream's source, cancelled,")
         aclose = getattr(self._source, "aclose", None)
-        if aclose is not None:
+        # An async generator that has run its finally (in the pump) has nothing to close.
+        if aclose is not None and getattr(self._source, "ag_frame", True) is not None:
             await settle(aclose, timeout, "Closing the stream's source")
 
     async def _fill(self) -> None:
