@@ -1,6 +1,6 @@
 """Skip a test whose outside resource is missing, unless the run requires that resource.
 
-CI sets ``DJANGO_SSE_TEST_REQUIRE="chromium redis"``: there a missing Chromium or Redis
+CI sets ``DJANGO_SSE_TEST_REQUIRE="chromium redis pushpin"``: there a missing resource
 fails the test instead of skipping it, so a green CI run has really run those tests.
 """
 
