@@ -10,11 +10,13 @@ from django.apps import AppConfig
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
+from django.urls import NoReverseMatch, reverse
 from django.utils.module_loading import import_string
 
 from django_sse import conf
 from django_sse._request_threads import idle_limit
 from django_sse.asgi import DJANGO_WATCHES_DISCONNECTS
+from django_sse.broadcast._pushpin import settings as pushpin_settings
 from django_sse.llm._provider import openai_endpoint
 
 __all__ = ["check_deployment"]
@@ -34,6 +36,7 @@ def check_deployment(
     else:
         messages += _check_idle_request_threads()
         messages += _check_broadcast_layer()
+        messages += _check_pushpin()
         messages += _check_llm_provider()
     if not getattr(settings, "ASGI_APPLICATION", None):
         messages.append(
@@ -101,6 +104,31 @@ def _check_broadcast_layer() -> list[checks.CheckMessage]:
             )
         ]
     return _check_redis_read_timeout(alias, layers[alias])
+
+
+def _check_pushpin() -> list[checks.CheckMessage]:
+    """Pushpin mode's setting, and the route its recovery requests come back to."""
+    try:
+        pushpin = pushpin_settings()
+    except ImproperlyConfigured as error:
+        hint = "See the Pushpin page of django_sse's docs for each key."
+        return [checks.Error(str(error), hint=hint, id="django_sse.E005")]
+    if pushpin is None:
+        return []
+    try:
+        reverse("django_sse_broadcast:pushpin-recover", args=["state"])
+    except NoReverseMatch:
+        return [
+            checks.Error(
+                "Pushpin mode is on, but django_sse.broadcast.urls is not in the URLconf.",
+                hint=(
+                    "Pushpin fetches missed events from it: add "
+                    'path("sse/", include("django_sse.broadcast.urls")) to your urlpatterns.'
+                ),
+                id="django_sse.E006",
+            )
+        ]
+    return []
 
 
 def _check_llm_provider() -> list[checks.CheckMessage]:

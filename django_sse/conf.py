@@ -41,6 +41,11 @@ DEFAULTS: dict[str, Any] = {
     # Seconds each step of a stream's close may take (the generator's cleanup, the
     # stream log's write, on_close) before it is cancelled and logged.
     "CLEANUP_TIMEOUT": 5.0,
+    # Broadcast through Pushpin, which then holds the streams: a dict with Pushpin's
+    # PUBLISH_URL (or a list, one per instance) and its SIG_KEY; optional
+    # CHANNEL_PREFIX ("django_sse."), RECOVER_INTERVAL (300 s) and TIMEOUT (5 s).
+    # None: broadcast streams are served by Django.
+    "PUSHPIN": None,
     # Broadcast (django_sse.broadcast). The CHANNEL_LAYERS alias to publish through;
     # without CHANNEL_LAYERS, an in-memory layer that reaches this process only.
     "BROADCAST_LAYER": "default",

@@ -14,7 +14,15 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 
-__all__ = ["KEEP_ALIVE", "MAX_LAST_EVENT_ID", "Event", "EventParser", "MessageEvent", "encode"]
+__all__ = [
+    "KEEP_ALIVE",
+    "MAX_LAST_EVENT_ID",
+    "Event",
+    "EventParser",
+    "MessageEvent",
+    "encode",
+    "opening",
+]
 
 # Longer Last-Event-ID values are ignored (in bytes): no event id we issue is anywhere
 # near it, and a client should not be able to make us carry kilobytes through every
@@ -99,6 +107,12 @@ class Event:
         if len(parts) > fields:
             parts.append("\n")
         return "".join(parts).encode()
+
+
+def opening(retry: int | None) -> bytes:
+    """What a stream sends first: ``retry`` if it sets one, else a comment line, so
+    that its headers and first bytes leave at once."""
+    return KEEP_ALIVE if retry is None else Event(retry=retry).encode()
 
 
 def encode(item: Any) -> bytes:

@@ -22,7 +22,7 @@ from django_sse._closing import run_to_end, settle
 from django_sse._engine import Engine
 from django_sse._request_channels import request_receive, request_send
 from django_sse._request_threads import release as release_request_thread
-from django_sse.protocol import KEEP_ALIVE, Event
+from django_sse.protocol import KEEP_ALIVE, Event, opening
 from django_sse.stats import OnClose, Outcome, StreamObserver, StreamStats
 
 __all__ = ["WSGI_REFUSAL", "SSEResponse"]
@@ -70,7 +70,7 @@ class SSEResponse(StreamingHttpResponse):
         self._observer = observer
         self.stats = StreamStats()
         # Validates ``retry`` once, up front, rather than when the stream starts.
-        self._opening = KEEP_ALIVE if self._retry is None else Event(retry=self._retry).encode()
+        self._opening = opening(self._retry)
         self._engine: AsyncIterator[bytes] = self._run()
         super().__init__(self._engine, status=status, headers=headers)
         self["Content-Type"] = "text/event-stream; charset=utf-8"

@@ -26,6 +26,8 @@ class Outcome(str, enum.Enum):
     # Broadcast: the subscriber fell a whole queue behind, or lost access to a channel.
     SLOW_CONSUMER = "slow_consumer"
     REVOKED = "revoked"
+    # Broadcast in Pushpin mode: handed to Pushpin, which holds the connection from here.
+    HELD = "held"
 
     def __str__(self) -> str:
         return self.value

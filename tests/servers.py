@@ -12,6 +12,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 30.0
 
@@ -88,6 +90,34 @@ class LiveServer:
         if result.returncode:
             raise RuntimeError(f"django {' '.join(args)} failed:\n{result.stdout}")
         return result.stdout
+
+    def create_user(self, username: str, password: str, *, superuser: bool = False) -> None:
+        """A staff user in the server's database, who can log in through the admin."""
+        make = "create_superuser" if superuser else "create_user"
+        self.manage(
+            "shell",
+            "-c",
+            "from django.contrib.auth.models import User; "
+            f"User.objects.{make}({username!r}, password={password!r}, is_staff=True)",
+        )
+
+    def log_in(self, username: str, password: str) -> dict[str, str]:
+        """The cookies of a session logged in through the admin's login form, as a browser
+        logs in: a CSRF cookie, then the form with its token."""
+        with httpx.Client(base_url=self.url, timeout=30) as client:
+            form = client.get("/admin/login/", params={"next": "/admin/"})
+            response = client.post(
+                "/admin/login/?next=/admin/",
+                data={
+                    "csrfmiddlewaretoken": client.cookies["csrftoken"],
+                    "username": username,
+                    "password": password,
+                    "next": "/admin/",
+                },
+                headers={"Referer": f"{self.url}/admin/login/"},
+            )
+            assert response.status_code == 302, form.text[:500]
+            return dict(client.cookies)
 
     def start(self) -> LiveServer:
         self.manage("migrate", "--noinput", "--skip-checks", "-v0")

@@ -13,6 +13,7 @@ STATIC_DIR = Path(django_sse.__file__).parent / "static"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("broadcast/", include("tests.broadcast.urls")),
+    path("sse/", include("django_sse.broadcast.urls")),
     path("llm/", include("tests.llm.urls")),
     path("races/", include("tests.lifecycle.urls")),
     path("counter/", views.CounterView.as_view(), name="counter"),

@@ -1,9 +1,11 @@
-"""publish() and apublish(): store an event in history, then send it through the layer.
+"""publish() and apublish(): store an event in history, then send it through the layer,
+and to Pushpin in Pushpin mode.
 
 History comes first and is the source of truth: once the event is committed, every
 subscriber gets it, whether the layer carries it or drops it (subscribers fill gaps
-from history) or cannot reach their process at all (the hub's history poll). A send
-that fails is therefore logged, not raised: the event is already published.
+from history) or cannot reach their process at all (the hub's history poll), and
+whether Pushpin gets it or not (it fetches what its connections missed, _held.py). A
+send that fails is therefore logged, not raised: the event is already published.
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ from typing import Any
 from asgiref.sync import async_to_sync, sync_to_async
 from django.db import transaction
 
-from django_sse.broadcast import _history
+from django_sse.broadcast import _history, _pushpin
 from django_sse.broadcast._channels import group_name, validate_channel
+from django_sse.broadcast._grip import publish_item
 from django_sse.broadcast._history import StoredEvent
 from django_sse.broadcast._layer import get_layer
 from django_sse.broadcast.models import MAX_EVENT_TYPE_LENGTH
 from django_sse.protocol import Event, _dump_json
 
-__all__ = ["RESET", "apublish", "publish"]
+__all__ = ["RESET", "apublish", "publish", "publish_event"]
 
 logger = logging.getLogger("django_sse")
 
@@ -42,7 +45,7 @@ def publish(channel: str, data: Any, event: str | None = None) -> int:
     and not at all if it rolls back.
     """
     checked = _checked(channel, data, event)
-    get_layer()  # a configuration error must surface before anything is stored
+    _configured()
     stored, sent_on_commit = _store(*checked)
     if not sent_on_commit:
         _deliver(stored)
@@ -51,12 +54,26 @@ def publish(channel: str, data: Any, event: str | None = None) -> int:
 
 async def apublish(channel: str, data: Any, event: str | None = None) -> int:
     """``publish()`` for async code: the database work runs in a thread."""
+    return await publish_event(channel, data, event)
+
+
+async def publish_event(
+    channel: str, data: Any, event: str | None = None, *, to_pushpin: bool = True
+) -> int:
+    """``apublish()``; with ``to_pushpin`` False, for a channel whose streams Pushpin
+    never holds (an LLM generation's: its view ends each stream), not sent to Pushpin."""
     checked = _checked(channel, data, event)
-    get_layer()
+    _configured()
     stored, sent_on_commit = await sync_to_async(_store)(*checked)
     if not sent_on_commit:
-        await _adeliver(stored)
+        await _adeliver(stored, to_pushpin)
     return stored.seq
+
+
+def _configured() -> None:
+    """Raise a configuration error now, before anything is stored."""
+    get_layer()
+    _pushpin.settings()
 
 
 def _checked(channel: str, data: Any, event: str | None) -> tuple[str, str, str]:
@@ -100,8 +117,8 @@ def _deliver(stored: StoredEvent) -> None:
             _history.prune([stored.channel], max_batches=1)
 
 
-async def _adeliver(stored: StoredEvent) -> None:
-    await _send(stored)
+async def _adeliver(stored: StoredEvent, to_pushpin: bool = True) -> None:
+    await _send(stored, to_pushpin)
     if _history.prune_due(stored.seq):
         with _logged("Could not prune the history of channel %r", stored.channel):
             await _history.in_worker(partial(_history.prune, [stored.channel], max_batches=1))
@@ -117,7 +134,7 @@ def _logged(message: str, *args: Any) -> Iterator[None]:
         logger.exception(message, *args)
 
 
-async def _send(stored: StoredEvent) -> None:
+async def _send(stored: StoredEvent, to_pushpin: bool = True) -> None:
     with _logged(
         "Could not send event %s of channel %r through the channel layer; "
         "subscribers will read it from history",
@@ -125,3 +142,6 @@ async def _send(stored: StoredEvent) -> None:
         stored.channel,
     ):
         await get_layer().group_send(group_name(stored.channel), stored.as_message())
+    pushpin = _pushpin.settings() if to_pushpin else None
+    if pushpin is not None:
+        await _pushpin.publish_items([publish_item(pushpin.channel_prefix, stored)])

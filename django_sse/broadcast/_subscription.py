@@ -132,6 +132,24 @@ class Subscription:
             for event in self._deliver(stored):
                 yield event
 
+    async def backlog(self, limit: int) -> tuple[list[Event], bool]:
+        """Without joining the hub: the resets and the events history has after the
+        starting positions, up to each channel's head now; at most about ``limit``, and
+        whether more remain. What a stream that Pushpin holds starts with (_held.py)."""
+        heads = await _history.in_worker(_history.heads, self.channels)
+        events = self._start(heads)
+        behind = {c: head for c, head in heads.items() if self._positions[c] < head}
+        async for event in self._replay(behind):
+            events.append(event)
+            if len(events) >= limit:
+                return events, any(self._positions[c] < head for c, head in behind.items())
+        return events, False
+
+    @property
+    def positions(self) -> dict[str, int]:
+        """The last sequence number sent (or skipped by a reset), per channel."""
+        return dict(self._positions)
+
     # Called by the hub.
 
     def push(self, stored: StoredEvent) -> bool:

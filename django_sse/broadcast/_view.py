@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.core.exceptions import PermissionDenied
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponseBadRequest, HttpResponseBase
 
+from django_sse import conf
 from django_sse.broadcast import _history
 from django_sse.broadcast._channels import (
     group_name,
@@ -17,13 +21,18 @@ from django_sse.broadcast._channels import (
     validate_channel,
     validate_channels,
 )
+from django_sse.broadcast._grip import MAX_CHANNELS as MAX_GRIP_CHANNELS
+from django_sse.broadcast._grip import close_item
+from django_sse.broadcast._held import held_response, through_pushpin
 from django_sse.broadcast._hub import REVOKE_MESSAGE
 from django_sse.broadcast._layer import get_layer
+from django_sse.broadcast._pushpin import PushpinSettings, publish_items, settings
 from django_sse.broadcast._subscription import Subscription
-from django_sse.protocol import Event
+from django_sse.protocol import Event, opening
 from django_sse.response import SSEResponse
-from django_sse.stats import Outcome
-from django_sse.views import SSEView, load_user
+from django_sse.stats import Outcome, StreamStats
+from django_sse.tracking import tracker_for
+from django_sse.views import SSEView, last_event_id, load_user
 
 __all__ = ["ChannelView", "arevoke", "revoke"]
 
@@ -86,6 +95,9 @@ class ChannelView(SSEView):
         return None
 
     async def _respond(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        pushpin = through_pushpin(request) if self._holdable(request) else None
+        if pushpin is not None:
+            return await self._hand_to_pushpin(request, pushpin)
         response = await super()._respond(request, *args, **kwargs)
         if isinstance(response, SSEResponse):
             self._response = response
@@ -93,6 +105,53 @@ class ChannelView(SSEView):
                 # The stream joins the hub once Django starts sending the response;
                 # where each channel is now decides what counts as "after it opened".
                 self._since = await _history.in_worker(_history.heads, self.subscribed)
+        return response
+
+    def _holdable(self, request: HttpRequest) -> bool:
+        """Whether Pushpin can hold this view's streams: it sends events as they were
+        published, so not a stream() that changes them, and holds them without end."""
+        max_duration = conf.get("MAX_DURATION") if self.max_duration is None else self.max_duration
+        return (
+            isinstance(request, ASGIRequest)
+            and type(self).stream is ChannelView.stream
+            and not max_duration
+        )
+
+    async def _hand_to_pushpin(
+        self, request: HttpRequest, pushpin: PushpinSettings
+    ) -> HttpResponseBase:
+        """Answer once with what the client missed; Pushpin holds the connection."""
+        denied = await self._check_access(request)
+        if denied is not None:
+            return denied
+        if len(self.subscribed) >= MAX_GRIP_CHANNELS:
+            return HttpResponseBadRequest(
+                f"A stream that Pushpin holds follows at most {MAX_GRIP_CHANNELS - 1} "
+                f"channels, not {len(self.subscribed)}.",
+                content_type="text/plain; charset=utf-8",
+            )
+        self.last_event_id = last_event_id(request)
+        opening_line = opening(conf.get("RETRY") if self.retry is None else self.retry)
+        keep_alive = float(conf.get("KEEP_ALIVE") if self.keep_alive is None else self.keep_alive)
+        response, events = await held_response(
+            pushpin,
+            self.subscribed,
+            self.last_event_id,
+            user=self._user,
+            keep_alive=keep_alive,
+            opening=opening_line,
+        )
+        name = f"{type(self).__module__}.{type(self).__qualname__}"
+        tracker = tracker_for(request, self.log_streams, name)
+        if tracker is not None:
+            stats = StreamStats(
+                ended_at=time.time(),
+                events=len(events),
+                bytes=len(opening_line) + sum(len(event.encode()) for event in events),
+                last_event_id=next((e.id for e in reversed(events) if e.id), None),
+                outcome=Outcome.HELD,
+            )
+            _background(tracker.closed(stats))
         return response
 
     def _resumes_every_channel(self) -> bool:
@@ -140,3 +199,17 @@ async def arevoke(user: Any, channel: str) -> None:
         raise ValueError("revoke() needs a saved user or a primary key, not an anonymous user")
     message = {"type": REVOKE_MESSAGE, "channel": channel, "user": str(pk)}
     await get_layer().group_send(group_name(channel), message)
+    pushpin = settings()
+    if pushpin is not None:
+        await publish_items([close_item(pushpin.channel_prefix, str(pk), channel)])
+
+
+# Stream log writes of streams handed to Pushpin, until done: the event loop holds
+# only weak references to tasks.
+_writing: set[asyncio.Task[None]] = set()
+
+
+def _background(work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.get_running_loop().create_task(work)
+    _writing.add(task)
+    task.add_done_callback(_writing.discard)

@@ -30,7 +30,7 @@ from django_sse.broadcast._channels import group_name
 from django_sse.broadcast._history import StoredEvent
 from django_sse.broadcast._hub import FOLLOW_MESSAGE, STOP_MESSAGE, Hub, get_hub
 from django_sse.broadcast._layer import get_layer
-from django_sse.broadcast._publish import apublish
+from django_sse.broadcast._publish import publish_event
 from django_sse.llm import _records
 from django_sse.llm._formats import NativeFormat
 from django_sse.llm._provider import Provider
@@ -124,7 +124,8 @@ class RunningGeneration:
         hub = get_hub()
         await hub.subscribe(self)
         try:
-            await apublish(self.channel, {"model": self._provider.model}, event="start")
+            opening = {"model": self._provider.model}
+            await publish_event(self.channel, opening, event="start", to_pushpin=False)
         except BaseException:
             await hub.unsubscribe(self)
             raise
@@ -258,7 +259,7 @@ class RunningGeneration:
                 if event.event in ENDINGS:
                     # First: whoever has seen the answer end finds its row ended too.
                     await self._record_end()
-                await apublish(self.channel, event.data, event=event.event)
+                await publish_event(self.channel, event.data, event=event.event, to_pushpin=False)
             if self._finished and not self._pending:
                 return
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.contrib.auth.models import User
 from django.http import HttpRequest, JsonResponse
 
 from django_sse import Outcome
-from django_sse.broadcast import ChannelView, apublish
+from django_sse.broadcast import ChannelView, _history, apublish, arevoke
 from tests.views import _record_outcome
 
 # (username, channel) pairs has_channel_permission() refuses; tests add to it.
@@ -41,6 +42,10 @@ class RoomView(ChannelView):
 def _username(request: HttpRequest) -> str:
     """The logged-in user's name, or "" (a thread: Django 4.2 has no request.auser())."""
     return request.user.get_username() if request.user.is_authenticated else ""
+
+
+class KeptAliveRoomView(RoomView):
+    keep_alive = 1
 
 
 class AsyncChannelsView(RoomView):
@@ -76,3 +81,18 @@ async def publish_events(request: HttpRequest, channel: str) -> JsonResponse:
 # What @csrf_exempt sets; the decorator itself would hide, on Django 4.2, that the view
 # is async.
 publish_events.csrf_exempt = True  # type: ignore[attr-defined]
+
+
+async def store_only(request: HttpRequest, channel: str) -> JsonResponse:
+    """An event in history that neither the layer nor Pushpin gets: a publish they missed."""
+    stored = await _history.in_worker(_history.append, channel, "", request.GET.get("data", "x"))
+    return JsonResponse({"seq": stored.seq})
+
+
+async def revoke_user(request: HttpRequest, channel: str) -> JsonResponse:
+    """From now on refuse ``?user=`` the channel, and end that user's streams of it."""
+    username = request.GET["user"]
+    refused.add((username, channel))
+    user = await User.objects.aget(username=username)
+    await arevoke(user, channel)
+    return JsonResponse({"revoked": username})

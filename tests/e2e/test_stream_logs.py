@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import re
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -87,32 +86,6 @@ CREDENTIAL_NAMES = [name.lower() for name in BUILTIN_NAMES] + [
     "access_token",
     "password",
 ]
-CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
-
-
-async def admin_login(server: LiveServer, client: httpx.AsyncClient) -> None:
-    """Log ``client`` into the server's admin as a new superuser, through the login form."""
-    username, password = f"staff-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    server.manage(
-        "createsuperuser",
-        "--noinput",
-        f"--username={username}",
-        f"--email={username}@example.com",
-        env={"DJANGO_SUPERUSER_PASSWORD": password},
-    )
-    form = await client.get("/admin/login/", params={"next": "/admin/"})
-    csrf = CSRF_INPUT.search(form.text)
-    assert csrf is not None, form.text
-    response = await client.post(
-        "/admin/login/?next=/admin/",
-        data={
-            "csrfmiddlewaretoken": csrf[1],
-            "username": username,
-            "password": password,
-            "next": "/admin/",
-        },
-    )
-    assert (response.status_code, response.headers.get("location")) == (302, "/admin/")
 
 
 async def test_the_admin_shows_no_credential_from_a_stream_url(server: LiveServer) -> None:
@@ -144,8 +117,10 @@ async def test_the_admin_shows_no_credential_from_a_stream_url(server: LiveServe
         ).fetchall()
     assert outcome == "error"
 
-    async with httpx.AsyncClient(base_url=server.url) as client:
-        await admin_login(server, client)
+    username, password = f"staff-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    server.create_user(username, password, superuser=True)
+    cookies = server.log_in(username, password)
+    async with httpx.AsyncClient(base_url=server.url, cookies=cookies) as client:
         changelist = await client.get("/admin/django_sse/streamlog/")
         detail = await client.get(f"/admin/django_sse/streamlog/{pk}/change/")
     for page in (changelist, detail):

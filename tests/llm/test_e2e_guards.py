@@ -61,32 +61,16 @@ def pair(upstream: Upstream) -> Iterator[Pair]:
         servers = Pair(upstream, Path(folder) / "db.sqlite3")
         with servers.one, servers.two:
             for name in ("ada", "bob"):
-                servers.one.manage(
-                    "shell",
-                    "-c",
-                    "from django.contrib.auth.models import User; "
-                    f"User.objects.create_user({name!r}, password={PASSWORD!r}, is_staff=True)",
-                )
+                servers.one.create_user(name, PASSWORD)
             yield servers
 
 
 def session(server: LiveServer, username: str | None) -> httpx.Client:
-    """A client with a CSRF cookie and, for a username, a logged-in session (through the
-    admin's login form, as a browser would)."""
-    client = httpx.Client(base_url=server.url, timeout=30)
-    page = client.get("/admin/login/")
-    if username is not None:
-        client.post(
-            "/admin/login/",
-            data={
-                "username": username,
-                "password": PASSWORD,
-                "csrfmiddlewaretoken": client.cookies["csrftoken"],
-                "next": "/admin/",
-            },
-            headers={"Referer": f"{server.url}/admin/login/"},
-        )
-        assert "sessionid" in client.cookies, page.text[:200]
+    """A client with a CSRF cookie and, for a username, a logged-in session."""
+    cookies = server.log_in(username, PASSWORD) if username else {}
+    client = httpx.Client(base_url=server.url, timeout=30, cookies=cookies)
+    if "csrftoken" not in client.cookies:
+        client.get("/admin/login/")
     return client
 
 

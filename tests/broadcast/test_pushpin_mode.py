@@ -1,0 +1,127 @@
+"""Pushpin mode in-process: its setting, its checks, and the answers Pushpin gets."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+from django.test import AsyncClient, override_settings
+
+from django_sse.broadcast import _pushpin, apublish
+from django_sse.checks import check_deployment
+from django_sse.protocol import EventParser
+from tests.broadcast.test_grip import KEY, token
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PUSHPIN = {"PUBLISH_URL": "http://127.0.0.1:9/publish/", "SIG_KEY": KEY.decode()}
+
+
+@pytest.fixture
+def pushpin_mode() -> Iterator[None]:
+    with override_settings(DJANGO_SSE={"PUSHPIN": PUSHPIN, "BROADCAST_POLL_INTERVAL": None}):
+        yield
+
+
+def signed() -> dict[str, str]:
+    return {"Grip-Sig": token({"iss": "pushpin", "exp": int(time.time()) + 60})}
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        ([], "must be a dict"),
+        ({**PUSHPIN, "PUBLISH_URLS": []}, "unknown keys ['PUBLISH_URLS']"),
+        ({**PUSHPIN, "PUBLISH_URL": "127.0.0.1:5561"}, "['PUBLISH_URL']"),
+        ({**PUSHPIN, "PUBLISH_URL": []}, "['PUBLISH_URL']"),
+        ({**PUSHPIN, "SIG_KEY": ""}, "['SIG_KEY']"),
+        ({"PUBLISH_URL": PUSHPIN["PUBLISH_URL"]}, "['SIG_KEY']"),
+        ({**PUSHPIN, "CHANNEL_PREFIX": "a,b"}, "['CHANNEL_PREFIX']"),
+        ({**PUSHPIN, "RECOVER_INTERVAL": 0}, "['RECOVER_INTERVAL']"),
+        ({**PUSHPIN, "RECOVER_INTERVAL": True}, "['RECOVER_INTERVAL']"),
+        ({**PUSHPIN, "TIMEOUT": -1}, "['TIMEOUT']"),
+    ],
+)
+def test_a_bad_setting_is_an_error_and_a_check_naming_the_key(value: Any, named: str) -> None:
+    with override_settings(DJANGO_SSE={"PUSHPIN": value}):
+        with pytest.raises(ImproperlyConfigured) as error:
+            _pushpin.settings()
+        assert named in str(error.value)
+        [message] = [m for m in check_deployment() if m.id == "django_sse.E005"]
+        assert message.level == checks.ERROR
+        assert named in message.msg
+
+
+def test_several_pushpin_instances_and_defaults() -> None:
+    urls = ["http://a:5561/publish/", "http://b:5561/publish/"]
+    with override_settings(DJANGO_SSE={"PUSHPIN": {"PUBLISH_URL": urls, "SIG_KEY": "k"}}):
+        settings = _pushpin.settings()
+    assert settings == _pushpin.PushpinSettings(tuple(urls), b"k", "django_sse.", 300, 5.0)
+
+
+@pytest.mark.urls("tests.broadcast.urls")
+@pytest.mark.usefixtures("pushpin_mode")
+def test_without_the_recovery_route_the_check_says_what_to_include() -> None:
+    [message] = [m for m in check_deployment() if m.id == "django_sse.E006"]
+    assert 'include("django_sse.broadcast.urls")' in (message.hint or "")
+
+
+@pytest.mark.usefixtures("pushpin_mode")
+def test_with_the_route_pushpin_mode_passes_its_checks() -> None:
+    assert not [m for m in check_deployment() if m.id in ("django_sse.E005", "django_sse.E006")]
+
+
+@pytest.mark.usefixtures("pushpin_mode")
+async def test_a_request_through_pushpin_gets_hold_instructions_and_the_backlog() -> None:
+    for n in range(3):
+        await apublish("lobby", f"event {n}")
+    response = await AsyncClient().get(
+        "/broadcast/rooms/lobby/", headers={"Last-Event-ID": "1", **signed()}
+    )
+    body = b"".join([chunk async for chunk in response.streaming_content])  # type: ignore[attr-defined]
+    assert response["Grip-Hold"] == "stream"
+    assert response["Grip-Channel"] == "django_sse.lobby; prev-id=3; filter=build-id"
+    assert response["Grip-Link"].startswith("</sse/pushpin/")
+    assert not response.has_header("Content-Length")
+    assert [(e.id, e.data) for e in EventParser().feed(body)] == [
+        ("2", "event 1"),
+        ("3", "event 2"),
+    ]
+
+
+@pytest.mark.usefixtures("pushpin_mode")
+async def test_pushpin_recovers_what_a_connection_missed_from_its_link() -> None:
+    first = await AsyncClient().get("/broadcast/rooms/lobby/", headers=signed())
+    link = first["Grip-Link"].split(">")[0][1:]
+    for n in range(2):
+        await apublish("lobby", f"event {n}")
+    recovery = await AsyncClient().get(
+        link, headers={"Grip-Last": "django_sse.lobby; last-id=1", **signed()}
+    )
+    body = b"".join([chunk async for chunk in recovery.streaming_content])  # type: ignore[attr-defined]
+    assert [(e.id, e.data) for e in EventParser().feed(body)] == [("2", "event 1")]
+    assert recovery["Grip-Channel"] == "django_sse.lobby; prev-id=2; filter=build-id"
+
+
+@pytest.mark.usefixtures("pushpin_mode")
+async def test_only_pushpin_may_fetch_a_recovery_link_and_only_a_link_of_ours() -> None:
+    first = await AsyncClient().get("/broadcast/rooms/lobby/", headers=signed())
+    link = first["Grip-Link"].split(">")[0][1:]
+    assert (await AsyncClient().get(link)).status_code == 403
+    forged = await AsyncClient().get("/sse/pushpin/made-up-state/", headers=signed())
+    # Not a 4xx, which Pushpin would retry for half a minute: the stream ends.
+    assert forged.status_code == 200
+    assert not forged.has_header("Grip-Hold")
+    assert not forged.has_header("Grip-Link")
+
+
+@pytest.mark.usefixtures("pushpin_mode")
+async def test_a_request_not_through_pushpin_is_streamed_by_django() -> None:
+    response = await AsyncClient().get("/broadcast/rooms/lobby/")
+    assert not response.has_header("Grip-Hold")
+    assert response["Content-Type"] == "text/event-stream; charset=utf-8"
+    await response.streaming_content.aclose()  # type: ignore[attr-defined]
