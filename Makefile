@@ -8,7 +8,7 @@ PORT ?= 8000
 DEMO := demo_project
 
 .PHONY: setup test test-matrix test-postgres lint format bench clean
-.PHONY: migrate demo-user run-server demo examples exercises example-1 example-2 example-3 example-4 example-5 test-client
+.PHONY: migrate demo-user run-server demo demo-pushpin examples exercises example-1 example-2 example-3 example-4 example-5 test-client
 
 setup: $(STAMP)
 
@@ -64,6 +64,16 @@ run-server: migrate
 	$(BIN)/python $(DEMO)/manage.py runserver $(HOST):$(PORT)
 
 demo: setup migrate demo-user run-server
+
+# The demo behind Pushpin (docs/pushpin.md): Pushpin serves it on $(PORT) and holds the
+# live room's streams; Django runs on $(DJANGO_PORT). Needs Debian's pushpin package.
+DJANGO_PORT ?= 8001
+demo-pushpin: setup migrate demo-user
+	$(BIN)/python $(DEMO)/manage.py sse_close_stale_logs
+	export DEMO_PUSHPIN_PORT=$(PORT); \
+	$(BIN)/python $(DEMO)/manage.py runserver $(HOST):$(DJANGO_PORT) & \
+	trap 'kill $$! 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/python $(DEMO)/manage.py sse_pushpin --port $(PORT) --origin 127.0.0.1:$(DJANGO_PORT)
 
 # Each example runs headless against a real server and fails unless its events arrive.
 examples: example-1 example-2 example-3 example-4 example-5 exercises

@@ -91,6 +91,11 @@ class LiveServer:
             raise RuntimeError(f"django {' '.join(args)} failed:\n{result.stdout}")
         return result.stdout
 
+    @property
+    def env(self) -> dict[str, str]:
+        """The server's environment: its settings and database, for commands of its own."""
+        return dict(self._env)
+
     def create_user(self, username: str, password: str, *, superuser: bool = False) -> None:
         """A staff user in the server's database, who can log in through the admin."""
         make = "create_superuser" if superuser else "create_user"

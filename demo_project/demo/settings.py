@@ -90,6 +90,16 @@ if os.environ.get("DEMO_REDIS_URL"):
 # defaults and sets keep_alive and retry on the views that show them off.
 DJANGO_SSE: dict[str, object] = {}
 
+# `make demo-pushpin` sets DEMO_PUSHPIN_PORT: Pushpin serves the demo on that port and
+# holds the live room's streams (Pushpin mode, docs/pushpin.md); Django publishes to
+# Pushpin's publish endpoint next to it. The key only has to match Pushpin's sig_key,
+# which `manage.py sse_pushpin` sets from it; a real site keeps its key secret.
+if os.environ.get("DEMO_PUSHPIN_PORT"):
+    DJANGO_SSE["PUSHPIN"] = {
+        "PUBLISH_URL": f"http://127.0.0.1:{int(os.environ['DEMO_PUSHPIN_PORT']) + 10}/publish/",
+        "SIG_KEY": "demo-only-pushpin-key",
+    }
+
 # django_sse logs failing streams (with their traceback, which never reaches the client)
 # and StreamLog write errors; the examples log their cleanup under "demo". No propagation:
 # daphne's command line also logs the root logger to the console, which would double lines.

@@ -1,4 +1,5 @@
-"""The index at /, the admin (with django_sse's StreamLog) at /admin/, examples under /examples/."""
+"""The index at /, the admin (with django_sse's StreamLog) at /admin/, examples under
+/examples/, and the route Pushpin recovers missed events from at /sse/."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from django.views.generic import TemplateView
 urlpatterns = [
     path("", TemplateView.as_view(template_name="demo/index.html"), name="index"),
     path("admin/", admin.site.urls),
+    # Pushpin fetches the events its connections missed here (make demo-pushpin).
+    path("sse/", include("django_sse.broadcast.urls")),
     path("examples/basic/", include("demo.examples.basic")),
     path("examples/chat/", include("demo.examples.chat")),
     path("examples/chat-endpoint/", include("demo.examples.chat_endpoint")),

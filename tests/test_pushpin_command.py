@@ -1,0 +1,55 @@
+"""manage.py sse_pushpin: a Pushpin configuration made from the project's settings."""
+
+from __future__ import annotations
+
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import override_settings
+
+PUSHPIN = {"PUBLISH_URL": "http://127.0.0.1:6561/publish/", "SIG_KEY": "the-key"}
+
+
+def printed(*args: str) -> str:
+    out = StringIO()
+    call_command("sse_pushpin", "--print", *args, stdout=out)
+    return out.getvalue()
+
+
+@override_settings(DJANGO_SSE={"PUSHPIN": PUSHPIN})
+def test_the_configuration_follows_the_setting(tmp_path: Path) -> None:
+    config = printed(
+        "--port=7100", "--origin=127.0.0.1:8000", "--origin=127.0.0.1:8001", f"--dir={tmp_path}"
+    )
+    lines = config.splitlines()
+    assert "http_port=127.0.0.1:7100" in lines
+    assert "port_offset=1000" in lines  # the publish port 6561 is 5561 + 1000
+    assert "sig_key=the-key" in lines
+    # Its own zurl, not Debian's system one.
+    assert "services=condure,zurl,pushpin-proxy,pushpin-handler" in lines
+    assert "zurl_in_specs=ipc://{rundir}/{ipc_prefix}zurl-out" in lines
+    assert f"routesfile={tmp_path / 'routes'}" in lines
+    # Every origin, in order (Pushpin tries them in turn).
+    assert lines[-1] == "* 127.0.0.1:8000 127.0.0.1:8001"
+
+
+@override_settings(DJANGO_SSE={"PUSHPIN": PUSHPIN})
+def test_a_higher_message_rate_raises_the_queue_with_it() -> None:
+    lines = printed("--message-rate=100000").splitlines()
+    assert "message_rate=100000" in lines
+    assert "message_hwm=1000000" in lines
+
+
+def test_without_pushpin_mode_it_says_what_to_set() -> None:
+    with pytest.raises(CommandError, match=r"Set DJANGO_SSE\['PUSHPIN'\] first"):
+        printed()
+
+
+@override_settings(
+    DJANGO_SSE={"PUSHPIN": {**PUSHPIN, "PUBLISH_URL": "http://127.0.0.1:80/publish/"}}
+)
+def test_a_publish_port_pushpin_cannot_have_is_refused() -> None:
+    with pytest.raises(CommandError, match="5561 plus an offset"):
+        printed()
