@@ -49,6 +49,7 @@ bench: setup
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/llm_relay.py
+	$(BIN)/python bench/pushpin_fanout.py
 
 # The demo project (demo_project/): `make demo` sets up, migrates, prints a demo
 # superuser's fresh password and serves the demo under daphne on $(HOST):$(PORT).

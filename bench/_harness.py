@@ -73,11 +73,14 @@ class Server:
     shown if the server fails to start, and searched for tracebacks after the runs.
     """
 
-    def __init__(self, server: str, app: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, server: str, app: str, env: dict[str, str] | None = None, port: int | None = None
+    ) -> None:
         self.server = server
         self.app = app
         self._env = env or {}
-        self.port = free_port()
+        # A port chosen beforehand, e.g. one a proxy in front was configured with.
+        self.port = port or free_port()
         self.command = server_command(server, app, self.port)
         self._log: IO[bytes] | None = None
         self.final_output = ""

@@ -8,10 +8,17 @@ time just before ``apublish()``, so the client can measure publish-to-receipt la
 ``BENCH_DB`` names the migrated sqlite file holding the history (shared by the server
 processes of one run); ``BENCH_REDIS_PREFIX`` switches from the in-memory channel layer
 to channels_redis at 127.0.0.1:6379 under that prefix.
+
+``BENCH_PUSHPIN`` (JSON: ``{"PUBLISH_URL": ..., "SIG_KEY": ...}``) turns Pushpin mode
+on: ``DJANGO_SSE["PUSHPIN"]`` is that dict and the recovery URLs
+(``django_sse.broadcast.urls``) are included at ``/sse/``. ``BENCH_COUNT_REQUESTS``
+counts requests by kind (bench/_requestcount.py).
 """
 
 from __future__ import annotations
 
+import importlib
+import json
 import os
 import time
 
@@ -20,6 +27,7 @@ from django.conf import settings
 from django_sse.asgi import get_asgi_application
 
 REDIS_PREFIX = os.environ.get("BENCH_REDIS_PREFIX", "")
+PUSHPIN = json.loads(os.environ.get("BENCH_PUSHPIN") or "null")
 
 settings.configure(
     DEBUG=False,
@@ -47,13 +55,16 @@ settings.configure(
     ),
     USE_TZ=True,
     DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
-    DJANGO_SSE={"LOG_STREAMS": False, "BROADCAST_QUEUE_SIZE": 100},
+    DJANGO_SSE={"LOG_STREAMS": False, "BROADCAST_QUEUE_SIZE": 100, "PUSHPIN": PUSHPIN},
 )
 
 application = get_asgi_application()
+if os.environ.get("BENCH_COUNT_REQUESTS"):
+    # By its full name, as the server imports this module (bench.broadcastsite).
+    application = importlib.import_module("bench._requestcount").counting(application)
 
 from django.http import HttpRequest, JsonResponse  # noqa: E402  (after settings)
-from django.urls import path  # noqa: E402
+from django.urls import URLPattern, URLResolver, include, path  # noqa: E402
 
 from django_sse.broadcast import ChannelView, apublish  # noqa: E402
 
@@ -68,7 +79,12 @@ async def publish(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"started": started, "id": event_id})
 
 
-urlpatterns = [path("sub/", Subscribe.as_view()), path("pub/", publish)]
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("sub/", Subscribe.as_view()),
+    path("pub/", publish),
+]
+if PUSHPIN:
+    urlpatterns.append(path("sse/", include("django_sse.broadcast.urls")))
 
 
 def migrate() -> None:
