@@ -144,4 +144,4 @@ async def _send(stored: StoredEvent, to_pushpin: bool = True) -> None:
         await get_layer().group_send(group_name(stored.channel), stored.as_message())
     pushpin = _pushpin.settings() if to_pushpin else None
     if pushpin is not None:
-        await _pushpin.publish_items([publish_item(pushpin.channel_prefix, stored)])
+        _pushpin.publish_items([publish_item(pushpin.channel_prefix, stored)])

@@ -2,21 +2,22 @@
 
 ``DJANGO_SSE["PUSHPIN"]`` switches the mode on; this module is the one place that
 reads and checks it. Publishing goes over Pushpin's HTTP publish endpoint, to every
-instance listed. A publish that fails is logged once per outage, never raised: the
-event is stored in history already, and Pushpin fetches what a connection missed
-(see _held.py) at the next event of the channel, or at the latest after
-``RECOVER_INTERVAL`` seconds.
+instance listed. Publishing happens in the background, batched; a publish
+that fails is logged once per outage, never raised: the event is stored in history
+already, and Pushpin fetches what a connection missed (see _held.py) at the next event
+of the channel, or at the latest after ``RECOVER_INTERVAL`` seconds.
 """
 
 from __future__ import annotations
 
-import asyncio
+import atexit
 import functools
 import importlib.util
 import logging
+import os
+import queue
 import ssl
 import threading
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -121,38 +122,100 @@ class _Outage:
 _outage = _Outage()
 
 
-async def publish_items(items: list[dict[str, Any]]) -> None:
-    """Send GRIP publish items to every Pushpin instance; failures are logged."""
-    pushpin = settings()
-    if pushpin is None or not items:
-        return
-    import httpx
+def publish_items(items: list[dict[str, Any]]) -> None:
+    """Queue GRIP publish items for every Pushpin instance; they leave in the background.
 
-    client = _client()
-    for url in pushpin.publish_urls:
-        try:
-            response = await client.post(url, json={"items": items}, timeout=pushpin.timeout)
-            response.raise_for_status()
-        except httpx.HTTPError as error:
-            _outage.failed(url, error)
-        else:
-            _outage.succeeded(url)
+    Returns at once: Pushpin answers a publish only once it has sent the one before to
+    every connection (about 0.6 s at 20,000 of them, bench/README.md), and whoever
+    publishes, a view most often, must not wait that long.
+    """
+    if items and settings() is not None:
+        _publisher.put(items)
 
 
-# One client per event loop, whose connections to Pushpin stay open between publishes.
-# Sync publishers run each publish in an event loop of their own: their client goes
-# with it.
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+class _Publisher:
+    """A thread of its own sends what is queued to Pushpin, in the order queued, as many
+    items per request as are waiting (up to BATCH_ITEMS).
+
+    A thread, not a task: sync code publishes from event loops that end with each call.
+    At exit, what is still queued gets up to the publish timeout to leave, so that a
+    short-lived process (``manage.py sse_publish``) has published when it ends.
+    """
+
+    BATCH_ITEMS = 100
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[list[dict[str, Any]]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._drained = threading.Condition(self._lock)
+
+    def put(self, items: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._pending += 1
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="django_sse pushpin publisher", daemon=True
+                )
+                self._thread.start()
+        self._queue.put(items)
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until everything queued has been sent (or failed); False on timeout."""
+        with self._drained:
+            return self._drained.wait_for(lambda: self._pending == 0, timeout)
+
+    def forget(self) -> None:
+        """In a forked child: the thread and what it had stayed in the parent."""
+        self.__init__()  # type: ignore[misc]
+
+    def _run(self) -> None:
+        import httpx
+
+        with httpx.Client(verify=_tls()) as client:
+            while True:
+                batches = [self._queue.get()]
+                items = list(batches[0])
+                while len(items) < self.BATCH_ITEMS:
+                    try:
+                        batches.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                    items += batches[-1]
+                try:
+                    self._send(client, items)
+                finally:
+                    with self._drained:
+                        self._pending -= len(batches)
+                        self._drained.notify_all()
+
+    @staticmethod
+    def _send(client: Any, items: list[dict[str, Any]]) -> None:
+        import httpx
+
+        pushpin = settings()
+        if pushpin is None:
+            return
+        for url in pushpin.publish_urls:
+            try:
+                response = client.post(url, json={"items": items}, timeout=pushpin.timeout)
+                response.raise_for_status()
+            except httpx.HTTPError as error:
+                _outage.failed(url, error)
+            else:
+                _outage.succeeded(url)
 
 
-def _client() -> Any:
-    import httpx
+_publisher = _Publisher()
+os.register_at_fork(after_in_child=_publisher.forget)
 
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None or client.is_closed:
-        client = _clients[loop] = httpx.AsyncClient(verify=_tls())
-    return client
+
+@atexit.register
+def _drain_at_exit() -> None:
+    pushpin = settings() if _publisher._thread is not None else None
+    if pushpin is not None:
+        _publisher.drain(pushpin.timeout)
 
 
 @functools.cache
