@@ -24,6 +24,8 @@ from tests.llm.views import API_KEY
 pytestmark = pytest.mark.django_db(transaction=True)
 
 START = "/llm/resumable/"
+# Not hex-only, so a random completion id can never contain one by chance.
+USERNAMES = {"ada": "ada_lovelace", "bob": "bob_kahn"}
 
 
 @pytest.fixture
@@ -31,7 +33,7 @@ async def users(django_user_model: Any) -> dict[str, AsyncClient]:
     """Two logged-in users, with sessions, and an anonymous client."""
     clients = {"ada": AsyncClient(), "bob": AsyncClient(), "anonymous": AsyncClient()}
     for name in ("ada", "bob"):
-        user = await django_user_model.objects.acreate(username=name)
+        user = await django_user_model.objects.acreate(username=USERNAMES[name])
         await sync_to_async(clients[name].force_login)(user)
     return clients
 
@@ -104,7 +106,7 @@ async def test_an_answer_whose_owner_was_deleted_is_nobodys(
 ) -> None:
     answer = await started(upstream, "answer", users["ada"])
     await Answer(await users["ada"].get(answer["stream_url"])).rest()
-    await django_user_model.objects.filter(username="ada").adelete()
+    await django_user_model.objects.filter(username=USERNAMES["ada"]).adelete()
     for client in users.values():
         assert (await client.get(answer["stream_url"])).status_code == 404
 
@@ -113,7 +115,7 @@ async def test_an_answer_whose_owner_was_deleted_is_nobodys(
 async def test_no_event_names_the_user(
     upstream: Upstream, users: dict[str, AsyncClient], django_user_model: Any, output: str
 ) -> None:
-    ada = await django_user_model.objects.aget(username="ada")
+    ada = await django_user_model.objects.aget(username=USERNAMES["ada"])
     client = users["ada"]
     if output == "resumable":
         answer = await started(upstream, "answer", client)
@@ -134,7 +136,7 @@ async def test_no_event_names_the_user(
     for event in events:
         payload = json.loads(event.data) if event.data.startswith("{") else {}
         assert not {"owner", "user", "user_id", "username"} & set(payload), event
-        assert "ada" not in event.data
+        assert USERNAMES["ada"] not in event.data
         assert f'"{ada.pk}"' not in event.data
 
 
