@@ -42,7 +42,12 @@ settings.configure(
     USE_TZ=True,
     DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
     # Keep-alive stays at its default (15 s); the flood views turn it off.
-    DJANGO_SSE={"LOG_STREAMS": bool(STREAM_LOG_DB)},
+    # Metrics are counted (prometheus-client is in the bench extra) unless BENCH_METRICS
+    # is "off".
+    DJANGO_SSE={
+        "LOG_STREAMS": bool(STREAM_LOG_DB),
+        "METRICS": os.environ.get("BENCH_METRICS") != "off",
+    },
 )
 
 # What django_sse asks projects to use; on Django 5.0+ it is Django's own, untouched.

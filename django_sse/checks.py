@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,6 +39,7 @@ def check_deployment(
         messages += _check_broadcast_layer()
         messages += _check_pushpin()
         messages += _check_llm_provider()
+        messages += _check_metrics()
     if not getattr(settings, "ASGI_APPLICATION", None):
         messages.append(
             checks.Warning(
@@ -129,6 +131,33 @@ def _check_pushpin() -> list[checks.CheckMessage]:
             )
         ]
     return []
+
+
+def _check_metrics() -> list[checks.CheckMessage]:
+    messages: list[checks.CheckMessage] = []
+    if conf.get("METRICS") is True and importlib.util.find_spec("prometheus_client") is None:
+        messages.append(
+            checks.Error(
+                "DJANGO_SSE['METRICS'] is True but prometheus-client is not installed.",
+                hint="pip install 'django-sse-kit[metrics]', or leave METRICS at None.",
+                id="django_sse.E007",
+            )
+        )
+    for network in conf.get("METRICS_ADDRESSES"):
+        try:
+            if not isinstance(network, str):
+                raise TypeError(network)
+            ipaddress.ip_network(network, strict=False)
+        except (TypeError, ValueError):
+            messages.append(
+                checks.Error(
+                    f"DJANGO_SSE['METRICS_ADDRESSES'] has {network!r}, which is not an "
+                    "address or network.",
+                    hint='Write addresses and networks as strings: "10.0.0.5", "10.0.0.0/8".',
+                    id="django_sse.E008",
+                )
+            )
+    return messages
 
 
 def _check_llm_provider() -> list[checks.CheckMessage]:

@@ -41,6 +41,19 @@ DEFAULTS: dict[str, Any] = {
     # Seconds each step of a stream's close may take (the generator's cleanup, the
     # stream log's write, on_close) before it is cancelled and logged.
     "CLEANUP_TIMEOUT": 5.0,
+    # Prometheus metrics (docs/operations.md): None counts them when prometheus-client is
+    # installed (django-sse-kit[metrics]), True requires it, False turns them off.
+    "METRICS": None,
+    # In prometheus-client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR set), seconds
+    # between writes of open streams' events and bytes to this process's files.
+    "METRICS_FLUSH_INTERVAL": 5.0,
+    # Who may read django_sse.metrics.urls, any of: a logged-in staff user (if True),
+    # a request with "Authorization: Bearer <METRICS_TOKEN>" (if set), or one from an
+    # address or network in METRICS_ADDRESSES (e.g. ["10.0.0.0/8"]; the client's address
+    # as CLIENT_ADDRESS_HEADER finds it).
+    "METRICS_STAFF": True,
+    "METRICS_TOKEN": None,
+    "METRICS_ADDRESSES": (),
     # Broadcast through Pushpin, which then holds the streams: a dict with Pushpin's
     # PUBLISH_URL (or a list, one per instance) and its SIG_KEY; optional
     # CHANNEL_PREFIX ("django_sse."), RECOVER_INTERVAL (300 s) and TIMEOUT (5 s).

@@ -17,7 +17,7 @@ from typing import Any
 
 from django.http import StreamingHttpResponse
 
-from django_sse import conf, shutdown
+from django_sse import _metrics, conf, shutdown
 from django_sse._closing import run_to_end, settle
 from django_sse._engine import Engine
 from django_sse._request_channels import request_receive, request_send
@@ -42,7 +42,8 @@ class SSEResponse(StreamingHttpResponse):
     The iterable yields :class:`~django_sse.Event`, ``str`` (data), JSON-able data
     or pre-encoded ``bytes``. Options left as ``None`` take the project defaults
     from ``settings.DJANGO_SSE``; a ``keep_alive`` or ``max_duration`` of 0 turns
-    that feature off.
+    that feature off. ``name`` labels the stream in the Prometheus metrics (views pass
+    their URL pattern's name; None counts it as "unnamed").
     """
 
     def __init__(
@@ -56,6 +57,7 @@ class SSEResponse(StreamingHttpResponse):
         observer: StreamObserver | None = None,
         status: int = 200,
         headers: dict[str, str] | None = None,
+        name: str | None = None,
     ) -> None:
         if not hasattr(source, "__aiter__"):
             raise TypeError(
@@ -68,6 +70,8 @@ class SSEResponse(StreamingHttpResponse):
         self._max_duration = conf.get("MAX_DURATION") if max_duration is None else max_duration
         self._on_close = on_close
         self._observer = observer
+        # The stream's view label in the metrics: views pass their URL pattern's name.
+        self._name = name
         self.stats = StreamStats()
         # Validates ``retry`` once, up front, rather than when the stream starts.
         self._opening = opening(self._retry)
@@ -135,6 +139,9 @@ class SSEResponse(StreamingHttpResponse):
 
     async def _run(self) -> AsyncIterator[bytes]:
         release_request_thread()
+        # First: METRICS = True without prometheus-client raises before anything is
+        # registered that would need undoing.
+        meter = _metrics.meter(self._name, self.stats)
         send = request_send.get() if self._engine_served else None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._max_duration if self._max_duration else None
@@ -170,15 +177,20 @@ class SSEResponse(StreamingHttpResponse):
             stream.conclude(Outcome.ERROR)
             if watcher is not None:
                 watcher.cancel()
-            await run_to_end(self._close(stream))
+            await run_to_end(self._close(stream, meter))
 
-    async def _close(self, stream: Engine) -> None:
+    async def _close(self, stream: Engine, meter: _metrics.StreamMeter | None) -> None:
         """The source's cleanup, then the stream log, then ``on_close``: each once, each
         within CLEANUP_TIMEOUT seconds, whatever cancels the response meanwhile."""
         timeout = float(conf.get("CLEANUP_TIMEOUT"))
         try:
-            await stream.close(timeout)
-            self.stats.ended_at = time.time()
+            try:
+                await stream.close(timeout)
+            finally:
+                self.stats.ended_at = time.time()
+                # Counted before the slower steps: whoever waits for on_close finds it.
+                if meter is not None:
+                    meter.closed()
             outcome = self.stats.outcome or Outcome.ERROR
             observer, on_close = self._observer, self._on_close
             if observer is not None:

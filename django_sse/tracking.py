@@ -33,6 +33,7 @@ __all__ = [
     "redact",
     "server_id",
     "tracker_for",
+    "view_name",
 ]
 
 logger = logging.getLogger("django_sse")
@@ -108,8 +109,14 @@ def tracker_for(request: HttpRequest, log: bool | None, fallback_name: str) -> S
     """
     if not (conf.get("LOG_STREAMS") if log is None else log):
         return None
+    return StreamTracker(request, view_name(request, fallback_name))
+
+
+def view_name(request: HttpRequest, fallback: str) -> str:
+    """The URL pattern's name (or its view's dotted path); ``fallback`` when the
+    request was not resolved (e.g. built by RequestFactory)."""
     match = request.resolver_match
-    return StreamTracker(request, match.view_name if match else fallback_name)
+    return match.view_name if match else fallback
 
 
 class StreamTracker:

@@ -16,10 +16,11 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.views import View
 
+from django_sse._metrics import UNNAMED
 from django_sse.protocol import MAX_LAST_EVENT_ID
 from django_sse.response import WSGI_REFUSAL, SSEResponse
 from django_sse.stats import OnClose, Outcome
-from django_sse.tracking import tracker_for
+from django_sse.tracking import tracker_for, view_name
 
 __all__ = ["SSEView", "last_event_id", "load_user", "sse_response"]
 
@@ -80,15 +81,15 @@ class SSEView(View):
                 f"{type(self).__name__}.stream() must be an async generator "
                 f"(async def with yield), not return {type(source).__name__}"
             )
+        name = view_name(request, f"{type(self).__module__}.{type(self).__qualname__}")
         return SSEResponse(
             source,
             keep_alive=self.keep_alive,
             retry=self.retry,
             max_duration=self.max_duration,
             on_close=self.on_close,
-            observer=tracker_for(
-                request, self.log_streams, f"{type(self).__module__}.{type(self).__qualname__}"
-            ),
+            observer=tracker_for(request, self.log_streams, name),
+            name=name,
         )
 
     async def _check_access(self, request: HttpRequest) -> HttpResponseBase | None:
@@ -163,4 +164,5 @@ def sse_response(
         observer=None if request is None else tracker_for(request, log, request.path),
         status=status,
         headers=headers,
+        name=None if request is None else view_name(request, UNNAMED),
     )

@@ -125,6 +125,11 @@ def test_modules_stay_readable_top_to_bottom(name: str) -> None:
         ("django_sse.views", "django_sse.broadcast"),
         ("django_sse.views", "django_sse.llm"),
         ("django_sse.broadcast", "django_sse.llm"),
+        # Metrics are counted from below: the response, broadcast and llm call in.
+        ("django_sse._metrics", "django_sse.response"),
+        ("django_sse._metrics", "django_sse.broadcast"),
+        ("django_sse._metrics", "django_sse.llm"),
+        ("django_sse._metrics", "django_sse.metrics"),
     ],
 )
 def test_lower_layers_do_not_import_higher_ones(low: str, high: str) -> None:

@@ -101,3 +101,23 @@ def test_idle_request_threads_must_be_a_whole_number(value: object) -> None:
 def test_idle_request_threads_accepts_zero_and_more(value: int) -> None:
     with override_settings(DJANGO_SSE={"IDLE_REQUEST_THREADS": value}, MIDDLEWARE=[]):
         assert ids() == []
+
+
+@override_settings(DJANGO_SSE={"METRICS": True})
+def test_metrics_required_without_prometheus_client_is_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    (error,) = [m for m in check_deployment() if m.id == "django_sse.E007"]
+    assert "prometheus-client is not installed" in error.msg
+
+
+@override_settings(DJANGO_SSE={"METRICS_ADDRESSES": ["10.0.0.0/8", "::1", "intranet", 10]})
+def test_metrics_addresses_must_be_addresses_or_networks() -> None:
+    errors = [m for m in check_deployment() if m.id == "django_sse.E008"]
+    assert [e.msg.split(" has ")[1].split(",")[0] for e in errors] == ["'intranet'", "10"]
+
+
+@override_settings(DJANGO_SSE={"METRICS": True, "METRICS_ADDRESSES": ["127.0.0.1"]})
+def test_metrics_with_prometheus_client_and_good_addresses_pass() -> None:
+    assert not {"django_sse.E007", "django_sse.E008"} & set(ids())

@@ -14,6 +14,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("broadcast/", include("tests.broadcast.urls")),
     path("sse/", include("django_sse.broadcast.urls")),
+    path("metrics", include("django_sse.metrics.urls")),
     path("llm/", include("tests.llm.urls")),
     path("races/", include("tests.lifecycle.urls")),
     path("counter/", views.CounterView.as_view(), name="counter"),

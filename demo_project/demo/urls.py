@@ -1,5 +1,6 @@
 """The index at /, the admin (with django_sse's StreamLog) at /admin/, examples under
-/examples/, and the route Pushpin recovers missed events from at /sse/."""
+/examples/, the route Pushpin recovers missed events from at /sse/, and Prometheus
+metrics at /metrics (for staff: log in as the demo user)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # Pushpin fetches the events its connections missed here (make demo-pushpin).
     path("sse/", include("django_sse.broadcast.urls")),
+    path("metrics", include("django_sse.metrics.urls")),
     path("examples/basic/", include("demo.examples.basic")),
     path("examples/chat/", include("demo.examples.chat")),
     path("examples/chat-endpoint/", include("demo.examples.chat_endpoint")),

@@ -72,13 +72,15 @@ class StoredEvent:
         assert self._sse_event is not None
         return self._sse_event
 
-    def as_message(self) -> dict[str, Any]:
+    def as_message(self, published_at: float) -> dict[str, Any]:
+        """The layer's message; ``published_at`` (time.time()) times its delivery."""
         return {
             "type": EVENT_MESSAGE,
             "channel": self.channel,
             "seq": self.seq,
             "event": self.event,
             "data": self.data,
+            "published_at": published_at,
         }
 
     @classmethod

@@ -22,7 +22,7 @@ import weakref
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
-from django_sse import conf
+from django_sse import _metrics, conf
 from django_sse.broadcast import _history
 from django_sse.broadcast._channels import group_name
 from django_sse.broadcast._history import EVENT_MESSAGE, StoredEvent
@@ -224,6 +224,8 @@ class Hub:
             return
         if message.get("type") == EVENT_MESSAGE:
             await feed.offer(StoredEvent.from_message(message))
+            if "published_at" in message:
+                _metrics.event_delivered(float(message["published_at"]))
         elif message.get("type") == REVOKE_MESSAGE:
             for subscriber in list(feed.subscribers):
                 if subscriber.user is not None and subscriber.user == message.get("user"):

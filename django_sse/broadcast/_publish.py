@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterator
 from functools import partial
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from asgiref.sync import async_to_sync, sync_to_async
 from django.db import transaction
 
+from django_sse import _metrics
 from django_sse.broadcast import _history, _pushpin
 from django_sse.broadcast._channels import group_name, validate_channel
 from django_sse.broadcast._grip import publish_item
@@ -135,13 +137,15 @@ def _logged(message: str, *args: Any) -> Iterator[None]:
 
 
 async def _send(stored: StoredEvent, to_pushpin: bool = True) -> None:
+    _metrics.event_published()
     with _logged(
         "Could not send event %s of channel %r through the channel layer; "
         "subscribers will read it from history",
         stored.seq,
         stored.channel,
     ):
-        await get_layer().group_send(group_name(stored.channel), stored.as_message())
+        message = stored.as_message(published_at=time.time())
+        await get_layer().group_send(group_name(stored.channel), message)
     pushpin = _pushpin.settings() if to_pushpin else None
     if pushpin is not None:
         _pushpin.publish_items([publish_item(pushpin.channel_prefix, stored)])

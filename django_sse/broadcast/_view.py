@@ -13,7 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponseBadRequest, HttpResponseBase
 
-from django_sse import conf
+from django_sse import _metrics, conf
 from django_sse.broadcast import _history
 from django_sse.broadcast._channels import (
     group_name,
@@ -31,7 +31,7 @@ from django_sse.broadcast._subscription import Subscription
 from django_sse.protocol import Event, opening
 from django_sse.response import SSEResponse
 from django_sse.stats import Outcome, StreamStats
-from django_sse.tracking import tracker_for
+from django_sse.tracking import tracker_for, view_name
 from django_sse.views import SSEView, last_event_id, load_user
 
 __all__ = ["ChannelView", "arevoke", "revoke"]
@@ -141,16 +141,17 @@ class ChannelView(SSEView):
             keep_alive=keep_alive,
             opening=opening_line,
         )
-        name = f"{type(self).__module__}.{type(self).__qualname__}"
+        stats = StreamStats(
+            ended_at=time.time(),
+            events=len(events),
+            bytes=len(opening_line) + sum(len(event.encode()) for event in events),
+            last_event_id=next((e.id for e in reversed(events) if e.id), None),
+            outcome=Outcome.HELD,
+        )
+        name = view_name(request, f"{type(self).__module__}.{type(self).__qualname__}")
+        _metrics.count_finished(name, stats)
         tracker = tracker_for(request, self.log_streams, name)
         if tracker is not None:
-            stats = StreamStats(
-                ended_at=time.time(),
-                events=len(events),
-                bytes=len(opening_line) + sum(len(event.encode()) for event in events),
-                last_event_id=next((e.id for e in reversed(events) if e.id), None),
-                outcome=Outcome.HELD,
-            )
             _background(tracker.closed(stats))
         return response
 

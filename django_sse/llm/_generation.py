@@ -19,6 +19,7 @@ import contextvars
 import logging
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 
@@ -35,6 +36,7 @@ from django_sse.llm import _records
 from django_sse.llm._formats import NativeFormat
 from django_sse.llm._provider import Provider
 from django_sse.llm._types import Message, ProviderError
+from django_sse.llm._watch import AnswerWatch
 from django_sse.llm.models import GenerationOutcome
 from django_sse.protocol import Event
 from django_sse.stats import Outcome
@@ -212,10 +214,12 @@ class RunningGeneration:
 
     async def _produce(self) -> None:
         answer = self._format
+        watch = AnswerWatch(self._provider.model, time.monotonic())
         try:
             chunks = self._provider.stream(self._messages, max_tokens=self._max_tokens)
             async with aclosing(chunks):
                 async for chunk in chunks:
+                    watch.see(chunk)
                     self._add(answer.chunk(chunk))
         except ProviderError as error:
             self._failed = True

@@ -26,7 +26,8 @@ from django_sse.llm._formats import FORMATS, OutputFormat
 from django_sse.llm._head_start import HeadStart
 from django_sse.llm._messages import InvalidChat, read_body, read_chat
 from django_sse.llm._provider import Provider, get_provider
-from django_sse.llm._types import Chunk, Finish, Message, ProviderError, TextDelta, ToolCallDelta
+from django_sse.llm._types import Chunk, Message, ProviderError
+from django_sse.llm._watch import AnswerWatch
 from django_sse.response import SSEResponse
 from django_sse.views import SSEView
 
@@ -125,6 +126,7 @@ class ChatView(SSEView):
     async def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         answer = self._format
         stats = self._response.stats
+        watch = AnswerWatch(self._provider.model, self._received)
         for event in answer.start():
             yield event
         try:
@@ -132,13 +134,11 @@ class ChatView(SSEView):
             chunks = self._head_start.take() or self._ask()
             async with aclosing(chunks):
                 async for chunk in chunks:
-                    if stats.time_to_first_token is None and isinstance(
-                        chunk, TextDelta | ToolCallDelta
-                    ):
-                        stats.time_to_first_token = time.monotonic() - self._received
-                    if isinstance(chunk, Finish) and chunk.usage is not None:
-                        stats.prompt_tokens = chunk.usage.prompt_tokens
-                        stats.completion_tokens = chunk.usage.completion_tokens
+                    watch.see(chunk)
+                    stats.time_to_first_token = watch.time_to_first_token
+                    if watch.usage is not None:
+                        stats.prompt_tokens = watch.usage.prompt_tokens
+                        stats.completion_tokens = watch.usage.completion_tokens
                     for event in answer.chunk(chunk):
                         yield event
         except Exception as error:

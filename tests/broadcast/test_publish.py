@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from io import StringIO
@@ -54,12 +55,15 @@ async def test_each_channel_numbers_its_events(sent: list[dict[str, Any]]) -> No
 
 
 async def test_data_is_kept_as_sent_on_the_wire(sent: list[dict[str, Any]]) -> None:
+    before = time.time()
     await apublish("a", "line 1\nline 2", event="note")
     await apublish("a", {"day": date(2024, 5, 1), "n": [1, 2]})
     assert await sync_to_async(stored)() == [
         ("a", 1, "note", "line 1\nline 2"),
         ("a", 2, "", '{"day":"2024-05-01","n":[1,2]}'),
     ]
+    # published_at times the delivery (docs/operations.md); it is when the send began.
+    assert before <= sent[0].pop("published_at") <= time.time()
     assert sent[0] == {
         "group": "django_sse.a",
         "type": "django_sse.event",

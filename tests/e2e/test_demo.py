@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.prometheus import parse, total
 from tests.servers import demo_runserver
 from tests.sse import RawStream
 
@@ -32,3 +33,29 @@ async def test_runserver_serves_the_demo_and_its_basic_stream() -> None:
     assert "class ClockView(SSEView)" in basic.text
     assert stream.response_headers["content-type"] == "text/event-stream; charset=utf-8"
     assert first[0].json()["n"] == 0
+
+
+async def test_the_demo_shows_its_metrics_to_staff_only() -> None:
+    database = Path(tempfile.mkdtemp()) / "demo.sqlite3"
+    server = demo_runserver(database)
+    try:
+        with server:
+            server.create_user("operator", "demo-pass-1", superuser=True)
+            async with httpx.AsyncClient(base_url=server.url) as client:
+                index = await client.get("/")
+                anonymous = await client.get("/metrics")
+            async with RawStream(f"{server.url}/examples/basic/stream/") as stream:
+                await stream.next_events()
+            async with httpx.AsyncClient(
+                base_url=server.url, cookies=server.log_in("operator", "demo-pass-1")
+            ) as staff:
+                scraped = await staff.get("/metrics")
+    finally:
+        database.unlink(missing_ok=True)
+    assert 'href="/metrics"' in index.text
+    assert anonymous.status_code == 403
+    assert "django_sse_" not in anonymous.text
+    assert scraped.status_code == 200
+    # The clock's first event, counted under its URL pattern's name.
+    sent = parse(scraped.text)
+    assert total(sent, "django_sse_events_sent_total", view="basic:stream") >= 1
