@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -53,7 +54,7 @@ async def test_a_completed_stream_counts_its_events_bytes_outcome_and_duration()
 async def test_an_open_stream_is_counted_while_it_is_open() -> None:
     labels = {"view": "tests.views.GateView"}
     before = Before("django_sse_streams_open", "django_sse_events_sent_total", **labels)
-    response = await AsyncClient().get("/gate/")
+    response = await AsyncClient().get("/gate/", {"probe": uuid.uuid4().hex})
     # The engine itself: closing it is what Django's ASGI handler does when the client
     # leaves (the test client's wrapper would not pass the close on).
     chunks = response._engine  # type: ignore[attr-defined]
@@ -133,3 +134,38 @@ def test_the_families_are_registered_once() -> None:
     names = [name for name in REGISTRY._names_to_collectors if name.startswith("django_sse_")]
     assert len(names) == len(set(names))
     assert "django_sse_streams_open" in names
+
+
+@pytest.mark.parametrize(
+    ("path", "view", "outcome"),
+    [
+        ("/error/", "tests.views.ErrorView", "error"),
+        ("/timeout/", "tests.views.TimeoutView", "timeout"),
+    ],
+)
+async def test_every_ending_is_counted_and_leaves_nothing_open(
+    path: str, view: str, outcome: str
+) -> None:
+    before = Before("django_sse_streams_total", view=view, outcome=outcome)
+    opened = Before("django_sse_streams_open", view=view)
+    response = await AsyncClient().get(path)
+    await collect(response.streaming_content)  # type: ignore[attr-defined]
+    assert before.change("django_sse_streams_total") == 1
+    assert opened.change("django_sse_streams_open") == 0
+
+
+async def test_clients_leaving_at_every_step_leave_nothing_open() -> None:
+    """Left before the first event, right after it, and after the second: twenty times
+    each, the open gauge comes back to where it was and every stream is counted."""
+    labels = {"view": "tests.views.GateView"}
+    opened = Before("django_sse_streams_open", **labels)
+    ended = Before("django_sse_streams_total", outcome="client_disconnected", **labels)
+    for reads in [0, 1, 2] * 20:
+        response = await AsyncClient().get("/gate/", {"probe": uuid.uuid4().hex})
+        chunks = response._engine  # type: ignore[attr-defined]
+        for _ in range(reads):
+            await anext(chunks)
+        await chunks.aclose()
+    assert opened.change("django_sse_streams_open") == 0
+    # A stream closed before it was first read never started: nothing to count.
+    assert ended.change("django_sse_streams_total") == 40
