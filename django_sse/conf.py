@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 
-__all__ = ["DEFAULTS", "get"]
+__all__ = ["DEFAULTS", "get", "limit"]
 
 DEFAULTS: dict[str, Any] = {
     # Seconds between keep-alive comments on an idle stream; 0 turns them off.
@@ -54,6 +54,13 @@ DEFAULTS: dict[str, Any] = {
     "METRICS_STAFF": True,
     "METRICS_TOKEN": None,
     "METRICS_ADDRESSES": (),
+    # Streams one logged-in user, and one anonymous client address, may have open at
+    # once; one more gets a 429 with Retry-After. None: no limit. Counted through the
+    # cache STREAM_LIMIT_CACHE names (a shared one, e.g. Redis, counts across
+    # processes). A view's stream_limit_per_user / _per_address override them.
+    "STREAM_LIMIT_PER_USER": None,
+    "STREAM_LIMIT_PER_ADDRESS": None,
+    "STREAM_LIMIT_CACHE": "default",
     # Broadcast through Pushpin, which then holds the streams: a dict with Pushpin's
     # PUBLISH_URL (or a list, one per instance) and its SIG_KEY; optional
     # CHANNEL_PREFIX ("django_sse."), RECOVER_INTERVAL (300 s) and TIMEOUT (5 s).
@@ -123,3 +130,13 @@ def get(name: str) -> Any:
             f"Known keys: {', '.join(DEFAULTS)}"
         )
     return configured.get(name, DEFAULTS[name])
+
+
+def limit(setting: str, override: int | None = None) -> int | None:
+    """A limit setting (a whole number, or None for none), or a view's ``override``."""
+    value = get(setting) if override is None else override
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ImproperlyConfigured(
+            f"{setting} (or the view's override) is {value!r}: use None or a whole number"
+        )
+    return value

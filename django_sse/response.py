@@ -3,8 +3,9 @@
 The response hands Django an async iterator of its own (``_run``). It starts the
 engine (django_sse._engine) when Django starts iterating, passes on what the engine
 has to send, and when the stream ends, for whatever reason, closes the source, tells
-the observer (the stream log) and runs ``on_close``, in that order. It also registers
-the stream for shutdown and lets go of the request's sync thread while streaming.
+the observers (the stream log, a stream limit's slot) and runs ``on_close``, in that
+order. It also registers the stream for shutdown and lets go of the request's sync
+thread while streaming.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 from django.http import StreamingHttpResponse
@@ -54,7 +56,7 @@ class SSEResponse(StreamingHttpResponse):
         retry: int | None = None,
         max_duration: float | None = None,
         on_close: OnClose | None = None,
-        observer: StreamObserver | None = None,
+        observer: StreamObserver | Sequence[StreamObserver] | None = None,
         status: int = 200,
         headers: dict[str, str] | None = None,
         name: str | None = None,
@@ -69,7 +71,13 @@ class SSEResponse(StreamingHttpResponse):
         self._retry = conf.get("RETRY") if retry is None else retry
         self._max_duration = conf.get("MAX_DURATION") if max_duration is None else max_duration
         self._on_close = on_close
-        self._observer = observer
+        self._observers: list[StreamObserver] = (
+            []
+            if observer is None
+            else list(observer)
+            if isinstance(observer, Sequence)
+            else [observer]
+        )
         # The stream's view label in the metrics: views pass their URL pattern's name.
         self._name = name
         self.stats = StreamStats()
@@ -151,8 +159,8 @@ class SSEResponse(StreamingHttpResponse):
         watcher = _watch_for_disconnect(stream)
         shutdown.register(stream)
         self.stats.started_at = time.time()
-        if self._observer is not None:
-            self._observer.opened(self.stats)
+        for observer in self._observers:
+            observer.opened(self.stats)
         try:
             self.stats.bytes += len(self._opening)
             yield self._opening
@@ -192,9 +200,13 @@ class SSEResponse(StreamingHttpResponse):
                 if meter is not None:
                     meter.closed()
             outcome = self.stats.outcome or Outcome.ERROR
-            observer, on_close = self._observer, self._on_close
-            if observer is not None:
-                await settle(lambda: observer.closed(self.stats), timeout, "The stream log")
+            on_close = self._on_close
+            for observer in self._observers:
+                await settle(
+                    partial(observer.closed, self.stats),
+                    timeout,
+                    getattr(observer, "description", type(observer).__name__),
+                )
             if on_close is not None:
                 await settle(lambda: on_close(outcome), timeout, "on_close")
         finally:

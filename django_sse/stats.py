@@ -59,7 +59,8 @@ class StreamObserver(Protocol):
     """Told when a stream starts and after it ended; e.g. the StreamLog tracker.
 
     The engine knows observers only by this interface, so it never imports what
-    watches it.
+    watches it. An optional ``description`` names the observer in the log line of a
+    ``closed()`` that failed or overran.
     """
 
     def opened(self, stats: StreamStats) -> None:

@@ -122,6 +122,8 @@ def view_name(request: HttpRequest, fallback: str) -> str:
 class StreamTracker:
     """Observes one stream for its StreamLog row; see SSEResponse(observer=...)."""
 
+    description = "The stream log"
+
     def __init__(self, request: HttpRequest, view_name: str) -> None:
         match = request.resolver_match
         self._request = request

@@ -16,11 +16,13 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.views import View
 
+from django_sse import conf
+from django_sse._limits import Slots, acquire, subject_of
 from django_sse._metrics import UNNAMED
 from django_sse.protocol import MAX_LAST_EVENT_ID
 from django_sse.response import WSGI_REFUSAL, SSEResponse
 from django_sse.stats import OnClose, Outcome
-from django_sse.tracking import tracker_for, view_name
+from django_sse.tracking import client_address, tracker_for, view_name
 
 __all__ = ["SSEView", "last_event_id", "load_user", "sse_response"]
 
@@ -46,6 +48,11 @@ class SSEView(View):
     login_required: bool = False
     # With login_required: answer 403 instead of redirecting anonymous users to login.
     raise_exception: bool = False
+    # Streams one user (or anonymous address) may have open at once, counted with all
+    # their other streams; None follows the STREAM_LIMIT_PER_USER and
+    # STREAM_LIMIT_PER_ADDRESS settings.
+    stream_limit_per_user: int | None = None
+    stream_limit_per_address: int | None = None
 
     last_event_id: str | None = None
 
@@ -74,6 +81,9 @@ class SSEView(View):
         denied = await self._check_access(request)
         if denied is not None:
             return denied
+        slot = await self._take_slot(request)
+        if isinstance(slot, HttpResponseBase):
+            return slot
         self.last_event_id = last_event_id(request)
         source = self.stream(request, *args, **kwargs)
         if not hasattr(source, "__aiter__"):
@@ -88,7 +98,11 @@ class SSEView(View):
             retry=self.retry,
             max_duration=self.max_duration,
             on_close=self.on_close,
-            observer=tracker_for(request, self.log_streams, name),
+            observer=[
+                observer
+                for observer in (tracker_for(request, self.log_streams, name), slot)
+                if observer is not None
+            ],
             name=name,
         )
 
@@ -100,6 +114,17 @@ class SSEView(View):
         if not await self.has_permission(request):
             raise PermissionDenied("You may not subscribe to this stream")
         return None
+
+    async def _take_slot(self, request: HttpRequest) -> Slots | HttpResponseBase | None:
+        """One of the user's (or address's) stream slots, or the 429 refusing the stream."""
+        per_user = conf.limit("STREAM_LIMIT_PER_USER", self.stream_limit_per_user)
+        per_address = conf.limit("STREAM_LIMIT_PER_ADDRESS", self.stream_limit_per_address)
+        if per_user is None and per_address is None:
+            return None
+        user = await load_user(request)
+        user_id = user.pk if user is not None and user.is_authenticated else None
+        subject = subject_of(user_id, client_address(request), per_user, per_address)
+        return None if subject is None else await acquire(request, subject)
 
 
 async def _is_authenticated(request: HttpRequest) -> bool:

@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from django_sse.broadcast._pushpin_config import HANDLER_PORTS, config_sections, render
 from tests.grip_origin import GripOrigin, hold_stream
 from tests.needs import unavailable
 from tests.servers import free_port
@@ -42,7 +43,6 @@ SERVICES = {
 }
 # The handler's ports before ``port_offset``: ZMQ push-in (PULL), HTTP publish endpoint,
 # ZMQ push-in (SUB), command (REP).
-HANDLER_PORTS = {"push_in": 5560, "publish": 5561, "push_in_sub": 5562, "command": 5563}
 # The fixture's own origin answers this path, so start() can see a request make the trip.
 PROBE_PATH = "/.pushpin-fixture-probe/"
 PROBE_BODY = b"pushpin-fixture-ready"
@@ -124,7 +124,6 @@ class Pushpin:
         self.binary = pushpin_binary()
         self.origins = list(origins)
         self.sig_key = sig_key
-        self.sig_iss = "pushpin"
         self.log_level = log_level
         self.http_port = free_port()
         self.port_offset = free_port_offset(avoid=[self.http_port, *self.origins])
@@ -148,70 +147,15 @@ class Pushpin:
     # -- configuration ---------------------------------------------------------------
 
     def _sections(self) -> dict[str, dict[str, str]]:
-        run = self.directory / "run"
-        log = self.directory / "log"
-        sections = {
-            "global": {
-                "include": "/usr/lib/pushpin/internal.conf",
-                "rundir": str(run),
-                "ipc_prefix": "pushpin-",
-                "port_offset": str(self.port_offset),
-                "stats_connection_ttl": "120",
-            },
-            "runner": {
-                "services": ",".join(SERVICES),
-                "http_port": f"127.0.0.1:{self.http_port}",
-                "logdir": str(log),
-                "log_level": str(self.log_level),
-                "client_buffer_size": "8192",
-                "client_maxconn": "50000",
-                "condure_bin": "condure",
-                "zurl_bin": "zurl",
-            },
-            "proxy": {
-                "routesfile": str(self.routes),
-                "debug": "false",
-                "auto_cross_origin": "false",
-                "accept_x_forwarded_protocol": "false",
-                "set_x_forwarded_protocol": "proto-only",
-                "x_forwarded_for": "",
-                "x_forwarded_for_trusted": "",
-                "orig_headers_need_mark": "",
-                "accept_pushpin_route": "false",
-                "log_from": "false",
-                "log_user_agent": "false",
-                "sig_iss": self.sig_iss,
-                "sig_key": self.sig_key,
-                "upstream_key": "",
-                "updates_check": "off",
-                "organization_name": "",
-                # The runner's own zurl, not the system one at /var/run/zurl.
-                "zurl_out_specs": "ipc://{rundir}/{ipc_prefix}zurl-in",
-                "zurl_out_stream_specs": "ipc://{rundir}/{ipc_prefix}zurl-in-stream",
-                "zurl_in_specs": "ipc://{rundir}/{ipc_prefix}zurl-out",
-            },
-            "handler": {
-                # Base ports: the runner adds port_offset to each.
-                "push_in_spec": f"tcp://127.0.0.1:{HANDLER_PORTS['push_in']}",
-                "push_in_sub_specs": f"tcp://127.0.0.1:{HANDLER_PORTS['push_in_sub']}",
-                "push_in_sub_connect": "false",
-                "push_in_http_addr": "127.0.0.1",
-                "push_in_http_port": str(HANDLER_PORTS["publish"]),
-                "push_in_http_max_headers_size": "10000",
-                "push_in_http_max_body_size": "1000000",
-                "stats_spec": "ipc://{rundir}/{ipc_prefix}stats",
-                "command_spec": f"tcp://127.0.0.1:{HANDLER_PORTS['command']}",
-                "message_rate": "2500",
-                "message_hwm": "25000",
-                "message_wait": "5000",
-                "id_cache_ttl": "60",
-                "connection_subscription_max": "20",
-                "subscription_linger": "60",
-                "stats_subscription_ttl": "60",
-                "stats_report_interval": "10",
-                "stats_format": "tnetstring",
-            },
-        }
+        """What ``manage.py sse_pushpin`` writes, on this fixture's ports, with the
+        test's own settings on top."""
+        sections = config_sections(
+            http_port=f"127.0.0.1:{self.http_port}",
+            publish_port=self.ports["publish"],
+            sig_key=self.sig_key,
+            directory=self.directory,
+            log_level=self.log_level,
+        )
         for section, values in self._settings.items():
             sections.setdefault(section, {}).update(values)
         return sections
@@ -219,10 +163,7 @@ class Pushpin:
     def _write_config(self) -> None:
         (self.directory / "run").mkdir(exist_ok=True)
         (self.directory / "log").mkdir(exist_ok=True)
-        text = ""
-        for section, values in self._sections().items():
-            text += f"[{section}]\n" + "".join(f"{k}={v}\n" for k, v in values.items()) + "\n"
-        self.config.write_text(text)
+        self.config.write_text(render(self._sections()))
         probe = routes_line([self._probe_origin.port], f"*,path_beg={PROBE_PATH}")
         self.routes.write_text(routes_line(self.origins) + "\n" + probe + "\n")
 

@@ -19,6 +19,7 @@ urlpatterns = [
     path("races/", include("tests.lifecycle.urls")),
     path("counter/", views.CounterView.as_view(), name="counter"),
     path("gate/", views.GateView.as_view()),
+    path("limited-gate/", views.LimitedGateView.as_view()),
     path("resumable/", views.ResumableView.as_view()),
     path("idle/", views.IdleView.as_view()),
     path("flood/", views.FloodView.as_view()),

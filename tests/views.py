@@ -92,6 +92,13 @@ class GateView(ProbedView):
         yield Event(data="second", id="2")
 
 
+class LimitedGateView(GateView):
+    """GateView with limits of its own, whatever the settings say."""
+
+    stream_limit_per_user = 1
+    stream_limit_per_address = 2
+
+
 class IdleView(ProbedView):
     keep_alive = 0.2
 

@@ -22,12 +22,20 @@ DEFAULT_RETRY_MS = 3000
 
 class SSEResponseError(Exception):
     """The server answered, but not with an event stream: a status other than 200 (or
-    204, which ends the stream for good), or another content type. Never retried."""
+    204, which ends the stream for good), or another content type.
 
-    def __init__(self, status_code: int, content_type: str, body: bytes) -> None:
+    Not retried, unless it is a 429 or 503 with ``Retry-After`` (``retry_after``, in
+    seconds): the server refused the stream before starting it and said when to come
+    back, so the client does, also for a POST.
+    """
+
+    def __init__(
+        self, status_code: int, content_type: str, body: bytes, retry_after: float | None = None
+    ) -> None:
         self.status_code = status_code
         self.content_type = content_type
         self.body = body
+        self.retry_after = retry_after
         super().__init__(
             f"Expected 200 text/event-stream, got {status_code} "
             f"{content_type or '(no content type)'}: {body[:200]!r}"

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any, Generic, TypeVar
 
 import httpx
@@ -17,6 +19,25 @@ from django_sse.protocol import EventParser
 __all__ = ["ERROR_BODY_BYTES", "SourceOptions", "StreamState"]
 
 ERROR_BODY_BYTES = 1024
+# Statuses that, with Retry-After, mean "not now": too many requests, unavailable.
+RETRY_LATER = (429, 503)
+# The longest Retry-After honoured; a server asking for more gets this.
+MAX_RETRY_AFTER = 3600.0
+
+
+def seconds_until(retry_after: str) -> float | None:
+    """A Retry-After value (seconds, or an HTTP date) as seconds from now; None if
+    there is none or it cannot be read."""
+    value = retry_after.strip()
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return min(max((when - datetime.now(timezone.utc)).total_seconds(), 0.0), MAX_RETRY_AFTER)
 
 
 @dataclass
@@ -106,7 +127,12 @@ class StreamState(Generic[ClientT]):
 
     def _refusal(self, response: httpx.Response, body: bytes) -> SSEResponseError:
         content_type = response.headers.get("content-type", "")
-        return SSEResponseError(response.status_code, content_type, body[:ERROR_BODY_BYTES])
+        retry_after = None
+        if response.status_code in RETRY_LATER:
+            retry_after = seconds_until(response.headers.get("retry-after", ""))
+        return SSEResponseError(
+            response.status_code, content_type, body[:ERROR_BODY_BYTES], retry_after
+        )
 
     def _opened(self, response: httpx.Response) -> bool:
         """Whether to read events from this response; False after 204, which ends it all."""
@@ -121,11 +147,14 @@ class StreamState(Generic[ClientT]):
     def _delay(self, error: BaseException | None) -> float | None:
         """Seconds until the next connection, or None when the stream is over.
 
-        Re-raises a network error when the stream may not be reopened.
+        Re-raises a network error, or a refusal, when the stream may not be reopened.
         """
         if self._closed or self._finished:
             return None
-        if not self._policy.may_reconnect:
+        retry_after = error.retry_after if isinstance(error, SSEResponseError) else None
+        # A refusal with Retry-After started nothing: even a POST may be sent again.
+        allowed = self._policy.reconnect if retry_after is not None else self._policy.may_reconnect
+        if not allowed:
             self._policy.report(self._status("closed", error=error))
             if error is not None:
                 raise error
@@ -135,6 +164,9 @@ class StreamState(Generic[ClientT]):
         except Exception as given_up:
             self._policy.report(self._status("gave_up", error=given_up))
             raise
+        if retry_after:
+            # When the server said; a Retry-After of 0 gets the backoff, not a tight loop.
+            delay = retry_after
         self._policy.report(self._status("reconnecting", delay=delay, error=error))
         return delay
 

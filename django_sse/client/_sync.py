@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from django_sse.client._policy import SSEResponseError
 from django_sse.client._source import ERROR_BODY_BYTES, SourceOptions, StreamState
 from django_sse.protocol import MessageEvent
 
@@ -24,7 +25,7 @@ class EventSource(StreamState[httpx.Client]):
 
     def __iter__(self) -> Iterator[MessageEvent]:
         while not self._closed:
-            error: httpx.TransportError | None = None
+            error: httpx.TransportError | SSEResponseError | None = None
             try:
                 for event in self._connection():
                     yield event
@@ -32,6 +33,10 @@ class EventSource(StreamState[httpx.Client]):
                         return
             except httpx.TransportError as exc:
                 error = exc
+            except SSEResponseError as refused:
+                if refused.retry_after is None:
+                    raise
+                error = refused
             delay = self._delay(error)
             if delay is None:
                 return

@@ -10,7 +10,6 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.urls import URLPattern, path
 from django.views import View
@@ -87,8 +86,8 @@ class ResumableChatView(ChatView):
         admission = _records.Admission(
             user_id=await user_key(request),
             client_address=client_address(request),
-            per_user=_limit(self.generations_per_user, "LLM_GENERATIONS_PER_USER"),
-            per_address=_limit(self.generations_per_address, "LLM_GENERATIONS_PER_ADDRESS"),
+            per_user=conf.limit("LLM_GENERATIONS_PER_USER", self.generations_per_user),
+            per_address=conf.limit("LLM_GENERATIONS_PER_ADDRESS", self.generations_per_address),
         )
         try:
             await _history.in_worker(
@@ -185,15 +184,6 @@ async def _refusal(generation: str, user: str | None) -> HttpResponseBase | None
     if owner is not None and owner != user:
         return _forbidden()
     return None
-
-
-def _limit(value: int | None, setting: str) -> int | None:
-    limit = conf.get(setting) if value is None else value
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-        raise ImproperlyConfigured(
-            f"{setting} (or the view's override) is {limit!r}: use None or a whole number"
-        )
-    return limit
 
 
 def _too_many(limit: int) -> JsonResponse:

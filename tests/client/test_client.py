@@ -16,6 +16,8 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 from typing import Any
 
 import httpx
@@ -28,6 +30,7 @@ from django_sse.client import (
     aconnect,
     connect,
 )
+from django_sse.client._source import seconds_until
 from django_sse.protocol import EventParser, MessageEvent
 from tests.client.scripted_server import (
     ABORT,
@@ -533,6 +536,86 @@ async def test_a_refusal_on_reconnecting_raises(sse: Driver, server: ScriptedSer
     assert run.error.body == b"busy"
     assert run.data == ["a"]
     assert server.connections == 2
+
+
+# ---------------------------------------------------------------------------
+# "Not now": 429 and 503 with Retry-After are retried when the server says
+# ---------------------------------------------------------------------------
+
+
+def not_now(status: str, retry_after: str) -> Reply:
+    return Reply(status, [("Content-Type", "text/plain"), ("Retry-After", retry_after)], [b"busy"])
+
+
+@pytest.mark.parametrize("status", ["429 Too Many Requests", "503 Service Unavailable"])
+async def test_a_refusal_with_retry_after_is_retried_when_the_server_says(
+    sse: Driver, server: ScriptedServer, status: str
+) -> None:
+    server.play(not_now(status, "1"), event_stream(b"data: a\n\n"), no_content())
+    run = await sse.run(server.url())
+    assert run.data == ["a"]
+    assert run.states == ["reconnecting", "connected", "reconnecting", "closed"]
+    refused = run.reconnecting()[0]
+    assert refused.delay == 1.0
+    assert isinstance(refused.error, SSEResponseError)
+    assert refused.error.status_code == int(status.split()[0])
+    assert refused.error.retry_after == 1.0
+
+
+async def test_a_refused_post_is_sent_again_as_it_started_nothing(
+    sse: Driver, server: ScriptedServer
+) -> None:
+    server.play(not_now("429 Too Many Requests", "1"), event_stream(b"data: a\n\n"))
+    run = await sse.run(server.url(), method="POST", json={"q": 1})
+    assert run.data == ["a"]
+    assert [request.method for request in server.requests] == ["POST", "POST"]
+    assert [json.loads(request.body) for request in server.requests] == [{"q": 1}] * 2
+    assert run.states == ["reconnecting", "connected", "closed"]
+
+
+async def test_a_retry_after_of_zero_waits_the_backoff(sse: Driver, server: ScriptedServer) -> None:
+    server.play(
+        event_stream(b"retry: 1\ndata: a\n\n"),
+        not_now("429 Too Many Requests", "0"),
+        event_stream(b"data: b\n\n"),
+        no_content(),
+    )
+    run = await sse.run(server.url())
+    assert run.data == ["a", "b"]
+    # Never a tight loop: the second failure in a row backs off from the 1 ms retry.
+    delay = run.reconnecting()[1].delay
+    assert delay is not None
+    assert delay >= 0.001
+
+
+@pytest.mark.parametrize("retry_after", ["soon", "", "-1", "1.5"])
+async def test_a_retry_after_that_cannot_be_read_is_a_refusal(
+    sse: Driver, server: ScriptedServer, retry_after: str
+) -> None:
+    server.play(not_now("429 Too Many Requests", retry_after), event_stream(b"data: no\n\n"))
+    run = await sse.run(server.url(), expect=SSEResponseError)
+    assert isinstance(run.error, SSEResponseError)
+    assert run.error.retry_after is None
+    assert server.connections == 1
+
+
+async def test_retry_after_is_not_honoured_without_reconnecting(
+    sse: Driver, server: ScriptedServer
+) -> None:
+    server.play(not_now("429 Too Many Requests", "1"), event_stream(b"data: no\n\n"))
+    run = await sse.run(server.url(), reconnect=False, expect=SSEResponseError)
+    assert isinstance(run.error, SSEResponseError)
+    assert run.error.status_code == 429
+    assert server.connections == 1
+
+
+def test_retry_after_as_an_http_date() -> None:
+    later = datetime.now(timezone.utc) + timedelta(seconds=120)
+    seconds = seconds_until(format_datetime(later, usegmt=True))
+    assert seconds is not None
+    assert 100 < seconds <= 120
+    assert seconds_until(format_datetime(later - timedelta(days=1), usegmt=True)) == 0.0
+    assert seconds_until("99999999") == 3600.0
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,209 @@
+"""STREAM_LIMIT_PER_USER / STREAM_LIMIT_PER_ADDRESS in-process: refusals before any byte,
+slots given back at every ending, and the ways around a limit that must not work."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.core.cache import caches
+from django.test import AsyncClient, override_settings
+
+from django_sse import _limits
+from django_sse.response import SSEResponse
+from django_sse.stats import StreamStats
+from tests.sse import collect
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def empty_cache() -> Iterator[None]:
+    caches["default"].clear()
+    yield
+    caches["default"].clear()
+
+
+def limits(**values: Any) -> Any:
+    return override_settings(DJANGO_SSE=values)
+
+
+class Held:
+    """Streams opened and held open by a test, closed at its end."""
+
+    def __init__(self) -> None:
+        self.engines: list[Any] = []
+
+    async def open(self, client: AsyncClient, path: str = "/gate/", **extra: Any) -> Any:
+        response = await client.get(path, {"probe": uuid.uuid4().hex}, **extra)
+        if isinstance(response, SSEResponse):
+            engine = response._engine
+            assert await anext(engine) == b":\n"
+            self.engines.append(engine)
+        return response
+
+    async def close(self, count: int | None = None) -> None:
+        for engine in self.engines[:count]:
+            await engine.aclose()
+        self.engines = self.engines[count:] if count is not None else []
+
+
+@pytest.fixture
+async def held() -> AsyncIterator[Held]:
+    streams = Held()
+    yield streams
+    await streams.close()
+
+
+async def logged_in(django_user_model: Any, username: str) -> AsyncClient:
+    user = await django_user_model.objects.acreate(username=username)
+    client = AsyncClient()
+    await sync_to_async(client.force_login)(user)
+    return client
+
+
+def assert_refused(response: Any) -> None:
+    assert response.status_code == 429
+    assert response["Retry-After"] == str(_limits.RETRY_AFTER)
+    assert not isinstance(response, SSEResponse)
+    assert b"Too many streams" in response.content
+
+
+async def test_a_user_over_the_limit_is_refused_before_any_byte(
+    django_user_model: Any, held: Held, caplog: pytest.LogCaptureFixture
+) -> None:
+    ada = await logged_in(django_user_model, "ada")
+    with limits(STREAM_LIMIT_PER_USER=2):
+        await held.open(ada)
+        await held.open(ada)
+        with caplog.at_level(logging.WARNING, logger="django_sse"):
+            refused = await held.open(ada)
+    assert_refused(refused)
+    assert b"you have 2 open" in refused.content
+    assert "STREAM_LIMIT_PER_USER" in caplog.text
+    assert "Refused a stream at /gate/" in caplog.text
+
+
+async def test_other_users_and_anonymous_clients_are_not_counted_with_them(
+    django_user_model: Any, held: Held
+) -> None:
+    ada = await logged_in(django_user_model, "ada")
+    bob = await logged_in(django_user_model, "bob")
+    with limits(STREAM_LIMIT_PER_USER=1, STREAM_LIMIT_PER_ADDRESS=1):
+        await held.open(ada)
+        assert (await held.open(bob)).status_code == 200
+        # Same address (the test client's) as ada and bob: anonymous clients are
+        # counted per address, logged-in users per user.
+        assert (await held.open(AsyncClient())).status_code == 200
+        assert_refused(await held.open(AsyncClient()))
+        assert_refused(await held.open(ada))
+
+
+async def test_a_slot_is_given_back_when_a_stream_closes(
+    django_user_model: Any, held: Held
+) -> None:
+    ada = await logged_in(django_user_model, "ada")
+    with limits(STREAM_LIMIT_PER_USER=1):
+        await held.open(ada)
+        assert_refused(await held.open(ada))
+        await held.close()
+        assert (await held.open(ada)).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/error/", "/timeout/", "/counter/"])
+async def test_every_ending_gives_the_slot_back(path: str) -> None:
+    with limits(STREAM_LIMIT_PER_ADDRESS=1):
+        for _ in range(3):
+            response = await AsyncClient().get(path)
+            assert isinstance(response, SSEResponse)
+            await collect(response.streaming_content)
+
+
+async def test_anonymous_clients_are_limited_per_address_and_cannot_spoof_one(
+    held: Held,
+) -> None:
+    anonymous = AsyncClient()
+    with limits(STREAM_LIMIT_PER_ADDRESS=2):
+        await held.open(anonymous)
+        await held.open(anonymous)
+        # Without CLIENT_ADDRESS_HEADER, what the client says of its address is ignored.
+        refused = await held.open(anonymous, headers={"X-Forwarded-For": "198.51.100.7"})
+        assert_refused(refused)
+        assert b"your address has 2 open" in refused.content
+
+
+async def test_behind_a_trusted_proxy_each_client_address_has_its_own_limit(
+    held: Held,
+) -> None:
+    client = AsyncClient()
+
+    def forwarded(address: str) -> dict[str, str]:
+        # The proxy appends the address it saw; the client may have put anything before.
+        return {"X-Forwarded-For": f"10.0.0.1, {address}"}
+
+    with limits(STREAM_LIMIT_PER_ADDRESS=1, CLIENT_ADDRESS_HEADER="X-Forwarded-For"):
+        await held.open(client, headers=forwarded("203.0.113.1"))
+        assert_refused(await held.open(client, headers=forwarded("203.0.113.1")))
+        assert (await held.open(client, headers=forwarded("203.0.113.2"))).status_code == 200
+
+
+async def test_a_view_sets_its_own_limits(django_user_model: Any, held: Held) -> None:
+    ada = await logged_in(django_user_model, "ada")
+    await held.open(ada, "/limited-gate/")
+    assert_refused(await held.open(ada, "/limited-gate/"))
+    # Its limit counts the user's streams of every view; other views have none here.
+    assert (await held.open(ada, "/gate/")).status_code == 200
+
+
+async def test_a_cache_that_fails_lets_streams_through(
+    held: Held, caplog: pytest.LogCaptureFixture
+) -> None:
+    unreachable = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "down": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Nothing listens on port 1: every command fails to connect.
+            "LOCATION": "redis://127.0.0.1:1/0",
+        },
+    }
+    with (
+        override_settings(CACHES=unreachable),
+        limits(STREAM_LIMIT_PER_ADDRESS=1, STREAM_LIMIT_CACHE="down"),
+        caplog.at_level(logging.ERROR, logger="django_sse"),
+    ):
+        for _ in range(3):
+            assert (await held.open(AsyncClient())).status_code == 200
+    assert "could not reach cache 'down'" in caplog.text
+
+
+def test_renewing_keeps_the_slots_of_open_streams() -> None:
+    cache = caches["default"]
+    slot = _limits.Slots("default", "django_sse:stream-slot:test:0", "token")
+    _limits._renewer.hold(slot)
+    try:
+        cache.delete(slot.key)  # as if its lease had run out
+        _limits._renewer.renew()
+        assert cache.get(slot.key) == "token"
+    finally:
+        _limits._renewer.drop(slot)
+    cache.delete(slot.key)
+    _limits._renewer.renew()
+    assert cache.get(slot.key) is None
+
+
+async def test_a_slot_that_went_to_another_stream_is_left_to_it() -> None:
+    cache = caches["default"]
+    slot = _limits.Slots("default", "django_sse:stream-slot:test:0", "mine")
+    await cache.aset(slot.key, "theirs")
+    await slot.closed(StreamStats())
+    assert await cache.aget(slot.key) == "theirs"
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, "3", True])
+async def test_a_limit_that_is_not_a_whole_number_is_an_error(value: object) -> None:
+    with limits(STREAM_LIMIT_PER_USER=value), pytest.raises(Exception, match="whole number"):
+        await AsyncClient(raise_request_exception=True).get("/gate/")
