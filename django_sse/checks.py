@@ -40,6 +40,7 @@ def check_deployment(
         messages += _check_pushpin()
         messages += _check_llm_provider()
         messages += _check_metrics()
+        messages += _check_stream_limits()
     if not getattr(settings, "ASGI_APPLICATION", None):
         messages.append(
             checks.Warning(
@@ -157,6 +158,28 @@ def _check_metrics() -> list[checks.CheckMessage]:
                     id="django_sse.E008",
                 )
             )
+    return messages
+
+
+def _check_stream_limits() -> list[checks.CheckMessage]:
+    messages: list[checks.CheckMessage] = []
+    for setting in ("STREAM_LIMIT_PER_USER", "STREAM_LIMIT_PER_ADDRESS"):
+        try:
+            conf.limit(setting)
+        except ImproperlyConfigured as error:
+            messages.append(checks.Error(str(error), id="django_sse.E009"))
+    alias = conf.get("STREAM_LIMIT_CACHE")
+    limited = conf.get("STREAM_LIMIT_PER_USER") is not None or (
+        conf.get("STREAM_LIMIT_PER_ADDRESS") is not None
+    )
+    if limited and alias not in settings.CACHES:
+        messages.append(
+            checks.Error(
+                f"DJANGO_SSE['STREAM_LIMIT_CACHE'] is {alias!r}, which CACHES does not define.",
+                hint=f"Use one of: {', '.join(map(repr, settings.CACHES))}.",
+                id="django_sse.E010",
+            )
+        )
     return messages
 
 

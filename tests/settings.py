@@ -101,3 +101,11 @@ if os.environ.get("SSE_TEST_REDIS_PREFIX"):
             },
         }
     }
+    # Stream limits' slots, shared by the servers of one test (tests/e2e/test_limits.py).
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ.get("SSE_TEST_REDIS_URL", "redis://127.0.0.1:6379"),
+            "KEY_PREFIX": os.environ["SSE_TEST_REDIS_PREFIX"],
+        }
+    }

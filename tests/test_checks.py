@@ -121,3 +121,18 @@ def test_metrics_addresses_must_be_addresses_or_networks() -> None:
 @override_settings(DJANGO_SSE={"METRICS": True, "METRICS_ADDRESSES": ["127.0.0.1"]})
 def test_metrics_with_prometheus_client_and_good_addresses_pass() -> None:
     assert not {"django_sse.E007", "django_sse.E008"} & set(ids())
+
+
+@override_settings(DJANGO_SSE={"STREAM_LIMIT_PER_USER": "3", "STREAM_LIMIT_PER_ADDRESS": -1})
+def test_stream_limits_must_be_whole_numbers() -> None:
+    errors = [m for m in check_deployment() if m.id == "django_sse.E009"]
+    assert ["STREAM_LIMIT_PER_USER" in errors[0].msg, "_PER_ADDRESS" in errors[1].msg] == [
+        True,
+        True,
+    ]
+
+
+@override_settings(DJANGO_SSE={"STREAM_LIMIT_PER_USER": 3, "STREAM_LIMIT_CACHE": "shared"})
+def test_stream_limits_need_their_cache() -> None:
+    (error,) = [m for m in check_deployment() if m.id == "django_sse.E010"]
+    assert "'shared'" in error.msg

@@ -79,6 +79,27 @@ def test_a_fetch_stream_retries_server_errors_with_growing_jittered_delays(
     assert len(attempts) == 4
 
 
+@pytest.mark.parametrize("transport", ["eventsource", "fetch"])
+def test_too_many_streams_is_retried_when_the_server_says(
+    page: Page, server: LiveServer, transport: str
+) -> None:
+    attempts = record_requests(page, path="/flaky/")
+    stream = f"/browser/flaky/?key={uuid.uuid4().hex}&failures=2&status=429&retry_after=1&n=3"
+    query = {"transport": "fetch"} if transport == "fetch" else {}
+    page.goto(page_url(server, "resume", stream=stream, retry="100", **query))
+    wait_closed(page, "ids")
+
+    assert received(page) == list(range(3))
+    errors = [event["detail"] for event in seen(page, "error")]
+    # EventSource keeps a refusal's status to itself: the helper asks again with
+    # fetch(), which reads the status and the Retry-After.
+    assert [(e["status"], e["willRetry"], e["delay"]) for e in errors] == [(429, True, 1000)] * (
+        1 if transport == "eventsource" else 2
+    )
+    assert errors[0]["message"] == "HTTP 429: try again later"
+    assert len(attempts) == 3
+
+
 def test_a_get_answered_with_a_client_error_is_not_retried(page: Page, server: LiveServer) -> None:
     attempts = record_requests(page, path="/no-such-stream/")
     page.goto(page_url(server, "resume", stream="/no-such-stream/", transport="fetch"))

@@ -78,13 +78,17 @@ _flaky_attempts: dict[str, int] = {}
 
 
 class FlakyView(NumbersView):
-    """503 for the first ?failures= requests of each ?key=, then the numbers stream."""
+    """503 (or ?status=) for the first ?failures= requests of each ?key=, with a
+    Retry-After of ?retry_after= if given, then the numbers stream."""
 
     async def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         key = request.GET.get("key", "")
         _flaky_attempts[key] = attempt = _flaky_attempts.get(key, 0) + 1
         if attempt <= int(request.GET.get("failures", "2")):
-            return HttpResponse("try again later", status=503)
+            refusal = HttpResponse("try again later", status=int(request.GET.get("status", "503")))
+            if "retry_after" in request.GET:
+                refusal["Retry-After"] = request.GET["retry_after"]
+            return refusal
         return await super().get(request, *args, **kwargs)
 
 

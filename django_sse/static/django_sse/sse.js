@@ -114,6 +114,15 @@
 
   var HTML_ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
 
+  /* Milliseconds a response's Retry-After asks for (seconds or an HTTP date, at most an
+   * hour), or null when it has none that can be read. */
+  function waitFor(response) {
+    var value = (response.headers.get("Retry-After") || "").trim();
+    var ms = /^[0-9]+$/.test(value) ? parseInt(value, 10) * 1000 : Date.parse(value) - Date.now();
+    if (!value || isNaN(ms)) return null;
+    return Math.min(Math.max(ms, 0), 3600000);
+  }
+
   function escapeHTML(text) {
     return text.replace(/[&<>"']/g, function (c) {
       return HTML_ESCAPES[c];
@@ -294,9 +303,11 @@
 
   /* After a failure: the server's retry, doubled per failure up to 30 s, with equal jitter
    * so that clients dropped together do not come back together. */
-  Connection.prototype.scheduleReconnect = function (message, status) {
+  Connection.prototype.scheduleReconnect = function (message, status, retryAfter) {
     var delay = Math.min(MAX_BACKOFF, this.retry * Math.pow(2, this.failures));
     if (this.failures) delay = delay / 2 + Math.random() * (delay / 2);
+    // A server that said when to come back (429 or 503 with Retry-After) is believed.
+    if (retryAfter) delay = retryAfter;
     this.failures += 1;
     this.disconnect();
     this.setState("reconnecting");
@@ -344,8 +355,11 @@
       // The server's own "error" events share the name; only they carry data.
       if (event instanceof MessageEvent) return onMessage(event);
       if (source.readyState === EventSource.CLOSED) {
-        // A status other than 200 (204 included) or a wrong content type: final.
-        return self.fail("the server refused the stream", undefined, "refused");
+        // A status other than 200 (204 included) or a wrong content type, which
+        // EventSource keeps to itself: ask again with fetch(), which sees the status and
+        // so can tell "not now" (429, 503 with Retry-After) from "never".
+        self.useFetch = true;
+        return self.fetchStream();
       }
       if (!erred) {
         erred = true;
@@ -392,10 +406,14 @@
         if (response.status === 204) return self.close("no-content");
         if (!response.ok) {
           var retryable = response.status >= 500 || response.status === 429 || response.status === 408;
+          // Refused before it started anything: even a POST may be sent again then.
+          var retryAfter = response.status === 429 || response.status === 503 ? waitFor(response) : null;
           return response.text().then(function (text) {
             var message = "HTTP " + response.status + (text ? ": " + text.slice(0, 200) : "");
-            if (retryable && canReconnect && current()) self.scheduleReconnect(message, response.status);
-            else if (current()) self.fail(message, response.status);
+            if (!current()) return;
+            if (retryAfter !== null) self.scheduleReconnect(message, response.status, retryAfter);
+            else if (retryable && canReconnect) self.scheduleReconnect(message, response.status);
+            else self.fail(message, response.status);
           });
         }
         var type = response.headers.get("Content-Type") || "";
