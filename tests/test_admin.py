@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from django_sse import _admin_lists
 from django_sse._admin_lists import search
-from django_sse.admin import GenerationAdmin, StreamLogAdmin
+from django_sse.admin import GenerationAdmin, StreamLogAdmin, short_duration, short_number
 from django_sse.models import Generation, StreamLog
 
 pytestmark = pytest.mark.django_db
@@ -71,7 +71,7 @@ def test_changelist_shows_columns_filters_and_open_count(admin_client_: Client) 
     make_logs(2)
     make_logs(1, outcome="open")
     page = admin_client_.get(CHANGELIST).content.decode()
-    for heading in ["Started", "View", "Path", "User", "Outcome", "Duration", "Events", "Bytes"]:
+    for heading in ["Started", "Stream", "User", "Outcome", "Duration", "Sent"]:
         assert f">{heading}<" in page
     assert "1 stream is open right now." in page
     assert "?outcome__exact=open" in page
@@ -363,3 +363,24 @@ def test_the_migration_applies_and_reverses() -> None:
     assert {"django_sse_started_id_idx", "django_sse_view_id_idx"} <= after
     assert "django_sse_started_idx" not in after
     assert (trigram <= after) is (connection.vendor == "postgresql")
+
+
+@pytest.mark.parametrize(
+    ("duration", "shown"),
+    [
+        (timedelta(seconds=0.42), "0.4s"),
+        (timedelta(seconds=42), "42s"),
+        (timedelta(minutes=2, seconds=5), "2m 05s"),
+        (timedelta(days=1, hours=2, minutes=7, seconds=7), "26h 07m"),
+    ],
+)
+def test_durations_are_short(duration: timedelta, shown: str) -> None:
+    assert short_duration(duration) == shown
+
+
+@pytest.mark.parametrize(
+    ("number", "shown"),
+    [(987, "987"), (9_999, "9999"), (12_345, "12.3k"), (45_600_000, "45.6M"), (2 * 10**9, "2.0G")],
+)
+def test_counts_are_short(number: int, shown: str) -> None:
+    assert short_number(number) == shown
