@@ -90,9 +90,9 @@ class RecordPaginator(_Paginator):
         try:
             return super().validate_number(number)
         except EmptyPage:
-            if not self.estimated or int(str(number)) < 1:
+            if not self.estimated or int(float(number)) < 1:
                 raise
-            return int(str(number))
+            return int(float(number))
 
     def page(self, number: int | str) -> _Page:
         """Past KEYS_FIRST_FROM rows, the page's keys first, then its rows by key.
