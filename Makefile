@@ -50,6 +50,7 @@ bench: setup
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/llm_relay.py
 	$(BIN)/python bench/pushpin_fanout.py
+	$(BIN)/python bench/admin_scale.py
 
 # The demo project (demo_project/): `make demo` sets up, migrates, prints a demo
 # superuser's fresh password and serves the demo under daphne on $(HOST):$(PORT).
