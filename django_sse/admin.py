@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import URLPattern
 
+from django_sse._dashboard.views import dashboard_urls
 from django_sse.models import OPEN, Generation, StreamLog
 
 if TYPE_CHECKING:
@@ -63,6 +65,10 @@ class StreamLogAdmin(_RecordAdmin):
             response.context_data["open_streams"] = StreamLog.objects.filter(outcome=OPEN).count()
             response.context_data["open_filter"] = f"?outcome__exact={OPEN}"
         return response
+
+    def get_urls(self) -> list[URLPattern]:
+        # Before the model's own patterns, whose "<path:object_id>/" would take "dashboard/".
+        return [*dashboard_urls(self), *super().get_urls()]
 
 
 @admin.register(Generation)
