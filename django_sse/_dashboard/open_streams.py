@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count
+from django.db.models import Count, F
 
 from django_sse.models import OPEN, StreamLog
 
@@ -49,6 +49,6 @@ def open_streams() -> OpenStreams:
         (row[username], row["n"])
         for row in still_open.values("user_id", username)
         .annotate(n=Count("pk"))
-        .order_by("-n", username, "user_id")[:TOP_USERS]
+        .order_by("-n", F(username).asc(nulls_last=True), "user_id")[:TOP_USERS]
     )
     return OpenStreams(sum(count for _, count in by_view), by_view, by_user)
