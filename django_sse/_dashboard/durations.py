@@ -1,7 +1,8 @@
 """Percentiles of stream durations from bucket counts, the same on every database.
 
-The database counts rows per duration bucket (a CASE over fixed bounds, which SQLite,
-PostgreSQL and MariaDB all run the same way) and Python reads p50/p95 off those counts,
+The database counts, per group, the rows under each of a fixed list of bounds (filtered
+COUNTs, which SQLite, PostgreSQL and MariaDB all run, PostgreSQL as ``FILTER``), Python
+turns those into counts per bucket and reads p50/p95 off them,
 so no database needs ``percentile_cont`` and no query returns one row per stream. The
 price is resolution: a percentile is exact only to within the bucket it falls in, and
 it is read by linear interpolation inside that bucket, as Prometheus'
@@ -10,12 +11,13 @@ it is read by linear interpolation inside that bucket, as Prometheus'
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from typing import Any
 
-from django.db.models import Case, IntegerField, Value, When
+from django.db.models import Count, Q
 
-__all__ = ["BOUNDS", "bucket_expression", "quantile"]
+__all__ = ["BOUNDS", "duration_counts", "per_bucket", "quantile"]
 
 # Upper bounds in seconds, two or three times apart: streams last from a tenth of a second
 # (a refused or instant answer) to a day (a dashboard left open). The last bucket holds
@@ -25,16 +27,22 @@ BOUNDS: tuple[float, ...] = (
 )  # fmt: skip
 
 
-def bucket_expression() -> Case:
-    """The index into BOUNDS of a row's duration bucket (len(BOUNDS) for the open one)."""
-    return Case(
-        *(
-            When(duration__lt=timedelta(seconds=bound), then=Value(index))
+def duration_counts() -> dict[str, Count]:
+    """Aggregates for a grouped query: its finished streams, and those under each bound."""
+    return {
+        "finished": Count("duration"),
+        **{
+            f"under_{index}": Count("pk", filter=Q(duration__lt=timedelta(seconds=bound)))
             for index, bound in enumerate(BOUNDS)
-        ),
-        default=Value(len(BOUNDS)),
-        output_field=IntegerField(),
-    )
+        },
+    }
+
+
+def per_bucket(row: Mapping[str, Any]) -> list[int]:
+    """A row's duration_counts() as counts per bucket: bucket i holds BOUNDS[i - 1] up to
+    BOUNDS[i], and the last one everything from BOUNDS[-1] up."""
+    under = [row[f"under_{index}"] for index in range(len(BOUNDS))] + [row["finished"]]
+    return [count - below for count, below in zip(under, [0, *under[:-1]], strict=True)]
 
 
 def quantile(counts: Sequence[int], q: float) -> float | None:
