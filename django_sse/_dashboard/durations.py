@@ -1,10 +1,9 @@
 """Percentiles of stream durations from bucket counts, the same on every database.
 
 The database counts, per group, the rows under each of a fixed list of bounds (filtered
-COUNTs, which SQLite, PostgreSQL and MariaDB all run, PostgreSQL as ``FILTER``), Python
-turns those into counts per bucket and reads p50/p95 off them,
-so no database needs ``percentile_cont`` and no query returns one row per stream. The
-price is resolution: a percentile is exact only to within the bucket it falls in, and
+COUNTs, which SQLite, PostgreSQL and MariaDB all run), and Python turns those into
+counts per bucket and reads p50/p95 off them: no database needs ``percentile_cont``,
+and no query returns one row per stream. The price is resolution: a percentile is exact only to within the bucket it falls in, and
 it is read by linear interpolation inside that bucket, as Prometheus'
 ``histogram_quantile()`` does.
 """
