@@ -10,6 +10,7 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
+from django.urls import URLPattern
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html
@@ -22,6 +23,7 @@ from django_sse._admin_lists import (
     RecordQuerySet,
     search,
 )
+from django_sse._dashboard.views import dashboard_urls
 from django_sse.models import OPEN, Generation, StreamLog
 
 if TYPE_CHECKING:
@@ -123,6 +125,10 @@ class StreamLogAdmin(_RecordAdmin):
             response.context_data["open_streams"] = StreamLog.objects.filter(outcome=OPEN).count()
             response.context_data["open_filter"] = f"?outcome__exact={OPEN}"
         return response
+
+    def get_urls(self) -> list[URLPattern]:
+        # Before the model's own patterns, whose "<path:object_id>/" would take "dashboard/".
+        return [*dashboard_urls(self), *super().get_urls()]
 
 
 @admin.register(Generation)

@@ -1,0 +1,135 @@
+"""The dashboard page and its event stream, mounted by ``StreamLogAdmin.get_urls()``.
+
+Both ask the model admin: a user must be active staff (the admin site's own check) and
+may view stream logs (``has_view_permission``), or gets no data. The page goes through
+``admin_site.admin_view`` like every admin page (login redirect, no caching, CSRF); the
+stream cannot, as that wrapper is sync, so it runs the same checks itself and answers
+403 before any byte. It is GET only, and what it sends does not depend on
+Last-Event-ID: every connection starts with a fresh snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.core.exceptions import PermissionDenied
+from django.db import connections
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from django_sse._dashboard.activity import activity
+from django_sse._dashboard.open_streams import open_streams
+from django_sse._dashboard.panels import charts_context, render_charts, render_open
+from django_sse.protocol import Event
+from django_sse.views import SSEView, load_user
+
+if TYPE_CHECKING:
+    from django.contrib.admin import ModelAdmin
+
+__all__ = ["DashboardStream", "dashboard_urls"]
+
+_R = TypeVar("_R")
+TEMPLATE = "admin/django_sse/streamlog/dashboard.html"
+
+
+def dashboard_urls(model_admin: ModelAdmin[Any]) -> list[URLPattern]:
+    """The page at ``dashboard/`` and its stream at ``dashboard/stream/``."""
+    info = f"{model_admin.opts.app_label}_{model_admin.opts.model_name}"
+    return [
+        path(
+            "dashboard/",
+            model_admin.admin_site.admin_view(_page_view(model_admin)),
+            name=f"{info}_dashboard",
+        ),
+        path(
+            "dashboard/stream/",
+            DashboardStream.as_view(model_admin=model_admin),
+            name=f"{info}_dashboard_stream",
+        ),
+    ]
+
+
+def _page_view(model_admin: ModelAdmin[Any]) -> Callable[[HttpRequest], HttpResponse]:
+    def dashboard(request: HttpRequest) -> HttpResponse:
+        if not model_admin.has_view_permission(request):
+            raise PermissionDenied
+        site = model_admin.admin_site
+        info = f"{site.name}:{model_admin.opts.app_label}_{model_admin.opts.model_name}"
+        request.current_app = site.name
+        context = {
+            **site.each_context(request),
+            **charts_context(activity(timezone.now())),
+            "title": _("Stream dashboard"),
+            "opts": model_admin.opts,
+            "open": open_streams(),
+            "changelist_url": reverse(f"{info}_changelist", current_app=site.name),
+            "stream_url": reverse(f"{info}_dashboard_stream", current_app=site.name),
+        }
+        return TemplateResponse(request, TEMPLATE, context)
+
+    return dashboard
+
+
+class DashboardStream(SSEView):
+    """Sends the open-streams panel when it changed, and the charts when they changed.
+
+    Each poll is the two grouped queries of ``open_streams()``, in a worker thread that
+    closes its connection afterwards: an open dashboard holds no database connection.
+    """
+
+    model_admin: ModelAdmin[Any] | None = None
+    # Seconds between polls of what is open, and between recomputations of the charts.
+    poll_interval = 2.0
+    chart_interval = 60.0
+    # Watching must not change what is watched: the dashboard's own stream is not logged.
+    log_streams = False
+
+    async def has_permission(self, request: HttpRequest) -> bool:
+        model_admin = self.model_admin
+        if model_admin is None or await load_user(request) is None:
+            return False
+
+        def allowed() -> bool:
+            return bool(
+                model_admin.admin_site.has_permission(request)
+                and model_admin.has_view_permission(request)
+            )
+
+        return await _in_worker(allowed)
+
+    async def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        loop = asyncio.get_running_loop()
+        shown_open: object = None
+        shown_charts = ""
+        # The page was rendered with fresh charts a moment ago.
+        charts_due = loop.time() + self.chart_interval
+        while True:
+            snapshot = await _in_worker(open_streams)
+            if snapshot != shown_open:
+                shown_open = snapshot
+                yield Event(await _in_worker(render_open, snapshot), event="open")
+            if loop.time() >= charts_due:
+                charts_due = loop.time() + self.chart_interval
+                charts = await _in_worker(lambda: render_charts(activity(timezone.now())))
+                if charts != shown_charts:
+                    shown_charts = charts
+                    yield Event(charts, event="charts")
+            await asyncio.sleep(self.poll_interval)
+
+
+async def _in_worker(function: Callable[..., _R], *args: Any) -> _R:
+    """Run database work off the event loop, closing the worker's connections after it."""
+
+    def call() -> _R:
+        try:
+            return function(*args)
+        finally:
+            connections.close_all()
+
+    return await sync_to_async(call, thread_sensitive=False)()
