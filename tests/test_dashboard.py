@@ -179,7 +179,7 @@ def test_activity_is_one_query_however_many_rows() -> None:
 )
 @pytest.mark.django_db
 def test_the_chart_query_reads_the_window_through_the_started_at_index() -> None:
-    assert "django_sse_started_idx" in activity_module._groups(Window.ending_at(NOW)).explain()
+    assert "django_sse_started_id_idx" in activity_module._groups(Window.ending_at(NOW)).explain()
 
 
 def test_duration_counts_become_counts_per_bucket() -> None:
