@@ -75,6 +75,7 @@ PAGES = [
     Page("search address", LOGS + "?q=10.1.2.3"),
     Page("search, matching most rows", LOGS + "?q=feed"),
     Page("search + filter", LOGS + "?q=user01234&outcome__exact=completed"),
+    Page("dashboard (open streams and the last 24 hours' charts)", LOGS + "dashboard/"),
     Page("generations", GENERATIONS),
     Page("generations, filter model", GENERATIONS + "?model=gpt-4o-mini"),
     Page("generations, search", GENERATIONS + "?q=user01234"),
