@@ -1,9 +1,11 @@
-"""Write a stream's StreamLog row a moment after it opens and when it closes, off the loop.
+"""Write a stream's StreamLog row as it opens and when it closes, off the loop.
 
 Both writes run in a worker thread (never the request's thread, which the engine has
 released) and close their database connection straight after, so an open stream holds
-no connection. A stream that ends before its row was inserted is written once, whole,
-at its close. A failed write is logged and never disturbs the stream.
+no connection. The insert starts as the stream does: a stream that dies at once, even
+with its process, leaves its row (bench/llm_relay.py measured no cost to the first
+token; see docs/stream-logs.md). A failed write is logged and never disturbs the
+stream; a failed insert is tried again, with the whole row, at the close.
 """
 
 from __future__ import annotations
@@ -39,13 +41,6 @@ __all__ = [
 logger = logging.getLogger("django_sse")
 
 _R = TypeVar("_R")
-# Seconds from a stream's opening to its row's insert. Not at once: a stream's first
-# moments are when its source does its own first work (a chat view's request to the
-# model is being built and sent), and the insert, even in a worker thread, would take
-# the GIL from it. A second later an open stream is still shown as open about as soon as
-# anyone could look, and a stream that has ended by then, as short ones do, costs one
-# write instead of two.
-_INSERT_DELAY = 1.0
 # Characters of an exception's message that are redacted and kept: the row stores
 # 1000, and a huge message must not be scanned on the event loop, where a stream's
 # close describes its error.
@@ -136,28 +131,21 @@ class StreamTracker:
             "user_agent": request.headers.get("User-Agent", "")[:255],
             "server": server_id()[:255],
         }
-        self._waiting: asyncio.TimerHandle | None = None
         self._opening: asyncio.Task[int | None] | None = None
 
     def opened(self, stats: StreamStats) -> None:
-        self._waiting = asyncio.get_running_loop().call_later(
-            _INSERT_DELAY, self._insert_open_row, stats
-        )
-
-    def _insert_open_row(self, stats: StreamStats) -> None:
         self._opening = asyncio.get_running_loop().create_task(
             _in_worker(self._insert, stats.started_at)
         )
 
     async def closed(self, stats: StreamStats) -> None:
+        """Finish the row; insert it whole if it was never opened (a stream Pushpin
+        holds) or its insert failed."""
         ending = _ending(stats)
-        if self._opening is None:
-            if self._waiting is not None:
-                self._waiting.cancel()
+        pk = None if self._opening is None else await self._opening
+        if pk is None:
             await _in_worker(self._insert, stats.started_at, ending)
-            return
-        pk = await self._opening
-        if pk is not None:
+        else:
             await _in_worker(self._update, pk, ending)
 
     def _insert(self, started_at: float, ending: dict[str, Any] | None = None) -> int | None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError
 from django.test import AsyncClient, AsyncRequestFactory, override_settings
 
 from django_sse import tracking
@@ -58,23 +59,29 @@ async def test_a_completed_stream_leaves_a_closed_row() -> None:
     assert row.error == ""
 
 
-async def test_a_stream_that_ends_before_its_row_is_inserted_is_written_once(
+async def test_a_failed_insert_is_tried_again_whole_at_the_close(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(tracking, "_INSERT_DELAY", 3600.0)  # the stream ends well before
-    updates: list[Any] = []
-    monkeypatch.setattr(StreamTracker, "_update", lambda *args: updates.append(args))
+    insert = StreamTracker._insert
+    tries: list[bool] = []
+
+    def failing_once(self: StreamTracker, *args: Any) -> int | None:
+        tries.append(len(args) > 1)  # with the ending: the close's try
+        if len(tries) == 1:
+            raise DatabaseError("the database went away")
+        return insert(self, *args)
+
+    monkeypatch.setattr(StreamTracker, "_insert", failing_once)
     await stream("/counter/")
     row = await StreamLog.objects.aget()
+    assert tries == [False, True]
     assert (row.outcome, row.events_sent, row.path) == ("completed", 3, "/counter/")
     assert row.ended_at is not None
-    assert updates == []
 
 
-async def test_a_stream_open_longer_shows_as_open_until_it_closes(
+async def test_a_row_is_inserted_as_the_stream_opens_and_finished_at_its_close(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(tracking, "_INSERT_DELAY", 0.0)
     loop = asyncio.get_running_loop()
     inserted = asyncio.Event()
     insert = StreamTracker._insert
@@ -88,6 +95,7 @@ async def test_a_stream_open_longer_shows_as_open_until_it_closes(
     monkeypatch.setattr(StreamTracker, "_insert", observed)
     answer = await Answer.follow("/idle/")
     await answer.read(1)
+    # Inserted by itself while the stream is open: nothing waits for a delay to pass.
     await asyncio.wait_for(inserted.wait(), 10)
     row = await StreamLog.objects.aget()
     assert (row.outcome, row.ended_at, row.path) == ("open", None, "/idle/")
