@@ -17,6 +17,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 __all__ = [
     "KEEP_ALIVE",
     "MAX_LAST_EVENT_ID",
+    "Comment",
     "Event",
     "EventParser",
     "MessageEvent",
@@ -143,6 +144,13 @@ class MessageEvent:
         return json.loads(self.data)
 
 
+@dataclass(frozen=True, slots=True)
+class Comment:
+    """A comment line (``: text``): a keep-alive, or whatever else a server says aside."""
+
+    text: str
+
+
 @dataclass(slots=True)
 class EventParser:
     """Incremental parser for ``text/event-stream`` bytes, per the HTML Living Standard.
@@ -167,7 +175,21 @@ class EventParser:
     _id: str | None = None
     _retry: int | None = None
 
+    # Whether feed() returns comments among the events (see feed_all()).
+    _comments: bool = False
+
     def feed(self, chunk: bytes) -> list[MessageEvent]:
+        if self._comments:
+            return [item for item in self.feed_all(chunk) if isinstance(item, MessageEvent)]
+        # Without comments asked for, _line() returns only events.
+        return self._feed(chunk)  # type: ignore[return-value]
+
+    def feed_all(self, chunk: bytes) -> list[MessageEvent | Comment]:
+        """The events and the comments ``chunk`` completes, in the order they came."""
+        self._comments = True
+        return self._feed(chunk)
+
+    def _feed(self, chunk: bytes) -> list[MessageEvent | Comment]:
         if not chunk:
             return []
         buffer = self._pending
@@ -181,7 +203,7 @@ class EventParser:
         if self._after_cr and buffer[:1] == b"\n":
             del buffer[:1]
         self._after_cr = False
-        events: list[MessageEvent] = []
+        events: list[MessageEvent | Comment] = []
         start = 0
         length = len(buffer)
         # Each search resumes only once the line break it found is consumed: searching
@@ -211,10 +233,13 @@ class EventParser:
         del buffer[:start]
         return events
 
-    def _line(self, line: str) -> MessageEvent | None:
+    def _line(self, line: str) -> MessageEvent | Comment | None:
         if not line:
             return self._dispatch()
         if line[0] == ":":
+            if self._comments:
+                text = line[1:]
+                return Comment(text[1:] if text[:1] == " " else text)
             return None
         name, colon, value = line.partition(":")
         if colon and value[:1] == " ":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,34 +18,60 @@ __all__ = ["AsyncEventSource", "aconnect"]
 
 
 class AsyncEventSource(StreamState[httpx.AsyncClient]):
+    def __init__(self, url: str, options: SourceOptions, client: httpx.AsyncClient) -> None:
+        super().__init__(url, options, client)
+        # Set to cut a wait between connections short: by restart() or aclose().
+        self._wake = asyncio.Event()
+
     async def aclose(self) -> None:
         """Stop, and close the connection now (``aconnect()`` does this on exit)."""
         self.close()
+        self._wake.set()
+        if self._response is not None:
+            await self._response.aclose()
+
+    async def restart(self) -> None:
+        """Drop the connection now and open a new one at once, resuming after the last
+        event id; not a failure for the backoff."""
+        self._restarting = True
+        self._wake.set()
         if self._response is not None:
             await self._response.aclose()
 
     async def __aiter__(self) -> AsyncIterator[MessageEvent]:
         while not self._closed:
-            error: httpx.TransportError | SSEResponseError | None = None
+            error: Exception | None = None
             try:
                 async for event in self._connection():
                     yield event
                     if self._closed:
                         return
-            except httpx.TransportError as exc:
-                error = exc
             except SSEResponseError as refused:
                 if refused.retry_after is None:
                     raise
                 error = refused
+            except Exception as exc:
+                # restart() closes the response under the read, whatever that raises.
+                if not (self._restarting or isinstance(exc, httpx.TransportError)):
+                    raise
+                error = exc
             delay = self._delay(error)
             if delay is None:
                 return
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+            self._wake.clear()
 
     async def _connection(self) -> AsyncIterator[MessageEvent]:
-        response = self._response = await self._client.send(self._request(), stream=True)
+        request = self._request()
+        chain = [str(request.url)]
+        response = self._response = await self._client.send(request, stream=True)
         try:
+            while self._follows(response):
+                await response.aclose()
+                response = self._response = await self._client.send(
+                    self._redirect(response, chain), stream=True
+                )
             if not self._is_event_stream(response):
                 body = b""
                 async for chunk in response.aiter_raw():
@@ -54,7 +81,7 @@ class AsyncEventSource(StreamState[httpx.AsyncClient]):
                 raise self._refusal(response, body)
             if self._opened(response):
                 async for chunk in response.aiter_bytes():
-                    for event in self._parser.feed(chunk):
+                    for event in self._items(chunk):
                         yield event
         finally:
             self._response = None

@@ -14,7 +14,8 @@ from typing import Any, Generic, TypeVar
 import httpx
 
 from django_sse.client._policy import ClientStatus, ReconnectPolicy, SSEResponseError
-from django_sse.protocol import EventParser
+from django_sse.client._redirects import next_hop
+from django_sse.protocol import Comment, EventParser, MessageEvent
 
 __all__ = ["ERROR_BODY_BYTES", "SourceOptions", "StreamState"]
 
@@ -55,6 +56,14 @@ class SourceOptions:
     read_timeout: float | None = 60.0
     repeat_post: bool = False
     on_status: Callable[[ClientStatus], Any] | None = None
+    # Called with each comment line's text, in order with the events (keep-alives: "").
+    on_comment: Callable[[str], Any] | None = None
+    # Milliseconds before the first reconnection, until the server sends ``retry``.
+    retry: int | None = None
+    follow_redirects: bool = True
+    max_redirects: int = 10
+    # Send Authorization and Proxy-Authorization on to another origin's redirect too.
+    redirect_credentials: bool = False
 
     @property
     def timeout(self) -> httpx.Timeout:
@@ -82,9 +91,13 @@ class StreamState(Generic[ClientT]):
         self._response: httpx.Response | None = None
         self._options = options
         self._policy = options.policy()
-        self._parser = EventParser(last_event_id=options.last_event_id)
+        self._parser = EventParser(
+            last_event_id=options.last_event_id, reconnection_time=options.retry
+        )
         self._closed = False
         self._finished = False
+        # restart() was called: the connection's end is not a failure.
+        self._restarting = False
 
     @property
     def last_event_id(self) -> str:
@@ -106,7 +119,8 @@ class StreamState(Generic[ClientT]):
             reconnection_time=self._parser.reconnection_time,
         )
         options = self._options
-        headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
+        # What EventSource sends: no-cache keeps any cache from answering for the server.
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
         headers.update(options.headers or {})
         if self._parser.last_event_id:
             headers["Last-Event-ID"] = self._parser.last_event_id
@@ -118,6 +132,26 @@ class StreamState(Generic[ClientT]):
             data=options.data,
             timeout=options.timeout,
         )
+
+    def _follows(self, response: httpx.Response) -> bool:
+        return self._options.follow_redirects and response.has_redirect_location
+
+    def _redirect(self, response: httpx.Response, chain: list[str]) -> httpx.Request:
+        options = self._options
+        return next_hop(response, chain, options.max_redirects, options.redirect_credentials)
+
+    def _items(self, chunk: bytes) -> list[MessageEvent]:
+        """The events ``chunk`` completes; its comments go to ``on_comment`` in order."""
+        on_comment = self._options.on_comment
+        if on_comment is None:
+            return self._parser.feed(chunk)
+        events: list[MessageEvent] = []
+        for item in self._parser.feed_all(chunk):
+            if isinstance(item, Comment):
+                on_comment(item.text)
+            else:
+                events.append(item)
+        return events
 
     def _is_event_stream(self, response: httpx.Response) -> bool:
         content_type = response.headers.get("content-type", "")
@@ -151,6 +185,10 @@ class StreamState(Generic[ClientT]):
         """
         if self._closed or self._finished:
             return None
+        if self._restarting:
+            self._restarting = False
+            self._policy.report(self._status("restarting", delay=0.0))
+            return 0.0
         retry_after = error.retry_after if isinstance(error, SSEResponseError) else None
         # A refusal with Retry-After started nothing: even a POST may be sent again.
         allowed = self._policy.reconnect if retry_after is not None else self._policy.may_reconnect

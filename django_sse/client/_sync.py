@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,34 +17,59 @@ __all__ = ["EventSource", "connect"]
 
 
 class EventSource(StreamState[httpx.Client]):
+    def __init__(self, url: str, options: SourceOptions, client: httpx.Client) -> None:
+        super().__init__(url, options, client)
+        # Set to cut a wait between connections short: by restart() or shutdown().
+        self._wake = threading.Event()
+
     def shutdown(self) -> None:
         """Stop, and close the connection now (``connect()`` does this on exit)."""
         self.close()
+        self._wake.set()
+        if self._response is not None:
+            self._response.close()
+
+    def restart(self) -> None:
+        """Drop the connection now and open a new one at once, resuming after the last
+        event id; not a failure for the backoff. Callable from any thread."""
+        self._restarting = True
+        self._wake.set()
         if self._response is not None:
             self._response.close()
 
     def __iter__(self) -> Iterator[MessageEvent]:
         while not self._closed:
-            error: httpx.TransportError | SSEResponseError | None = None
+            error: Exception | None = None
             try:
                 for event in self._connection():
                     yield event
                     if self._closed:
                         return
-            except httpx.TransportError as exc:
-                error = exc
             except SSEResponseError as refused:
                 if refused.retry_after is None:
                     raise
                 error = refused
+            except Exception as exc:
+                # restart() closes the response under the read, whatever that raises.
+                if not (self._restarting or isinstance(exc, httpx.TransportError)):
+                    raise
+                error = exc
             delay = self._delay(error)
             if delay is None:
                 return
-            time.sleep(delay)
+            self._wake.wait(delay)
+            self._wake.clear()
 
     def _connection(self) -> Iterator[MessageEvent]:
-        response = self._response = self._client.send(self._request(), stream=True)
+        request = self._request()
+        chain = [str(request.url)]
+        response = self._response = self._client.send(request, stream=True)
         try:
+            while self._follows(response):
+                response.close()
+                response = self._response = self._client.send(
+                    self._redirect(response, chain), stream=True
+                )
             if not self._is_event_stream(response):
                 body = b""
                 for chunk in response.iter_raw():
@@ -54,7 +79,7 @@ class EventSource(StreamState[httpx.Client]):
                 raise self._refusal(response, body)
             if self._opened(response):
                 for chunk in response.iter_bytes():
-                    yield from self._parser.feed(chunk)
+                    yield from self._items(chunk)
         finally:
             self._response = None
             response.close()

@@ -372,7 +372,7 @@ async def test_default_and_caller_headers_and_initial_last_event_id(
     assert request.method == "GET"
     assert request.target == "/events?topic=a%20b"
     assert request.headers["accept"] == "text/event-stream"
-    assert request.headers["cache-control"] == "no-store"
+    assert request.headers["cache-control"] == "no-cache"
     assert request.headers["x-token"] == "abc"
     assert request.headers["accept-language"] == "fr"
     assert request.headers["last-event-id"] == "42"
