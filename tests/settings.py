@@ -44,6 +44,20 @@ if os.environ.get("SSE_TEST_POSTGRES"):
         "NAME": "django_sse",
         "USER": "postgres",
     }
+# SSE_TEST_MYSQL=host: against MariaDB/MySQL instead (make test-mysql; user root, no
+# password; the test database is test_ + SSE_TEST_MYSQL_DB, test_django_sse by default).
+# utf8mb4 so that any text round-trips; read committed, Django's default on MySQL, stated
+# because the docs recommend it: each statement sees the latest commits, and publishers
+# to one channel queue on the counter row's lock (_history.append()) either way.
+if os.environ.get("SSE_TEST_MYSQL"):
+    DATABASES["default"] = {
+        "ENGINE": "django.db.backends.mysql",
+        "HOST": os.environ["SSE_TEST_MYSQL"],
+        "NAME": os.environ.get("SSE_TEST_MYSQL_DB", "django_sse"),
+        "USER": "root",
+        "OPTIONS": {"charset": "utf8mb4", "isolation_level": "read committed"},  # type: ignore[dict-item]
+        "TEST": {"CHARSET": "utf8mb4"},  # type: ignore[dict-item]
+    }
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",

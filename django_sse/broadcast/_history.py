@@ -105,8 +105,8 @@ async def in_worker(function: Callable[..., _R], *args: Any) -> _R:
 def append(channel: str, event: str, data: str) -> StoredEvent:
     """Store an event under the channel's next sequence number.
 
-    The counter is incremented before it is read: the UPDATE takes the row's write
-    lock at once, on PostgreSQL and SQLite alike, so concurrent publishers queue up
+    The counter is incremented before it is read: the UPDATE (on MariaDB/MySQL, an
+    upsert) takes the row's write lock at once, so concurrent publishers queue up
     behind it instead of reading the same value (or, on SQLite, deadlocking while
     upgrading a read lock). Inside an outer transaction the lock is held until that
     transaction ends, so sequence numbers follow commit order.
@@ -114,7 +114,9 @@ def append(channel: str, event: str, data: str) -> StoredEvent:
     using = database()
     counters = BroadcastChannel.objects.using(using).filter(name=channel)
     with transaction.atomic(using=using):
-        if not counters.update(last_seq=F("last_seq") + 1):
+        if connections[using].vendor == "mysql":
+            _increment_mysql(using, channel)
+        elif not counters.update(last_seq=F("last_seq") + 1):
             try:
                 with transaction.atomic(using=using):
                     BroadcastChannel.objects.using(using).create(name=channel, last_seq=1)
@@ -125,6 +127,27 @@ def append(channel: str, event: str, data: str) -> StoredEvent:
             channel=channel, seq=seq, event=event, data=data, created_at=timezone.now()
         )
     return StoredEvent(channel, seq, event, data)
+
+
+def _increment_mysql(using: str, channel: str) -> None:
+    """Create or increment the channel's counter in one statement, on MariaDB/MySQL.
+
+    InnoDB keeps the shared lock a duplicate INSERT takes on the existing row, even
+    after rolling back to the savepoint; two publishers that both lost the race to
+    create a channel's counter then both wait to UPDATE it, and one of them fails
+    with a deadlock. INSERT ... ON DUPLICATE KEY UPDATE takes the write lock at once.
+    """
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    table = quote(BroadcastChannel._meta.db_table)
+    columns = {field.name: field.column for field in BroadcastChannel._meta.concrete_fields}
+    name, last_seq = quote(str(columns["name"])), quote(str(columns["last_seq"]))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({name}, {last_seq}) VALUES (%s, 1)"
+            f" ON DUPLICATE KEY UPDATE {last_seq} = {last_seq} + 1",
+            [channel],
+        )
 
 
 def heads(channels: Iterable[str]) -> dict[str, int]:
