@@ -36,6 +36,7 @@ test-postgres: setup
 # loads them).
 MYSQLHOST ?= 127.0.0.1
 test-mysql: setup
+	$(BIN)/python -m pip install --quiet -e '.[mysql]'
 	SSE_TEST_MYSQL=$(MYSQLHOST) $(BIN)/python -m pytest -q -p no:cacheprovider \
 		tests/broadcast tests/test_tracking.py tests/test_admin.py tests/test_commands.py \
 		tests/llm/test_generation_guards.py tests/llm/test_resumable.py
