@@ -55,12 +55,6 @@ settings.configure(
 
 application = get_asgi_application()
 
-if "BENCH_LOG_INSERT_DELAY" in os.environ:
-    # Measuring when a stream's open row is best written (issue 19): not a setting.
-    from django_sse import tracking
-
-    tracking._INSERT_DELAY = float(os.environ["BENCH_LOG_INSERT_DELAY"])
-
 import openai  # noqa: E402
 from django.http import HttpRequest, StreamingHttpResponse  # noqa: E402
 from django.urls import path  # noqa: E402  (after settings)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django_sse.client._async import AsyncEventSource, aconnect
 from django_sse.client._policy import ClientStatus, SSEConnectionError, SSEResponseError
+from django_sse.client._redirects import SSERedirectError
 from django_sse.client._sync import EventSource, connect
 from django_sse.protocol import MessageEvent
 
@@ -17,6 +18,7 @@ __all__ = [
     "EventSource",
     "MessageEvent",
     "SSEConnectionError",
+    "SSERedirectError",
     "SSEResponseError",
     "aconnect",
     "connect",

@@ -81,7 +81,7 @@ class AsyncEventSource(StreamState[httpx.AsyncClient]):
                 raise self._refusal(response, body)
             if self._opened(response):
                 async for chunk in response.aiter_bytes():
-                    for event in self._items(chunk):
+                    for event in self._events(chunk):
                         yield event
         finally:
             self._response = None

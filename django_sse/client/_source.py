@@ -5,7 +5,7 @@ The sync and async event sources differ only in how they send, read and sleep.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -140,18 +140,18 @@ class StreamState(Generic[ClientT]):
         options = self._options
         return next_hop(response, chain, options.max_redirects, options.redirect_credentials)
 
-    def _items(self, chunk: bytes) -> list[MessageEvent]:
-        """The events ``chunk`` completes; its comments go to ``on_comment`` in order."""
+    def _events(self, chunk: bytes) -> Iterator[MessageEvent]:
+        """The events ``chunk`` completes. Its comments go to ``on_comment`` as the
+        caller reaches them: after the events before them, before those after."""
         on_comment = self._options.on_comment
         if on_comment is None:
-            return self._parser.feed(chunk)
-        events: list[MessageEvent] = []
+            yield from self._parser.feed(chunk)
+            return
         for item in self._parser.feed_all(chunk):
             if isinstance(item, Comment):
                 on_comment(item.text)
             else:
-                events.append(item)
-        return events
+                yield item
 
     def _is_event_stream(self, response: httpx.Response) -> bool:
         content_type = response.headers.get("content-type", "")

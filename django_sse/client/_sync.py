@@ -79,7 +79,7 @@ class EventSource(StreamState[httpx.Client]):
                 raise self._refusal(response, body)
             if self._opened(response):
                 for chunk in response.iter_bytes():
-                    yield from self._items(chunk)
+                    yield from self._events(chunk)
         finally:
             self._response = None
             response.close()
@@ -94,9 +94,13 @@ def connect(
     Options: ``method`` ("GET"), ``headers``, ``json`` / ``data`` (a request body),
     ``last_event_id`` (to resume from), ``reconnect`` (True), ``max_retries`` (None:
     forever), ``backoff_cap`` (30 s), ``read_timeout`` (60 s of silence; keep-alive
-    comments count as activity), ``repeat_post`` (False: a POST is never sent twice)
-    and ``on_status`` (called with each :class:`ClientStatus`). ``client`` is an
-    ``httpx.Client`` to send through, e.g. for auth or cookies (it is left open).
+    comments count as activity), ``repeat_post`` (False: a POST is never sent twice),
+    ``retry`` (ms before the first reconnection, until the server sends one),
+    ``follow_redirects`` (True), ``max_redirects`` (10), ``redirect_credentials``
+    (False: Authorization stays with its origin), ``on_comment`` (called with each
+    comment's text) and ``on_status`` (called with each :class:`ClientStatus`).
+    ``client`` is an ``httpx.Client`` to send through, e.g. for auth or cookies (it is
+    left open). ``source.restart()`` reconnects at once, resuming.
 
     When the stream ends or the network fails, the client waits the server's
     ``retry`` (3 s by default), then backs off exponentially with jitter up to
