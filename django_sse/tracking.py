@@ -19,13 +19,13 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
-from asgiref.sync import sync_to_async
 from django.db import DatabaseError, connections, router
 from django.http import HttpRequest
 
 from django_sse import conf
 from django_sse._redaction import redact_path, redact_query, redact_text
 from django_sse._text import safe_text
+from django_sse._workers import in_worker
 from django_sse.stats import StreamStats
 
 __all__ = [
@@ -205,11 +205,8 @@ async def _in_worker(write: Callable[..., _R], *args: Any) -> _R | None:
             else:
                 logger.exception("Could not write a StreamLog row")
             return None
-        finally:
-            # Only this worker thread's connections: nothing stays open between writes.
-            connections.close_all()
 
-    return await sync_to_async(guarded, thread_sensitive=False)()
+    return await in_worker(guarded)
 
 
 _warned_table_missing = False

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from asgiref.sync import sync_to_async
 from django.core.exceptions import PermissionDenied
-from django.db import connections
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -26,6 +24,7 @@ from django.utils.translation import gettext as _
 from django_sse._dashboard.activity import activity
 from django_sse._dashboard.open_streams import open_streams
 from django_sse._dashboard.panels import charts_context, render_charts, render_open
+from django_sse._workers import in_worker
 from django_sse.protocol import Event
 from django_sse.views import SSEView, load_user
 
@@ -34,7 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DashboardStream", "dashboard_urls"]
 
-_R = TypeVar("_R")
 TEMPLATE = "admin/django_sse/streamlog/dashboard.html"
 
 
@@ -101,7 +99,7 @@ class DashboardStream(SSEView):
                 and model_admin.has_view_permission(request)
             )
 
-        return await _in_worker(allowed)
+        return await in_worker(allowed)
 
     async def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         loop = asyncio.get_running_loop()
@@ -110,26 +108,14 @@ class DashboardStream(SSEView):
         # The page was rendered with fresh charts a moment ago.
         charts_due = loop.time() + self.chart_interval
         while True:
-            snapshot = await _in_worker(open_streams)
+            snapshot = await in_worker(open_streams)
             if snapshot != shown_open:
                 shown_open = snapshot
-                yield Event(await _in_worker(render_open, snapshot), event="open")
+                yield Event(await in_worker(render_open, snapshot), event="open")
             if loop.time() >= charts_due:
                 charts_due = loop.time() + self.chart_interval
-                charts = await _in_worker(lambda: render_charts(activity(timezone.now())))
+                charts = await in_worker(lambda: render_charts(activity(timezone.now())))
                 if charts != shown_charts:
                     shown_charts = charts
                     yield Event(charts, event="charts")
             await asyncio.sleep(self.poll_interval)
-
-
-async def _in_worker(function: Callable[..., _R], *args: Any) -> _R:
-    """Run database work off the event loop, closing the worker's connections after it."""
-
-    def call() -> _R:
-        try:
-            return function(*args)
-        finally:
-            connections.close_all()
-
-    return await sync_to_async(call, thread_sensitive=False)()

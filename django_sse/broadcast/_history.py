@@ -9,19 +9,19 @@ replica that lags behind would make gaps look unfillable.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import reduce
 from operator import or_
-from typing import Any, TypeVar
+from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.db import IntegrityError, connections, router, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from django_sse import conf
+from django_sse._workers import in_worker
 from django_sse.broadcast.models import BroadcastChannel, BroadcastEvent
 from django_sse.protocol import Event
 
@@ -38,7 +38,6 @@ __all__ = [
     "read",
 ]
 
-_R = TypeVar("_R")
 
 # Events per history query, for replays and gap fills alike.
 PAGE_SIZE = 500
@@ -90,16 +89,6 @@ class StoredEvent:
 
 def database() -> str:
     return router.db_for_write(BroadcastEvent)
-
-
-async def in_worker(function: Callable[..., _R], *args: Any) -> _R:
-    def call() -> _R:
-        try:
-            return function(*args)
-        finally:
-            connections.close_all()
-
-    return await sync_to_async(call, thread_sensitive=False)()
 
 
 def append(channel: str, event: str, data: str) -> StoredEvent:

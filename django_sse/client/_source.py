@@ -133,6 +133,17 @@ class StreamState(Generic[ClientT]):
             timeout=options.timeout,
         )
 
+    def _failure(self, exc: Exception) -> Exception:
+        """``exc`` if the stream may go on after it (the loop then asks ``_delay()``);
+        raised again if not."""
+        if isinstance(exc, SSEResponseError):
+            if exc.retry_after is None:
+                raise exc
+        # restart() closes the response under the read, whatever that raises.
+        elif not (self._restarting or isinstance(exc, httpx.TransportError)):
+            raise exc
+        return exc
+
     def _follows(self, response: httpx.Response) -> bool:
         return self._options.follow_redirects and response.has_redirect_location
 

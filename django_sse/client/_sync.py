@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 
-from django_sse.client._policy import SSEResponseError
 from django_sse.client._source import ERROR_BODY_BYTES, SourceOptions, StreamState
 from django_sse.protocol import MessageEvent
 
@@ -45,15 +44,8 @@ class EventSource(StreamState[httpx.Client]):
                     yield event
                     if self._closed:
                         return
-            except SSEResponseError as refused:
-                if refused.retry_after is None:
-                    raise
-                error = refused
             except Exception as exc:
-                # restart() closes the response under the read, whatever that raises.
-                if not (self._restarting or isinstance(exc, httpx.TransportError)):
-                    raise
-                error = exc
+                error = self._failure(exc)
             delay = self._delay(error)
             if delay is None:
                 return
