@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from django_sse._lazy import lazy_names
 
 __all__ = [
+    "FINISHED",
     "ChannelView",
     "Event",
     "EventParser",
@@ -30,6 +31,7 @@ _LOCATIONS = {
     "publish": "django_sse.broadcast",
     "Event": "django_sse.protocol",
     "EventParser": "django_sse.protocol",
+    "FINISHED": "django_sse.protocol",
     "MessageEvent": "django_sse.protocol",
     "merge": "django_sse._merge",
     "Outcome": "django_sse.stats",
@@ -41,7 +43,7 @@ _LOCATIONS = {
 if TYPE_CHECKING:
     from django_sse._merge import merge
     from django_sse.broadcast import ChannelView, apublish, publish
-    from django_sse.protocol import Event, EventParser, MessageEvent
+    from django_sse.protocol import FINISHED, Event, EventParser, MessageEvent
     from django_sse.response import SSEResponse
     from django_sse.stats import Outcome
     from django_sse.views import SSEView, sse_response

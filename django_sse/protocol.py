@@ -15,6 +15,8 @@ from typing import Any
 from django.core.serializers.json import DjangoJSONEncoder
 
 __all__ = [
+    "FINISHED",
+    "FINISHED_ID",
     "KEEP_ALIVE",
     "MAX_LAST_EVENT_ID",
     "Comment",
@@ -108,6 +110,14 @@ class Event:
         if len(parts) > fields:
             parts.append("\n")
         return "".join(parts).encode()
+
+
+# The id of FINISHED: a client that reconnects with it as Last-Event-ID is answered 204.
+FINISHED_ID = "django-sse:finished"
+FINISHED = Event(data="", event="finished", id=FINISHED_ID, retry=1)
+"""Yield it last: the client sees a ``finished`` event, reconnects at once (``retry: 1``)
+with this id, and is answered 204, on which EventSource, the JavaScript helper, htmx and
+the Python client all stop for good."""
 
 
 def opening(retry: int | None) -> bytes:

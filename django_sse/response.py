@@ -45,7 +45,9 @@ class SSEResponse(StreamingHttpResponse):
     or pre-encoded ``bytes``. Options left as ``None`` take the project defaults
     from ``settings.DJANGO_SSE``; a ``keep_alive`` or ``max_duration`` of 0 turns
     that feature off. ``name`` labels the stream in the Prometheus metrics (views pass
-    their URL pattern's name; None counts it as "unnamed").
+    their URL pattern's name; None counts it as "unnamed"). With ``status=204`` the
+    response is empty and ``source`` never runs: the answer that makes every client
+    stop reconnecting (see ``django_sse.FINISHED``).
     """
 
     def __init__(
@@ -147,6 +149,8 @@ class SSEResponse(StreamingHttpResponse):
 
     async def _run(self) -> AsyncIterator[bytes]:
         release_request_thread()
+        if self.status_code == 204:
+            return
         # First: METRICS = True without prometheus-client raises before anything is
         # registered that would need undoing.
         meter = _metrics.meter(self._name, self.stats)

@@ -19,7 +19,7 @@ from django.views import View
 from django_sse import conf
 from django_sse._limits import Slots, acquire, subject_of
 from django_sse._metrics import UNNAMED
-from django_sse.protocol import MAX_LAST_EVENT_ID
+from django_sse.protocol import FINISHED_ID, MAX_LAST_EVENT_ID
 from django_sse.response import WSGI_REFUSAL, SSEResponse
 from django_sse.stats import OnClose, Outcome
 from django_sse.tracking import client_address, tracker_for, view_name
@@ -81,10 +81,12 @@ class SSEView(View):
         denied = await self._check_access(request)
         if denied is not None:
             return denied
+        self.last_event_id = last_event_id(request)
+        if self.last_event_id == FINISHED_ID:
+            return finished()
         slot = await self._take_slot(request)
         if isinstance(slot, HttpResponseBase):
             return slot
-        self.last_event_id = last_event_id(request)
         source = self.stream(request, *args, **kwargs)
         if not hasattr(source, "__aiter__"):
             raise TypeError(
@@ -153,6 +155,11 @@ async def load_user(request: HttpRequest) -> Any:
     return user
 
 
+def finished() -> HttpResponse:
+    """The answer to a client reconnecting to a stream that yielded FINISHED."""
+    return HttpResponse(status=204)
+
+
 def last_event_id(request: HttpRequest) -> str | None:
     """The Last-Event-ID header, or the lastEventId query a fallback client sends."""
     value = request.headers.get("Last-Event-ID")
@@ -178,8 +185,11 @@ def sse_response(
     """Stream ``source`` as Server-Sent Events from a function-based async view.
 
     Pass the ``request`` to get a StreamLog row for the stream (unless ``log=False``
-    or ``LOG_STREAMS`` is off).
+    or ``LOG_STREAMS`` is off), and so that a client reconnecting after the stream
+    yielded FINISHED is answered 204 (``source`` is then never started).
     """
+    if request is not None and last_event_id(request) == FINISHED_ID:
+        return SSEResponse(source, status=204)
     return SSEResponse(
         source,
         keep_alive=keep_alive,

@@ -19,6 +19,8 @@ urlpatterns = [
     path("races/", include("tests.lifecycle.urls")),
     path("counter/", views.CounterView.as_view(), name="counter"),
     path("gate/", views.GateView.as_view()),
+    path("finishing/", views.FinishingView.as_view()),
+    path("finishing-function/", views.finishing_function),
     path("limited-gate/", views.LimitedGateView.as_view()),
     path("resumable/", views.ResumableView.as_view()),
     path("idle/", views.IdleView.as_view()),

@@ -17,7 +17,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from django_sse import Event, Outcome, SSEView, sse_response
+from django_sse import FINISHED, Event, Outcome, SSEView, sse_response
 
 
 @dataclass
@@ -97,6 +97,23 @@ class LimitedGateView(GateView):
 
     stream_limit_per_user = 1
     stream_limit_per_address = 2
+
+
+class FinishingView(ProbedView):
+    """Two events, then FINISHED: reconnecting after it gets a 204."""
+
+    async def items(self, request: HttpRequest) -> AsyncIterator[Any]:
+        yield Event(data="a", id="1")
+        yield Event(data="b", id="2")
+        yield FINISHED
+
+
+async def finishing_function(request: HttpRequest) -> HttpResponse:
+    async def events() -> AsyncIterator[Any]:
+        yield Event(data="a", id="1")
+        yield FINISHED
+
+    return sse_response(events(), request=request)  # type: ignore[return-value]
 
 
 class IdleView(ProbedView):
