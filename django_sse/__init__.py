@@ -18,6 +18,7 @@ __all__ = [
     "apublish",
     "merge",
     "publish",
+    "render_event",
     "sse_response",
 ]
 
@@ -34,6 +35,7 @@ _LOCATIONS = {
     "FINISHED": "django_sse.protocol",
     "MessageEvent": "django_sse.protocol",
     "merge": "django_sse._merge",
+    "render_event": "django_sse._render",
     "Outcome": "django_sse.stats",
     "SSEResponse": "django_sse.response",
     "sse_response": "django_sse.views",
@@ -42,6 +44,7 @@ _LOCATIONS = {
 
 if TYPE_CHECKING:
     from django_sse._merge import merge
+    from django_sse._render import render_event
     from django_sse.broadcast import ChannelView, apublish, publish
     from django_sse.protocol import FINISHED, Event, EventParser, MessageEvent
     from django_sse.response import SSEResponse

@@ -20,6 +20,7 @@ urlpatterns = [
     path("counter/", views.CounterView.as_view(), name="counter"),
     path("gate/", views.GateView.as_view()),
     path("finishing/", views.FinishingView.as_view()),
+    path("rendered/", views.RenderedView.as_view()),
     path("finishing-function/", views.finishing_function),
     path("limited-gate/", views.LimitedGateView.as_view()),
     path("resumable/", views.ResumableView.as_view()),

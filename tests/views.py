@@ -17,7 +17,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from django_sse import FINISHED, Event, Outcome, SSEView, sse_response
+from django_sse import FINISHED, Event, Outcome, SSEView, render_event, sse_response
 
 
 @dataclass
@@ -114,6 +114,21 @@ async def finishing_function(request: HttpRequest) -> HttpResponse:
         yield FINISHED
 
     return sse_response(events(), request=request)  # type: ignore[return-value]
+
+
+class RenderedView(ProbedView):
+    """Users rendered from a template with a queryset in its context, then from a
+    Django 6 partial (?partial=1), or from a template that does not exist (?missing=1)."""
+
+    async def items(self, request: HttpRequest) -> AsyncIterator[Any]:
+        from django.contrib.auth.models import User
+
+        users = User.objects.order_by("username")
+        if "missing" in request.GET:
+            yield await render_event("render/no-such-template.html", {})
+        template = "render/partials.html#row" if "partial" in request.GET else "render/users.html"
+        context = {"users": users, "user": await users.afirst(), "note": "<b>&</b>"}
+        yield await render_event(template, context, request=request, event="users", id="1")
 
 
 class IdleView(ProbedView):
