@@ -198,7 +198,27 @@ class VercelFormat(OutputFormat):
         return events
 
     def _finish(self, finish: Finish) -> list[Event]:
-        return [_part(type="finish-step"), _part(type="finish"), DONE]
+        """The finish reason where AI SDK 5.0.93+ and 6 read it, and the usage as the
+        message's metadata: what useChat's onFinish gets as ``message.metadata``."""
+        reason = VERCEL_FINISH_REASONS.get(finish.reason, "other")
+        metadata: dict[str, Any] = {"finishReason": reason}
+        if finish.usage is not None:
+            metadata["usage"] = {
+                "inputTokens": finish.usage.prompt_tokens,
+                "outputTokens": finish.usage.completion_tokens,
+                "totalTokens": finish.usage.prompt_tokens + finish.usage.completion_tokens,
+            }
+        finished = _part(type="finish", finishReason=reason, messageMetadata=metadata)
+        return [_part(type="finish-step"), finished, DONE]
+
+
+# OpenAI's finish reasons as the AI SDK names them (its z.enum; anything else: "other").
+VERCEL_FINISH_REASONS = {
+    "stop": "stop",
+    "length": "length",
+    "content_filter": "content-filter",
+    "tool_calls": "tool-calls",
+}
 
 
 def _part(**fields: Any) -> Event:

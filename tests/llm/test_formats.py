@@ -117,7 +117,35 @@ def test_vercel_parts_follow_the_schema(chunks: list[Chunk]) -> None:
     parts = vercel_schema.parse_wire(render(VercelFormat(model="m"), chunks))
     vercel_schema.validate_stream(parts)
     assert parts[0]["type"] == "start"
-    assert parts[-1] == {"type": "finish"}
+    assert parts[-1]["type"] == "finish"
+    assert parts[-1]["finishReason"] == parts[-1]["messageMetadata"]["finishReason"]
+
+
+@pytest.mark.parametrize(
+    ("finish", "metadata"),
+    [
+        (
+            Finish("stop", Usage(prompt_tokens=5, completion_tokens=2)),
+            {
+                "finishReason": "stop",
+                "usage": {"inputTokens": 5, "outputTokens": 2, "totalTokens": 7},
+            },
+        ),
+        (Finish("tool_calls"), {"finishReason": "tool-calls"}),
+        (Finish("content_filter"), {"finishReason": "content-filter"}),
+        (Finish("end_turn"), {"finishReason": "other"}),
+    ],
+)
+def test_vercel_finish_carries_the_reason_and_usage(
+    finish: Finish, metadata: dict[str, object]
+) -> None:
+    parts = vercel_schema.parse_wire(render(VercelFormat(model="m"), [finish]))
+    vercel_schema.validate_stream(parts)
+    assert parts[-1] == {
+        "type": "finish",
+        "finishReason": metadata["finishReason"],
+        "messageMetadata": metadata,
+    }
 
 
 def test_vercel_text_and_tool_input() -> None:
