@@ -5,6 +5,9 @@
 - ``openai``: OpenAI's chat completion chunks and ``data: [DONE]``, so the official
   SDK (or anything written for OpenAI) can point its ``base_url`` at Django.
 - ``vercel``: the Vercel AI SDK's UI message stream, v1, for ``useChat`` front ends.
+- ``html``: the answer's text as HTML-escaped pieces in unnamed events, which htmx
+  appends where the form says (``hx-swap="beforeend"``): no markup from the model ever
+  reaches the page.
 
 A format turns the provider's chunks (see _types.py) into items for the stream
 engine; it never sees the provider's own format.
@@ -15,12 +18,20 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from html import escape
 from typing import Any, ClassVar
 
 from django_sse.llm._types import Chunk, Finish, ProviderError, TextDelta, ToolCallDelta, Usage
 from django_sse.protocol import Event
 
-__all__ = ["FORMATS", "NativeFormat", "OpenAIFormat", "OutputFormat", "VercelFormat"]
+__all__ = [
+    "FORMATS",
+    "HtmlFormat",
+    "NativeFormat",
+    "OpenAIFormat",
+    "OutputFormat",
+    "VercelFormat",
+]
 
 DONE = Event(data="[DONE]")
 
@@ -235,8 +246,32 @@ def _usage(usage: Usage | None) -> dict[str, int] | None:
     return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
 
 
+class HtmlFormat(OutputFormat):
+    """Text pieces as escaped HTML; the end as a ``done`` event (``hx-sse:close="done"``)
+    with the finish reason, and a failure as a message the page shows."""
+
+    def chunk(self, chunk: Chunk) -> list[Event]:
+        if isinstance(chunk, TextDelta):
+            return [Event(data=_html_piece(chunk.text))] if chunk.text else []
+        if isinstance(chunk, ToolCallDelta):
+            return []
+        return [Event(event="done", data=chunk.reason)]
+
+    def error(self, error: ProviderError) -> list[Event]:
+        failure = f'<p class="django-sse-error" role="alert">{escape(error.message)}</p>'
+        return [Event(data=failure), Event(event="done", data="error")]
+
+
+def _html_piece(text: str) -> str:
+    """``text`` escaped; a piece of white space only goes in a span, as htmx 4 swaps no
+    fragment that is only white space and the words either side would run together."""
+    escaped = escape(text)
+    return escaped if text.strip() else f"<span>{escaped}</span>"
+
+
 FORMATS: dict[str, type[OutputFormat]] = {
     "native": NativeFormat,
     "openai": OpenAIFormat,
     "vercel": VercelFormat,
+    "html": HtmlFormat,
 }

@@ -49,7 +49,7 @@ class ChatView(SSEView):
 
     # None: the provider the settings choose (see the LLM_* settings).
     provider: Provider | None = None
-    # "native", "openai" or "vercel" (see django_sse.llm formats).
+    # "native", "openai", "vercel" or "html" (see django_sse.llm formats).
     output_format: str = "native"
     # Put before the client's messages; the client may not send system messages of
     # its own unless allow_system_messages is set.

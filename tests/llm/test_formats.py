@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from openai.types.chat import ChatCompletionChunk
 
-from django_sse.llm._formats import FORMATS, NativeFormat, OpenAIFormat, VercelFormat
+from django_sse.llm._formats import FORMATS, HtmlFormat, NativeFormat, OpenAIFormat, VercelFormat
 from django_sse.llm._types import Chunk, Finish, ProviderError, TextDelta, ToolCallDelta, Usage
 from django_sse.protocol import Event, EventParser
 from tests.llm import vercel_schema
@@ -172,10 +172,43 @@ def test_vercel_headers() -> None:
 
 
 def test_every_format_is_registered() -> None:
-    assert set(FORMATS) == {"native", "openai", "vercel"}
+    assert set(FORMATS) == {"native", "openai", "vercel", "html"}
 
 
 def test_openai_without_usage_from_the_provider_sends_no_usage_chunk() -> None:
     chunks = openai_chunks(render(OpenAIFormat(model="m"), [TextDelta("x"), Finish("stop")]))
     assert chunks[-1] == "[DONE]"
     assert all(c["choices"] for c in chunks[:-1])
+
+
+def test_html_pieces_are_escaped_and_unnamed_so_htmx_swaps_them() -> None:
+    hostile: list[Chunk] = [
+        TextDelta("<img src=x onerror=alert(1)>"),
+        TextDelta(" & "),
+        TextDelta("\n"),
+        TextDelta('"quoted" </script>'),
+        TextDelta(""),
+        ToolCallDelta(index=0, id="c", name="n", arguments="{}"),
+        Finish("stop"),
+    ]
+    events = EventParser().feed(render(HtmlFormat(model="m"), hostile))
+    assert [(e.event, e.data) for e in events] == [
+        ("message", "&lt;img src=x onerror=alert(1)&gt;"),
+        ("message", " &amp; "),
+        ("message", "<span>\n</span>"),
+        ("message", "&quot;quoted&quot; &lt;/script&gt;"),
+        ("done", "stop"),
+    ]
+
+
+def test_an_html_failure_is_shown_escaped_then_done() -> None:
+    failed = ProviderError("upstream_error", "Bad <b>gateway</b>")
+    events = EventParser().feed(render(HtmlFormat(model="m"), [TextDelta("Hi")], failed))
+    assert [(e.event, e.data) for e in events] == [
+        ("message", "Hi"),
+        (
+            "message",
+            '<p class="django-sse-error" role="alert">Bad &lt;b&gt;gateway&lt;/b&gt;</p>',
+        ),
+        ("done", "error"),
+    ]
