@@ -17,6 +17,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.admin",
+    "django.contrib.staticfiles",
     "django_sse",
 ]
 MIDDLEWARE = [
@@ -28,6 +29,17 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
 ]
+# django-htmx (the htmx tests, tests/browser/test_htmx.py): its app for htmx 2 and 4 and
+# their SSE extensions as static files, its middleware in front of every stream. It does
+# not install on every Python/Django pair the matrix runs; there those tests skip.
+try:
+    import django_htmx  # noqa: F401
+except ImportError:
+    HTMX = False
+else:
+    HTMX = True
+    INSTALLED_APPS.append("django_htmx")
+    MIDDLEWARE.append("django_htmx.middleware.HtmxMiddleware")
 ROOT_URLCONF = "tests.urls"
 ASGI_APPLICATION = "tests.asgi.application"
 DATABASES = {

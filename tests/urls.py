@@ -1,14 +1,8 @@
-from pathlib import Path
-
 from django.contrib import admin
+from django.contrib.staticfiles.views import serve
 from django.urls import include, path
-from django.views.static import serve
 
-import django_sse
 from tests import views
-
-# The browser tests' pages load the helper from the package itself.
-STATIC_DIR = Path(django_sse.__file__).parent / "static"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -38,5 +32,8 @@ urlpatterns = [
     path("release/<str:token>/", views.release, name="release"),
     path("status/<str:token>/", views.status),
     path("browser/", include("tests.browser.views")),
-    path("static/<path:path>", serve, {"document_root": STATIC_DIR}),
+    # The browser tests' pages load the helper (and django-htmx's htmx) from the apps'
+    # static folders, as runserver would with DEBUG on.
+    path("static/<path:path>", serve, {"insecure": True}),
+    path("htmx/", include("tests.htmx_views")),
 ]

@@ -20,6 +20,8 @@ Scenarios:
                              pieces, finish_reason "tool_calls"
     ``mid-stream-error``     seven content deltas, then the ``{"error": {...}}`` event OpenAI
                              sends when it fails mid-stream (the SDK raises ``openai.APIError``)
+    ``markup``               an answer whose text is markup and script that must never run
+                             in a page, line breaks on their own, quotes and non-ASCII
 ``slow-<ms>[-<n>]``      a content token every <ms> milliseconds; <n> tokens, at most and by
                          default ``Upstream.slow_max_tokens`` (500)
 ``fast-<n>``             <n> content tokens, written as fast as the client takes them

@@ -11,6 +11,8 @@
 
   var SWAPS = ["text", "append", "html", "append-html"];
   var MAX_BACKOFF = 30000;
+  // The id of django_sse.FINISHED: the server says the stream is over.
+  var FINISHED_ID = "django-sse:finished";
   var active = new Map(); // connection element -> Connection
 
   /* The WHATWG event stream interpretation, fed decoded text in chunks of any size. */
@@ -299,6 +301,8 @@
       });
     }
     if (this.closeOn.indexOf(message.type) >= 0) this.close("close-event");
+    // Without waiting for the 204 the reconnection would get.
+    else if (message.type === "finished" && message.lastEventId === FINISHED_ID) this.close("finished");
   };
 
   /* After a failure: the server's retry, doubled per failure up to 30 s, with equal jitter
@@ -321,7 +325,7 @@
   };
 
   Connection.prototype.eventNames = function () {
-    var names = ["message"].concat(this.closeOn, words(attr(this.element, "events")));
+    var names = ["message", "finished"].concat(this.closeOn, words(attr(this.element, "events")));
     listeners(this.element).forEach(function (listener) {
       names = names.concat(listensTo(listener));
     });
