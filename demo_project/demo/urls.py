@@ -21,4 +21,5 @@ urlpatterns = [
     path("examples/room/", include("demo.examples.room")),
     path("examples/progress/", include("demo.examples.progress")),
     path("examples/multisource/", include("demo.examples.multisource")),
+    path("examples/htmx/", include("demo.examples.htmx")),
 ]

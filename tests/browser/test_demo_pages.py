@@ -133,3 +133,33 @@ def test_exercise_multi_source_shows_every_source(page: Page, demo: LiveServer) 
         re.compile(r"^ACME \d+\.\d\d [+-]\d+\.\d\d$")
     )
     expect(page.locator("#dashboard")).to_have_attribute("data-sse-state", "open")
+
+
+def test_example_6_htmx_table_rows_come_from_the_server_until_finished(
+    page: Page, demo: LiveServer
+) -> None:
+    page.add_init_script(
+        """document.addEventListener("htmx:sse:close", (event) => {
+            (window.closes = window.closes || []).push(event.target.id + ":" + event.detail.reason);
+        }, true);"""
+    )
+    page.goto(f"{demo.url}/examples/htmx/")
+    page.wait_for_function("(window.closes || []).includes('live:message')", timeout=60_000)
+    cells = page.locator("#builds tr td:last-child").all_text_contents()
+    assert cells == ["100 %"] * 4
+    assert page.locator("#builds progress[value='100']").count() == 4
+
+
+def test_example_6_htmx_chat_streams_the_answer_as_text(page: Page, demo: LiveServer) -> None:
+    page.add_init_script(
+        """document.addEventListener("htmx:sse:close", (event) => {
+            (window.closes = window.closes || []).push(event.target.id + ":" + event.detail.reason);
+        }, true);"""
+    )
+    page.goto(f"{demo.url}/examples/htmx/")
+    page.click("#ask button")
+    # hx-sse:close="done": the answer's done event closes the stream.
+    page.wait_for_function("(window.closes || []).includes('ask:message')")
+    answer = page.text_content("#answer") or ""
+    assert "local text source" in answer
+    assert 'beginning "What is htmx?"' in answer
