@@ -4,6 +4,7 @@ own, and a look at a server process's memory."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
 import subprocess
@@ -20,7 +21,8 @@ from tests.needs import unavailable
 from tests.servers import free_port
 
 STARTUP_TIMEOUT = 30.0
-PGHOST = "127.0.0.1"
+# The PostgreSQL server (user postgres, trust auth) where each run creates its database.
+PGHOST = os.environ.get("SSE_CHAOS_PGHOST", "127.0.0.1")
 
 
 class PrivateRedis:
