@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO := demo_project
 
-.PHONY: setup test test-matrix test-postgres test-mysql lint format bench clean
+.PHONY: setup test test-chaos test-matrix test-postgres test-mysql lint format bench clean
 .PHONY: migrate demo-user run-server demo demo-pushpin examples exercises example-1 example-2 example-3 example-4 example-5 test-client
 
 setup: $(STAMP)
@@ -40,6 +40,12 @@ test-mysql: setup
 	SSE_TEST_MYSQL=$(MYSQLHOST) $(BIN)/python -m pytest -q -p no:cacheprovider \
 		tests/broadcast tests/test_tracking.py tests/test_admin.py tests/test_commands.py \
 		tests/llm/test_generation_guards.py tests/llm/test_resumable.py
+
+# The chaos and soak tests (tests/chaos/, about two minutes; `make test` leaves them
+# out): two uvicorn processes, a private redis-server they start and restart, and a
+# PostgreSQL database of their own at $(PGHOST), created and dropped.
+test-chaos: setup
+	SSE_CHAOS_PGHOST=$(PGHOST) $(BIN)/python -m pytest -q -p no:cacheprovider -m chaos -s tests/chaos
 
 # The suite again on the oldest and newest supported Python/Django pairs.
 test-matrix:

@@ -48,12 +48,13 @@ DATABASES = {
         "NAME": os.environ.get("SSE_TEST_DB", ":memory:"),
     }
 }
-# SSE_TEST_POSTGRES=host: run the suite against PostgreSQL instead (make test-postgres).
+# SSE_TEST_POSTGRES=host: run the suite against PostgreSQL instead (make test-postgres);
+# SSE_TEST_POSTGRES_NAME: the database, for servers of a test's own (tests/chaos/).
 if os.environ.get("SSE_TEST_POSTGRES"):
     DATABASES["default"] = {
         "ENGINE": "django.db.backends.postgresql",
         "HOST": os.environ["SSE_TEST_POSTGRES"],
-        "NAME": "django_sse",
+        "NAME": os.environ.get("SSE_TEST_POSTGRES_NAME", "django_sse"),
         "USER": "postgres",
     }
 # SSE_TEST_MYSQL=host: against MariaDB/MySQL instead (make test-mysql; user root, no

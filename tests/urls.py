@@ -7,6 +7,7 @@ from tests import views
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("broadcast/", include("tests.broadcast.urls")),
+    path("chaos/", include("tests.chaos.urls")),
     path("sse/", include("django_sse.broadcast.urls")),
     path("metrics", include("django_sse.metrics.urls")),
     path("llm/", include("tests.llm.urls")),
