@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -30,8 +31,6 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    # htmx 2 and 4 as static files, and request.htmx (example 6).
-    "django_htmx",
     "django_sse",
     "demo",
 ]
@@ -44,8 +43,14 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_htmx.middleware.HtmxMiddleware",
 ]
+
+# django-htmx brings htmx 2 and 4 as static files, and request.htmx, for example 6. It
+# needs Django 5.2+ (make demo installs it); without it that page says how to get it.
+HTMX = importlib.util.find_spec("django_htmx") is not None
+if HTMX:
+    INSTALLED_APPS.insert(INSTALLED_APPS.index("django_sse"), "django_htmx")
+    MIDDLEWARE.append("django_htmx.middleware.HtmxMiddleware")
 
 ROOT_URLCONF = "demo.urls"
 ASGI_APPLICATION = "demo.asgi.application"

@@ -50,7 +50,7 @@ class AsyncEventSource(StreamState[httpx.AsyncClient]):
             delay = self._delay(error)
             if delay is None:
                 return
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
             self._wake.clear()
 

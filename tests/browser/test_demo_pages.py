@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -135,6 +136,13 @@ def test_exercise_multi_source_shows_every_source(page: Page, demo: LiveServer) 
     expect(page.locator("#dashboard")).to_have_attribute("data-sse-state", "open")
 
 
+NEEDS_HTMX = pytest.mark.skipif(
+    importlib.util.find_spec("django_htmx") is None,
+    reason="django-htmx is not installed (it needs Django 5.2+)",
+)
+
+
+@NEEDS_HTMX
 def test_example_6_htmx_table_rows_come_from_the_server_until_finished(
     page: Page, demo: LiveServer
 ) -> None:
@@ -150,6 +158,7 @@ def test_example_6_htmx_table_rows_come_from_the_server_until_finished(
     assert page.locator("#builds progress[value='100']").count() == 4
 
 
+@NEEDS_HTMX
 def test_example_6_htmx_chat_streams_the_answer_as_text(page: Page, demo: LiveServer) -> None:
     page.add_init_script(
         """document.addEventListener("htmx:sse:close", (event) => {

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import path
@@ -63,6 +64,8 @@ class AnswerView(ChatView):
 
 
 def page(request: HttpRequest) -> HttpResponse:
+    if not settings.HTMX:
+        return render(request, "demo/htmx_missing.html")
     context = {"builds": builds(), "row": ROW, "provider": get_provider().label}
     return render(request, "demo/htmx.html", context)
 
