@@ -76,7 +76,7 @@ def assert_refused(response: Any) -> None:
 async def test_a_user_over_the_limit_is_refused_before_any_byte(
     django_user_model: Any, held: Held, caplog: pytest.LogCaptureFixture
 ) -> None:
-    ada = await logged_in(django_user_model, "ada")
+    ada = await logged_in(django_user_model, "limited-ada")
     with limits(STREAM_LIMIT_PER_USER=2):
         await held.open(ada)
         await held.open(ada)
@@ -91,8 +91,8 @@ async def test_a_user_over_the_limit_is_refused_before_any_byte(
 async def test_other_users_and_anonymous_clients_are_not_counted_with_them(
     django_user_model: Any, held: Held
 ) -> None:
-    ada = await logged_in(django_user_model, "ada")
-    bob = await logged_in(django_user_model, "bob")
+    ada = await logged_in(django_user_model, "limited-ada")
+    bob = await logged_in(django_user_model, "limited-bob")
     with limits(STREAM_LIMIT_PER_USER=1, STREAM_LIMIT_PER_ADDRESS=1):
         await held.open(ada)
         assert (await held.open(bob)).status_code == 200
@@ -106,7 +106,7 @@ async def test_other_users_and_anonymous_clients_are_not_counted_with_them(
 async def test_a_slot_is_given_back_when_a_stream_closes(
     django_user_model: Any, held: Held
 ) -> None:
-    ada = await logged_in(django_user_model, "ada")
+    ada = await logged_in(django_user_model, "limited-ada")
     with limits(STREAM_LIMIT_PER_USER=1):
         await held.open(ada)
         assert_refused(await held.open(ada))
@@ -152,7 +152,7 @@ async def test_behind_a_trusted_proxy_each_client_address_has_its_own_limit(
 
 
 async def test_a_view_sets_its_own_limits(django_user_model: Any, held: Held) -> None:
-    ada = await logged_in(django_user_model, "ada")
+    ada = await logged_in(django_user_model, "limited-ada")
     await held.open(ada, "/limited-gate/")
     assert_refused(await held.open(ada, "/limited-gate/"))
     # Its limit counts the user's streams of every view; other views have none here.
