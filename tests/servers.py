@@ -38,8 +38,12 @@ def _command(kind: str, app: str, port: int) -> list[str]:
         # uvicorn-worker package; no control socket (gunicorn 25+ opens one in $HOME).
         return [python, "-m", "gunicorn", app, "-k", "uvicorn_worker.UvicornWorker",
                 "-w", str(WORKERS), "-b", ":".join(bind), "--no-control-socket"]  # fmt: skip
-    if kind == "hypercorn":
-        return [python, "-m", "hypercorn", app, "-b", ":".join(bind)]
+    if kind in ("hypercorn", "hypercorn-workers"):
+        # hypercorn serves from worker processes (one by default) that it stops through
+        # a multiprocessing event, not a signal; with --workers 0 it serves from the
+        # process that receives the signals.
+        count = str(WORKERS) if kind == "hypercorn-workers" else "0"
+        return [python, "-m", "hypercorn", app, "-b", ":".join(bind), "--workers", count]
     if kind == "granian":
         return [python, "-m", "granian", "--interface", "asgi", "--host", bind[0],
                 "--port", bind[1], "--workers", str(WORKERS), app]  # fmt: skip
@@ -61,6 +65,7 @@ _READY = {
     "gunicorn": "Application startup complete",
     "daphne": "Listening on TCP address",
     "hypercorn": "Running on http",
+    "hypercorn-workers": "Running on http",
     "granian": "Started worker-",
     "runserver-daphne": "development server at",
     "runserver-daphne-reload": "development server at",
@@ -68,7 +73,12 @@ _READY = {
     "runserver-wsgi": "development server at",
     "wsgi": "Serving",
 }
-_READY_COUNT = {"uvicorn-workers": WORKERS, "gunicorn": WORKERS, "granian": WORKERS}
+_READY_COUNT = {
+    "uvicorn-workers": WORKERS,
+    "gunicorn": WORKERS,
+    "granian": WORKERS,
+    "hypercorn-workers": WORKERS,
+}
 # How stop() asks each server to stop. gunicorn's SIGINT is its "quick shutdown", which
 # sends SIGQUIT to the workers, and uvicorn's gunicorn worker ignores that (it marks the
 # gunicorn worker as not alive, which uvicorn's server never reads): gunicorn SIGKILLs
@@ -234,7 +244,8 @@ class LiveServer:
     def signal_group(self, signum: int) -> None:
         """Send ``signum`` to every process of the server, as a terminal's Ctrl+C does
         (a server started with ``own_session``)."""
-        assert self.process is not None and self._own_session
+        assert self.process is not None
+        assert self._own_session
         os.killpg(self.process.pid, signum)
 
     def stop(self) -> None:

@@ -20,6 +20,7 @@ import contextlib
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -49,12 +50,13 @@ ASGI_KINDS = [
     "uvicorn-workers",
     "gunicorn",
     "hypercorn",
+    "hypercorn-workers",
     "granian",
     "runserver-daphne",
     "runserver-daphne-reload",
 ]
 # Those with several worker processes: the streams must reach more than one.
-MULTI_WORKER = {"uvicorn-workers", "gunicorn", "granian"}
+MULTI_WORKER = {"uvicorn-workers", "gunicorn", "granian", "hypercorn-workers"}
 # Streams held open when the signal arrives; more are opened, a few at a time, until
 # they reach every worker of a server that has several.
 STREAMS = 6
@@ -63,15 +65,54 @@ MAX_STREAMS = 30
 SETTLE = 15.0
 
 # (server, signal, whom it is sent to): "process" is the server's main process, as a
-# process manager (systemd, docker stop, kubernetes) signals it; "group" is every
-# process of the server, as Ctrl+C in a terminal does.
+# process manager (docker stop, kubernetes, systemd with KillMode=mixed) signals it;
+# "group" is every process of the server, as Ctrl+C in a terminal (and systemd's default
+# KillMode=control-group) does.
 CASES = [
     *((kind, signal.SIGTERM, "process") for kind in ASGI_KINDS),
     *((kind, signal.SIGINT, "process") for kind in ASGI_KINDS if not kind.startswith("runserver")),
+    ("gunicorn", signal.SIGINT, "group"),
+    ("hypercorn-workers", signal.SIGINT, "group"),
+    ("hypercorn-workers", signal.SIGTERM, "group"),
     ("runserver-daphne", signal.SIGINT, "group"),
     ("runserver-daphne-reload", signal.SIGINT, "group"),
     ("runserver-daphne-reload", signal.SIGTERM, "group"),
 ]
+
+# Where the server itself stops the streams before django_sse can (docs/deployment.md
+# says the same, server by server). Strict: a server that starts to allow it fails here,
+# and the docs are to be updated.
+_HYPERCORN_WORKERS = (
+    "hypercorn's worker processes get no signal: the main process sets a multiprocessing "
+    "event, the worker stops accepting, waits --graceful-timeout (3 s) and cancels the "
+    "streams (outcome client_disconnected), and its event loop closes under their cleanup; "
+    "once one worker has exited the main process terminate()s the others (hypercorn/run.py)"
+)
+_RELOADER = (
+    "runserver's autoreloader serves from a child process whose event loop runs in a thread "
+    "(no signal handler can be installed there); the parent answers SIGTERM with sys.exit(0) "
+    "and SIGINT with KeyboardInterrupt, and subprocess.run() then SIGKILLs the child "
+    "(django/utils/autoreload.py, run_with_reloader); the child's own SIGTERM handler is "
+    "sys.exit(0) and SIGINT interrupts its main thread: the streams are cut, rows stay open"
+)
+LIMITS = {
+    "gunicorn-SIGINT": (
+        "gunicorn's SIGINT is its quick shutdown: it sends the workers SIGQUIT, which "
+        "uvicorn-worker 0.4 hands to gunicorn's Worker.handle_exit (it only sets "
+        "self.alive = False, which uvicorn's server never reads), so the workers serve on "
+        "until gunicorn SIGKILLs them after --graceful-timeout: streams cut, rows left open"
+    ),
+    "hypercorn-workers-SIGTERM": _HYPERCORN_WORKERS,
+    "hypercorn-workers-SIGINT": _HYPERCORN_WORKERS,
+    "hypercorn-workers-SIGTERM-group": (
+        "each worker ends its own streams on SIGTERM, but once the first has exited "
+        "hypercorn's main process terminate()s the others: a second SIGTERM, which "
+        "django_sse passes on at once, so they die in their streams' cleanup"
+    ),
+    "runserver-daphne-reload-SIGTERM": _RELOADER,
+    "runserver-daphne-reload-SIGINT-group": _RELOADER,
+    "runserver-daphne-reload-SIGTERM-group": _RELOADER,
+}
 
 
 def case_id(case: tuple[str, signal.Signals, str]) -> str:
@@ -94,7 +135,9 @@ async def journal_marks(server: LiveServer, tokens: list[str], mark: str) -> lis
         await asyncio.sleep(0.05)
 
 
-async def verify_ended(server: LiveServer, case: str, tokens: list[str], allowed: set[str]) -> Verdict:
+async def verify_ended(
+    server: LiveServer, case: str, tokens: list[str], allowed: set[str]
+) -> Verdict:
     """The promises of docs/lifecycle.md for streams that have ended on a running server."""
     verdict = Verdict(f"[{server.kind}] {case}", tokens)
     for token in await journal_marks(server, tokens, "request_end"):
@@ -191,7 +234,19 @@ async def test_client_disconnect_is_noticed(server: LiveServer) -> None:
 # --- a stop signal ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("kind", "signum", "target"), CASES, ids=map(case_id, CASES))
+def cases() -> list[Any]:
+    params = []
+    for case in CASES:
+        limit = LIMITS.get(case_id(case))
+        # Racy (whether a worker's streams finish before another worker has exited):
+        # not strict.
+        strict = case_id(case) != "hypercorn-workers-SIGTERM-group"
+        marks = [pytest.mark.xfail(strict=strict, reason=limit)] if limit else []
+        params.append(pytest.param(*case, id=case_id(case), marks=marks))
+    return params
+
+
+@pytest.mark.parametrize(("kind", "signum", "target"), cases())
 async def test_signal_ends_every_open_stream_with_shutdown(
     kind: str, signum: signal.Signals, target: str
 ) -> None:
@@ -216,7 +271,9 @@ async def test_signal_ends_every_open_stream_with_shutdown(
         for token in tokens:
             check_stream(verdict, token, entries.get(token, []), rows[token], {"shutdown"}, False)
     if exit_code is None:
-        verdict.add(f"server still running {EXIT_BOUND:.0f} s after {signum.name} (killed)", tokens[0])
+        verdict.add(
+            f"server still running {EXIT_BOUND:.0f} s after {signum.name} (killed)", tokens[0]
+        )
     if kind in MULTI_WORKER and workers < WORKERS:
         verdict.add(f"{len(tokens)} streams reached only {workers} of {WORKERS} workers", tokens[0])
     verdict.notes.append(
@@ -247,6 +304,6 @@ async def test_wsgi_runserver_refuses_streams_and_stops(kind: str) -> None:
     assert response.headers["content-type"] == "text/plain"
     assert response.text == WSGI_REFUSAL
     assert WSGI_REFUSAL in output
-    assert "started" not in marks and not rows
+    assert "started" not in marks
+    assert not rows
     assert exit_code is not None, f"{kind} still running {EXIT_BOUND:.0f} s after SIGINT"
-
