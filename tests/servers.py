@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,18 +26,70 @@ def free_port() -> int:
 
 
 def _command(kind: str, app: str, port: int) -> list[str]:
-    if kind == "uvicorn":
-        return [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1",
-                "--port", str(port), "--log-level", "info", "--no-access-log"]  # fmt: skip
+    python, bind = sys.executable, ["127.0.0.1", str(port)]
+    if kind in ("uvicorn", "uvicorn-workers"):
+        workers = ["--workers", str(WORKERS)] if kind == "uvicorn-workers" else []
+        return [python, "-m", "uvicorn", app, "--host", bind[0], "--port", bind[1],
+                "--log-level", "info", "--no-access-log", *workers]  # fmt: skip
     if kind == "daphne":
-        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
+        return [python, "-m", "daphne", "-b", bind[0], "-p", bind[1], app]
+    if kind == "gunicorn":
+        # uvicorn's own gunicorn worker (uvicorn.workers) is deprecated in favour of the
+        # uvicorn-worker package; no control socket (gunicorn 25+ opens one in $HOME).
+        return [python, "-m", "gunicorn", app, "-k", "uvicorn_worker.UvicornWorker",
+                "-w", str(WORKERS), "-b", ":".join(bind), "--no-control-socket"]  # fmt: skip
+    if kind in ("hypercorn", "hypercorn-workers"):
+        # hypercorn serves from worker processes (one by default) that it stops through
+        # a multiprocessing event, not a signal; with --workers 0 it serves from the
+        # process that receives the signals.
+        count = str(WORKERS) if kind == "hypercorn-workers" else "0"
+        return [python, "-m", "hypercorn", app, "-b", ":".join(bind), "--workers", count]
+    if kind == "granian":
+        return [python, "-m", "granian", "--interface", "asgi", "--host", bind[0],
+                "--port", bind[1], "--workers", str(WORKERS), app]  # fmt: skip
+    if kind.startswith("runserver-"):
+        reload = [] if kind.endswith("-reload") else ["--noreload"]
+        return [python, "-m", "django", "runserver", *reload, ":".join(bind)]
     if kind == "wsgi":
-        return [sys.executable, "-m", "tests.wsgi_server", str(port)]
+        return [python, "-m", "tests.wsgi_server", str(port)]
     raise ValueError(f"unknown server kind {kind!r}")
 
 
-# What each server prints once it accepts connections.
-_READY = {"uvicorn": "Uvicorn running on", "daphne": "Listening on TCP address", "wsgi": "Serving"}
+# Worker processes of the kinds that have several.
+WORKERS = 2
+# What each server prints once it accepts connections, and how many times: the kinds
+# with workers print it once per worker.
+_READY = {
+    "uvicorn": "Uvicorn running on",
+    "uvicorn-workers": "Application startup complete",
+    "gunicorn": "Application startup complete",
+    "daphne": "Listening on TCP address",
+    "hypercorn": "Running on http",
+    "hypercorn-workers": "Running on http",
+    "granian": "Started worker-",
+    "runserver-daphne": "development server at",
+    "runserver-daphne-reload": "development server at",
+    "runserver-wsgi-reload": "development server at",
+    "runserver-wsgi": "development server at",
+    "wsgi": "Serving",
+}
+_READY_COUNT = {
+    "uvicorn-workers": WORKERS,
+    "gunicorn": WORKERS,
+    "granian": WORKERS,
+    "hypercorn-workers": WORKERS,
+}
+# How stop() asks each server to stop. gunicorn's SIGINT is its "quick shutdown", which
+# sends SIGQUIT to the workers, and uvicorn's gunicorn worker ignores that (it marks the
+# gunicorn worker as not alive, which uvicorn's server never reads): gunicorn SIGKILLs
+# them after --graceful-timeout (30 s). Its SIGTERM is the graceful stop.
+_STOP_SIGNAL = {"gunicorn": signal.SIGTERM}
+# ``manage.py runserver``: daphne's (ASGI) with daphne in INSTALLED_APPS, Django's own
+# (WSGI) without.
+_SETTINGS = {
+    "runserver-daphne": "tests.settings_daphne",
+    "runserver-daphne-reload": "tests.settings_daphne",
+}
 
 
 class LiveServer:
@@ -51,6 +104,7 @@ class LiveServer:
         ready: str | None = None,
         cwd: Path = ROOT,
         port: int | None = None,
+        own_session: bool = False,
     ) -> None:
         self.kind = kind
         self.port = port or free_port()
@@ -61,7 +115,9 @@ class LiveServer:
         self.journal = Path(tempfile.mkstemp(prefix="sse-journal-")[1])
         self._env = {
             **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "DJANGO_SETTINGS_MODULE": _SETTINGS.get(kind, "tests.settings"),
+            # The application daphne's runserver serves (tests/settings_daphne.py).
+            "SSE_TEST_ASGI_APPLICATION": app.replace(":", "."),
             "SSE_TEST_OUTCOMES": str(self._outcomes),
             "SSE_TEST_DB": str(self.database),
             "SSE_TEST_JOURNAL": str(self.journal),
@@ -71,7 +127,13 @@ class LiveServer:
         }
         self._command = command(self.port) if command else _command(kind, app, self.port)
         self._ready = ready or _READY[kind]
+        self._ready_count = 1 if ready else _READY_COUNT.get(kind, 1)
         self._cwd = cwd
+        # A session of its own, so that signal_group() reaches the server's children
+        # too, as Ctrl+C in a terminal does (runserver's autoreloader runs the server in
+        # a child process). Off by default: a Ctrl+C to the test run then reaches the
+        # servers it started.
+        self._own_session = own_session
         self.process: subprocess.Popen[str] | None = None
         self.output: list[str] = []
         self._listening = threading.Event()
@@ -133,21 +195,44 @@ class LiveServer:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=self._own_session,
         )
         self._reader = threading.Thread(target=self._read_output, daemon=True)
         self._reader.start()
-        if not self._listening.wait(STARTUP_TIMEOUT) or self.process.poll() is not None:
+        if (
+            not self._listening.wait(STARTUP_TIMEOUT)
+            or self.process.poll() is not None
+            or not self._accepts()
+        ):
             self.stop()
             raise RuntimeError(f"{self.kind} did not start:\n{''.join(self.output)}")
         return self
 
+    def _accepts(self) -> bool:
+        """Whether the port takes connections: daphne's runserver prints its address
+        before it listens, and a server's message can only say it is about to."""
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while self.process is not None and self.process.poll() is None:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            except OSError:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.05)
+            else:
+                return True
+        return False
+
     def _read_output(self) -> None:
         assert self.process is not None
         assert self.process.stdout is not None
+        seen = 0
         for line in self.process.stdout:
             self.output.append(line)
             if self._ready in line:
-                self._listening.set()
+                seen += 1
+                if seen >= self._ready_count:
+                    self._listening.set()
         self._listening.set()
 
     def send_signal(self, signum: int) -> int:
@@ -156,17 +241,29 @@ class LiveServer:
         self.process.send_signal(signum)
         return self.process.wait(timeout=STARTUP_TIMEOUT)
 
+    def signal_group(self, signum: int) -> None:
+        """Send ``signum`` to every process of the server, as a terminal's Ctrl+C does
+        (a server started with ``own_session``)."""
+        assert self.process is not None
+        assert self._own_session
+        os.killpg(self.process.pid, signum)
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            self.process.send_signal(_STOP_SIGNAL.get(self.kind, signal.SIGINT))
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
+                if self._own_session:  # its workers too, or they keep the pipe open
+                    os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.kill()
                 self.process.wait()
         if self.process is not None and self.process.stdout is not None:
             self._reader.join(timeout=STARTUP_TIMEOUT)
-            self.process.stdout.close()
+            # Closing the pipe while the reader still reads from it (a worker outlived
+            # the server's main process) would block on the reader's lock.
+            if not self._reader.is_alive():
+                self.process.stdout.close()
         self._outcomes.unlink(missing_ok=True)
         self.database.unlink(missing_ok=True)
         self.journal.unlink(missing_ok=True)
