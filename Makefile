@@ -77,10 +77,12 @@ migrate: setup
 demo-user: migrate
 	$(BIN)/python $(DEMO)/manage.py create_demo_user --base-url http://$(HOST):$(PORT)
 
-# A server killed hard leaves its streams' log rows "open"; close those first.
+# A server killed hard leaves its streams' log rows "open"; close those first. The demo
+# runs without the autoreloader: its parent process kills the server at once on Ctrl+C,
+# before streams can end (docs/deployment.md); --noreload ends each with "shutdown".
 run-server: migrate
 	$(BIN)/python $(DEMO)/manage.py sse_close_stale_logs
-	$(BIN)/python $(DEMO)/manage.py runserver $(HOST):$(PORT)
+	$(BIN)/python $(DEMO)/manage.py runserver --noreload $(HOST):$(PORT)
 
 demo: setup migrate demo-user run-server
 
@@ -90,7 +92,7 @@ DJANGO_PORT ?= 8001
 demo-pushpin: setup migrate demo-user
 	$(BIN)/python $(DEMO)/manage.py sse_close_stale_logs
 	export DEMO_PUSHPIN_PORT=$(PORT); \
-	$(BIN)/python $(DEMO)/manage.py runserver $(HOST):$(DJANGO_PORT) & \
+	$(BIN)/python $(DEMO)/manage.py runserver --noreload $(HOST):$(DJANGO_PORT) & \
 	trap 'kill $$! 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/python $(DEMO)/manage.py sse_pushpin --port $(PORT) --origin 127.0.0.1:$(DJANGO_PORT)
 
