@@ -61,7 +61,9 @@ docs: setup
 # The sdist and the wheel into dist/; tests/test_dist.py checks and installs them.
 dist: setup
 	$(BIN)/python -m pip install --quiet -e '.[dist]'
-	rm -rf dist build/lib build/bdist.*
+	# A stale *.egg-info/SOURCES.txt would carry files into the sdist that the package
+	# configuration no longer names: build from the configuration alone.
+	rm -rf dist build/lib build/bdist.* *.egg-info
 	$(BIN)/python -m build --outdir dist .
 	$(BIN)/python -m twine check --strict dist/*
 
