@@ -5,7 +5,8 @@ What only the site needs is added here at build time, not written into the pages
 
 - index.md's "Contents" list becomes the site's navigation (a hidden toctree in the same
   order), so the list and the sidebar cannot disagree;
-- links to ``../bench/README.md`` point at the benchmarks page, which includes that file;
+- links to ``../bench/README.md`` and ``../CHANGELOG.md`` point at the pages that include
+  those files (benchmarks.md, changelog.md);
 - ``{django-commands}`` renders every management command's ``--help``.
 
 Broken internal links and heading anchors are warnings (MyST's cross-reference check),
@@ -68,7 +69,8 @@ html_title = f"django_sse {release}"
 html_static_path: list[str] = []
 
 CONTENTS = re.compile(r"^\d+\.\s+\[[^\]]+\]\((?P<page>[\w-]+)\.md\)", re.MULTILINE)
-BENCH_LINK = re.compile(r"\]\(\.\./bench/README\.md")
+# Files outside docs/ that a page includes, and the page.
+INCLUDED = {"../bench/README.md": "benchmarks.md", "../CHANGELOG.md": "changelog.md"}
 
 
 def add_navigation(app: Any, docname: str, source: list[str]) -> None:
@@ -81,7 +83,8 @@ def add_navigation(app: Any, docname: str, source: list[str]) -> None:
             raise ValueError("index.md: no pages found in its Contents list")
         toctree = "\n".join(["", "```{toctree}", ":hidden:", "", *pages, "```", ""])
         text += toctree
-    text = BENCH_LINK.sub("](benchmarks.md", text)
+    for outside, page in INCLUDED.items():
+        text = text.replace(f"]({outside}", f"]({page}")
     source[0] = text
 
 
