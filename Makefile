@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO := demo_project
 
-.PHONY: setup test test-chaos test-matrix test-postgres test-mysql lint format bench clean
+.PHONY: setup test test-chaos test-matrix test-postgres test-mysql lint format bench docs dist clean
 .PHONY: migrate demo-user run-server demo demo-pushpin examples exercises example-1 example-2 example-3 example-4 example-5 test-client
 
 setup: $(STAMP)
@@ -55,6 +55,23 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy django_sse tests bench
+
+# The docs site into build/docs/ (docs/contributing.md): warnings are errors, and a link
+# to a missing page or heading anchor is a warning.
+docs: setup
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	rm -rf build/docs build/doctrees
+	$(BIN)/python -m sphinx -W --keep-going -q -b html -d build/doctrees docs build/docs
+	@echo "The docs site: build/docs/index.html"
+
+# The sdist and the wheel into dist/; tests/test_dist.py checks and installs them.
+dist: setup
+	$(BIN)/python -m pip install --quiet -e '.[dist]'
+	# A stale *.egg-info/SOURCES.txt would carry files into the sdist that the package
+	# configuration no longer names: build from the configuration alone.
+	rm -rf dist build/lib build/bdist.* *.egg-info
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/python -m twine check --strict dist/*
 
 format: setup
 	$(BIN)/ruff check --fix .

@@ -33,7 +33,7 @@ __all__ = ["RESET", "apublish", "publish", "publish_event"]
 
 logger = logging.getLogger("django_sse")
 
-# The event type a stream sends when it cannot resume a channel without a gap.
+#: The event type a stream sends when it cannot resume a channel without a gap.
 RESET = "reset"
 
 

@@ -17,6 +17,13 @@ __all__ = ["AsyncEventSource", "aconnect"]
 
 
 class AsyncEventSource(StreamState[httpx.AsyncClient]):
+    """An event stream that :func:`aconnect` opened: ``async for`` gives its events.
+
+    It reconnects and resumes with ``Last-Event-ID`` on its own; ``await restart()``
+    reconnects at once, ``close()`` ends the iteration, ``last_event_id`` and
+    ``reconnection_time`` are what the stream has set so far.
+    """
+
     def __init__(self, url: str, options: SourceOptions, client: httpx.AsyncClient) -> None:
         super().__init__(url, options, client)
         # Set to cut a wait between connections short: by restart() or aclose().

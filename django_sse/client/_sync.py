@@ -16,6 +16,13 @@ __all__ = ["EventSource", "connect"]
 
 
 class EventSource(StreamState[httpx.Client]):
+    """An event stream that :func:`connect` opened: iterating it gives its events.
+
+    It reconnects and resumes with ``Last-Event-ID`` on its own; ``restart()``
+    reconnects at once, ``close()`` ends the iteration, ``last_event_id`` and
+    ``reconnection_time`` are what the stream has set so far.
+    """
+
     def __init__(self, url: str, options: SourceOptions, client: httpx.Client) -> None:
         super().__init__(url, options, client)
         # Set to cut a wait between connections short: by restart() or shutdown().

@@ -23,6 +23,8 @@ Role = Literal["system", "user", "assistant"]
 
 
 class Message(TypedDict):
+    """One message of a conversation, as OpenAI's chat API takes it."""
+
     role: Role
     content: str
 
@@ -50,6 +52,8 @@ class ToolCallDelta:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """Tokens the model read (the prompt) and wrote (the answer)."""
+
     prompt_tokens: int
     completion_tokens: int
 
