@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -32,3 +32,10 @@ async def stop_answers() -> None:
 def http_client(request: pytest.FixtureRequest) -> str:
     """Each of the openai SDK's HTTP clients the provider can use (LLM_HTTP_CLIENT)."""
     return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def threaded_upstream() -> Iterator[Upstream]:
+    """The upstream on a thread of its own, for the server processes a module starts."""
+    with Upstream.in_thread() as server:
+        yield server

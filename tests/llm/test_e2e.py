@@ -27,15 +27,9 @@ pytestmark = pytest.mark.e2e
 HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hello"}]
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[Upstream]:
-    with Upstream.in_thread() as server:
-        yield server
-
-
 @pytest.fixture(scope="module", params=["uvicorn", "daphne"])
-def server(request: pytest.FixtureRequest, upstream: Upstream) -> Iterator[LiveServer]:
-    with LiveServer(request.param, env={"SSE_TEST_UPSTREAM": upstream.url}) as live:
+def server(request: pytest.FixtureRequest, threaded_upstream: Upstream) -> Iterator[LiveServer]:
+    with LiveServer(request.param, env={"SSE_TEST_UPSTREAM": threaded_upstream.url}) as live:
         yield live
 
 
@@ -100,9 +94,9 @@ def test_the_openai_sdk_raises_on_our_errors(server: LiveServer) -> None:
 
 
 def test_leaving_closes_the_upstream_request_within_a_second(
-    server: LiveServer, upstream: Upstream
+    server: LiveServer, threaded_upstream: Upstream
 ) -> None:
-    first = len(upstream.requests)
+    first = len(threaded_upstream.requests)
     # The CSRF cookie and the matching header, as a page's form or script would send.
     token = secrets.token_hex(16)
     with (
@@ -120,7 +114,7 @@ def test_leaving_closes_the_upstream_request_within_a_second(
             tokens += sum(e.event == "token" for e in parser.feed(chunk))
             if tokens >= 3:
                 break
-    request = upstream.wait_request_sync(first)
+    request = threaded_upstream.wait_request_sync(first)
     request.wait_closed_sync(timeout=1.0)
     assert request.client_closed
-    assert request.tokens_written < upstream.slow_max_tokens
+    assert request.tokens_written < threaded_upstream.slow_max_tokens

@@ -50,15 +50,9 @@ class Pair:
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[Upstream]:
-    with Upstream.in_thread() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def pair(upstream: Upstream) -> Iterator[Pair]:
+def pair(threaded_upstream: Upstream) -> Iterator[Pair]:
     with tempfile.TemporaryDirectory() as folder:
-        servers = Pair(upstream, Path(folder) / "db.sqlite3")
+        servers = Pair(threaded_upstream, Path(folder) / "db.sqlite3")
         with servers.one, servers.two:
             for name in ("ada", "bob"):
                 servers.one.create_user(name, PASSWORD)
@@ -117,7 +111,9 @@ def test_another_user_and_anonymous_get_nothing_of_a_long_answer(pair: Pair) -> 
             assert not any("t1 " in t.text for t in tries)
 
 
-def test_running_answers_are_limited_across_both_processes(pair: Pair, upstream: Upstream) -> None:
+def test_running_answers_are_limited_across_both_processes(
+    pair: Pair, threaded_upstream: Upstream
+) -> None:
     for who in ("ada", None):
         here, there = session(pair.one, who), session(pair.two, who)
         running = [start(here, "slow-50-100"), start(there, "slow-50-100")]
@@ -132,16 +128,16 @@ def test_running_answers_are_limited_across_both_processes(pair: Pair, upstream:
             client.post(urls["stop_url"], headers={"X-CSRFToken": client.cookies["csrftoken"]})
             # Its row is ended before its last event is published.
             assert events_of(client.get(urls["stream_url"]))[-1].event == "done"
-    assert not [r for r in upstream.requests if r.scenario == "slow-50-99"]
+    assert not [r for r in threaded_upstream.requests if r.scenario == "slow-50-99"]
 
 
 def test_an_answer_followed_on_the_other_process_is_abandoned_once_left(
-    pair: Pair, upstream: Upstream
+    pair: Pair, threaded_upstream: Upstream
 ) -> None:
     ada, ada_there = session(pair.one, "ada"), session(pair.two, "ada")
     answer = start(ada, "slow-50-100")
     assert answer.status_code == 201
-    request = upstream.requests[-1]
+    request = threaded_upstream.requests[-1]
     urls = answer.json()
     # Followed from the other process for longer than the abandon period: heartbeats
     # through Redis keep the answer going.

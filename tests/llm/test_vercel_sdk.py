@@ -19,14 +19,8 @@ CLIENT = Path(__file__).with_name("vercel_client.mjs")
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[Upstream]:
-    with Upstream.in_thread() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def server(upstream: Upstream) -> Iterator[LiveServer]:
-    with LiveServer("uvicorn", env={"SSE_TEST_UPSTREAM": upstream.url}) as live:
+def server(threaded_upstream: Upstream) -> Iterator[LiveServer]:
+    with LiveServer("uvicorn", env={"SSE_TEST_UPSTREAM": threaded_upstream.url}) as live:
         yield live
 
 
