@@ -8,7 +8,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.urls import path
+from django.urls import path, reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from django_sse import FINISHED, Event, SSEView, render_event
@@ -26,16 +26,17 @@ FRAGMENTS = [
     "</script><script>window.pwned = 'fragment'</script>",
 ]
 ROWS = {1: "one", 2: "two", 3: "three"}
+FRAGMENT = "htmx/fragment.html"
 
 
 class FragmentsView(SSEView):
-    """htmx 2: rendered fragments as named events, a note, then FINISHED."""
+    """htmx 2: rendered fragments as named events, a note, then FINISHED. With
+    ?partial=1 (Django 6.0+), each fragment is a template partial instead."""
 
     async def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        template = "htmx/partials.html#fragment" if "partial" in request.GET else FRAGMENT
         for n, text in enumerate(FRAGMENTS, start=1):
-            yield await render_event(
-                "htmx/fragment.html", {"n": n, "text": text}, event="fragment", id=str(n)
-            )
+            yield await render_event(template, {"n": n, "text": text}, event="fragment", id=str(n))
         yield Event(data="<em>noted</em>", event="note")
         yield FINISHED
 
@@ -53,7 +54,11 @@ class PartialsView(SSEView):
 
 @ensure_csrf_cookie
 def page(request: HttpRequest, version: int) -> HttpResponse:
-    context = {"rows": [{"pk": pk, "name": name} for pk, name in ROWS.items()]}
+    fragments = reverse("htmx:fragments") + ("?partial=1" if "partial" in request.GET else "")
+    context = {
+        "rows": [{"pk": pk, "name": name} for pk, name in ROWS.items()],
+        "fragments_url": fragments,
+    }
     return render(request, f"htmx/htmx{version}.html", context)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import django
 import pytest
 from django.template.loader import render_to_string
 from playwright.sync_api import ConsoleMessage, Page
@@ -42,8 +43,18 @@ def console(page: Page) -> list[str]:
     return problems
 
 
+@pytest.mark.parametrize(
+    "template",
+    [
+        "htmx/fragment.html",
+        pytest.param(
+            "htmx/partials.html#fragment",
+            marks=pytest.mark.skipif(django.VERSION < (6, 0), reason="partials are Django 6.0+"),
+        ),
+    ],
+)
 def test_htmx_2_swaps_template_fragments_byte_for_byte_and_stops_when_finished(
-    page: Page, server: LiveServer, console: list[str]
+    page: Page, server: LiveServer, console: list[str], template: str
 ) -> None:
     requests = record_requests(page, path="/htmx/fragments/")
     page.add_init_script(
@@ -51,12 +62,13 @@ def test_htmx_2_swaps_template_fragments_byte_for_byte_and_stops_when_finished(
             (window.received = window.received || []).push(event.detail.data);
         });"""
     )
-    page.goto(f"{server.url}/htmx/page/2/")
+    partial = "?partial=1" if "#" in template else ""
+    page.goto(f"{server.url}/htmx/page/2/{partial}")
     page.wait_for_function("window.sseClosed === true")
     wait_closed(page, "helper")
 
     rendered = [
-        render_to_string("htmx/fragment.html", {"n": n, "text": text})
+        render_to_string(template, {"n": n, "text": text})
         for n, text in enumerate(FRAGMENTS, start=1)
     ]
     assert page.evaluate("window.received")[: len(rendered)] == rendered
