@@ -17,7 +17,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 async def users(django_user_model: Any) -> dict[str, Any]:
-    return {name: await django_user_model.objects.acreate(username=name) for name in ("bob", "ada")}
+    # Names of their own: async tests elsewhere may leave an "ada" behind on some Djangos.
+    return {
+        name: await django_user_model.objects.acreate(username=f"render-{name}")
+        for name in ("bob", "ada")
+    }
 
 
 async def test_a_template_with_a_queryset_renders_off_the_loop(users: dict[str, Any]) -> None:
@@ -30,8 +34,8 @@ async def test_a_template_with_a_queryset_renders_off_the_loop(users: dict[str, 
     # the several data: lines it went out as.
     assert event.data == (
         '<ul id="users">\n'
-        f'  <li data-pk="{users["ada"].pk}">ada</li>\n'
-        f'  <li data-pk="{users["bob"].pk}">bob</li>\n'
+        f'  <li data-pk="{users["ada"].pk}">render-ada</li>\n'
+        f'  <li data-pk="{users["bob"].pk}">render-bob</li>\n'
         "</ul>\n"
         '<p class="who">/rendered/ &lt;b&gt;&amp;&lt;/b&gt;</p>\n'
     )

@@ -100,6 +100,9 @@ async def test_login_required_redirects_anonymous_users() -> None:
     assert response["Location"] == "/accounts/login/?next=/login-required/"
 
 
+# Transactional: the async ORM writes from another thread than the test's transaction,
+# so a rolled-back test would leave the user behind for later ones.
+@pytest.mark.django_db(transaction=True)
 async def test_login_required_streams_for_a_logged_in_user(django_user_model: Any) -> None:
     user = await django_user_model.objects.acreate(username="ada")
     client = AsyncClient()
