@@ -117,18 +117,27 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+# The settings dict last found free of unknown keys, and its size then. get() runs on
+# hot paths (each stream, each broadcast event): it checks a dict's keys once, again
+# only when settings.DJANGO_SSE is another dict (override_settings) or has grown.
+_checked: tuple[dict[str, Any], int] | None = None
+
+
 def get(name: str) -> Any:
+    global _checked
     if name not in DEFAULTS:
         raise KeyError(f"Unknown django_sse setting {name!r}")
     configured = getattr(django_settings, "DJANGO_SSE", None) or {}
     if not isinstance(configured, dict):
         raise ImproperlyConfigured("settings.DJANGO_SSE must be a dict")
-    unknown = set(configured) - set(DEFAULTS)
-    if unknown:
-        raise ImproperlyConfigured(
-            f"Unknown key(s) in settings.DJANGO_SSE: {', '.join(sorted(unknown))}. "
-            f"Known keys: {', '.join(DEFAULTS)}"
-        )
+    if _checked is None or _checked[0] is not configured or _checked[1] != len(configured):
+        unknown = set(configured) - set(DEFAULTS)
+        if unknown:
+            raise ImproperlyConfigured(
+                f"Unknown key(s) in settings.DJANGO_SSE: {', '.join(sorted(unknown))}. "
+                f"Known keys: {', '.join(DEFAULTS)}"
+            )
+        _checked = (configured, len(configured))
     return configured.get(name, DEFAULTS[name])
 
 

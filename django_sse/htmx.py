@@ -71,7 +71,6 @@ async def render_partial(
 ) -> Event:
     """An unnamed event (which htmx 4 swaps) holding ``template_name`` rendered as for
     render_event() and wrapped by hx_partial()."""
-    _check_swap(swap)
     rendered = await render_event(template_name, context, request=request)
     return Event(data=hx_partial(rendered.data, target=target, swap=swap), id=id)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -15,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, Request, sync_playwright
+from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
 
 from tests.needs import unavailable
-from tests.servers import LiveServer
+from tests.servers import ROOT, LiveServer
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 FLAGS = [
@@ -91,3 +93,31 @@ def server_outcome(server: LiveServer, token: str) -> str | None:
     with urllib.request.urlopen(f"{server.url}/status/{token}/?wait=10", timeout=15) as reply:
         outcome: str | None = json.load(reply)["outcome"]
     return outcome
+
+
+def room_works_across_tabs(browser: Browser, room: str, text: str, env: dict[str, str]) -> None:
+    """The demo's live room at ``room``, in two tabs: a message posted in one appears in
+    both, and so does an event `manage.py sse_publish` sends from a terminal (``env``:
+    the demo's settings for that command)."""
+    context = browser.new_context()
+    tabs = [context.new_page(), context.new_page()]
+    try:
+        for tab in tabs:
+            tab.goto(room)
+            expect(tab.locator("#room")).to_have_attribute("data-sse-state", "open")
+        tabs[0].fill("#post [name=name]", "Ada")
+        tabs[0].fill("#post [name=text]", text)
+        tabs[0].click("#post button")
+        for tab in tabs:
+            expect(tab.locator("#messages li")).to_have_text([f"Ada: {text}"])
+        subprocess.run(
+            [sys.executable, "manage.py", "sse_publish", "feed", "Deploy finished"],
+            cwd=ROOT / "demo_project",
+            env={**os.environ, **env},
+            check=True,
+            timeout=60,
+        )
+        for tab in tabs:
+            expect(tab.locator("#feed li")).to_have_text(["Deploy finished"])
+    finally:
+        context.close()

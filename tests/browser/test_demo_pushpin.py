@@ -7,9 +7,7 @@ through Pushpin, and Django's stream logs show the streams were handed to Pushpi
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -17,8 +15,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser
 
+from tests.browser.conftest import room_works_across_tabs
 from tests.pushpin import _port_is_free, pushpin_binary
 from tests.servers import ROOT, LiveServer, demo_runserver, free_port
 
@@ -92,29 +91,10 @@ def demo(tmp_path: Path) -> Iterator[DemoBehindPushpin]:
 def test_the_live_room_works_across_tabs_through_pushpin(
     browser: Browser, demo: DemoBehindPushpin, tmp_path: Path
 ) -> None:
-    context = browser.new_context()
-    tabs = [context.new_page(), context.new_page()]
-    try:
-        for tab in tabs:
-            tab.goto(f"{demo.url}/examples/room/pushpin/")
-            expect(tab.locator("#room")).to_have_attribute("data-sse-state", "open")
-        tabs[0].fill("#post [name=name]", "Ada")
-        tabs[0].fill("#post [name=text]", "through Pushpin")
-        tabs[0].click("#post button")
-        for tab in tabs:
-            expect(tab.locator("#messages li")).to_have_text(["Ada: through Pushpin"])
-        # From a terminal, with the same settings: straight to Pushpin, no polling.
-        subprocess.run(
-            [sys.executable, "manage.py", "sse_publish", "feed", "Deploy finished"],
-            cwd=DEMO,
-            env={**os.environ, **demo.django.env},
-            check=True,
-            timeout=60,
-        )
-        for tab in tabs:
-            expect(tab.locator("#feed li")).to_have_text(["Deploy finished"])
-    finally:
-        context.close()
+    # The command has the same settings: it publishes straight to Pushpin, no polling.
+    room_works_across_tabs(
+        browser, f"{demo.url}/examples/room/pushpin/", "through Pushpin", demo.django.env
+    )
     with sqlite3.connect(tmp_path / "db.sqlite3") as db:
         outcomes = db.execute(
             "SELECT outcome FROM django_sse_streamlog WHERE path LIKE '%/room/pushpin/stream/'"
