@@ -106,9 +106,7 @@ def _install_signal_handlers() -> None:
         return
     for signum in (signal.SIGINT, signal.SIGTERM):
         previous = signal.getsignal(signum)
-        # Installed from C: we cannot chain to it. Ignored: the process was started not to
-        # stop on it (a shell's background job ignores SIGINT), so its streams go on too.
-        if previous is None or previous == signal.SIG_IGN:
+        if previous is None:  # installed from C: we cannot chain to it
             continue
         signal.signal(signum, _chained(signum, previous))
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 
 import pytest
 
@@ -51,26 +49,3 @@ async def test_a_stop_before_the_deadline_keeps_its_outcome() -> None:
     engine.stop(Outcome.CLIENT_DISCONNECTED)
     assert stats.outcome is Outcome.SHUTDOWN
     await within(engine.close(1.0))
-
-
-INSTALL = """
-import signal
-from django.conf import settings
-settings.configure()
-from django_sse import shutdown
-signal.signal(signal.SIGINT, signal.SIG_IGN)
-shutdown._install_signal_handlers()
-print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
-print(getattr(signal.getsignal(signal.SIGTERM), "__qualname__", ""))
-"""
-
-
-def test_an_ignored_signal_stays_ignored() -> None:
-    """A server started as a shell's background job ignores SIGINT: it must not end its
-    streams on one (seen with `make demo &`), while SIGTERM still does."""
-    result = subprocess.run(
-        [sys.executable, "-c", INSTALL], capture_output=True, text=True, check=True, timeout=60
-    )
-    ignored, term = result.stdout.split()
-    assert ignored == "True"
-    assert term == "_chained.<locals>.handler"
