@@ -28,9 +28,11 @@ from typing import Any
 
 from django.conf import settings
 
+from django_sse import _timers
 from django_sse._closing import settle
 from django_sse._direct_write import write_body
 from django_sse._request_channels import Send
+from django_sse._request_threads import release as release_request_thread
 from django_sse._text import safe_text
 from django_sse.protocol import KEEP_ALIVE, Event, encode
 from django_sse.stats import Outcome, StreamStats
@@ -63,7 +65,7 @@ class Engine:
         "_source",
         "_space",
         "_stats",
-        "_timer",
+        "_tick",
         "_timer_at",
         "_waiter",
     )
@@ -75,12 +77,14 @@ class Engine:
         send: Send | None,
         keep_alive: float,
         deadline: float | None,
+        opening: bytes,
     ) -> None:
         self._source = source
         self._stats = stats
         self._keep_alive = keep_alive
         self._deadline = _NEVER if deadline is None else deadline
-        self._buffer: list[bytes] = []
+        # What the stream sends first (see protocol.opening()), ahead of any event.
+        self._buffer: list[bytes] = [opening]
         self._waiter: asyncio.Future[None] | None = None
         self._space: asyncio.Future[None] | None = None
         self._finished = False
@@ -93,8 +97,9 @@ class Engine:
         self._pump_wrote = False
         loop = self._loop = asyncio.get_running_loop()
         self._last_sent = loop.time()
-        # One timer per stream for keep-alives and the deadline (see _arm()).
-        self._timer: asyncio.TimerHandle | None = None
+        # When the timer wheel wakes this stream for its keep-alive or deadline (see
+        # _arm()), and the wheel's tick for that.
+        self._tick: int | None = None
         self._timer_at = _NEVER
         self._pump = _Pump(self._fill(), loop)
 
@@ -143,6 +148,7 @@ class Engine:
                 self._buffer.clear()
                 _resolve(self._space)
                 self._last_sent = now
+                self._stats.bytes += len(chunk)
                 return chunk
             if self._stats.outcome is not None:
                 return None
@@ -151,6 +157,9 @@ class Engine:
                 return None
             if now >= self._keep_alive_at():
                 self._last_sent = now
+                self._stats.bytes += len(KEEP_ALIVE)
+                # Idle: let go of any thread a sync call in the source started.
+                release_request_thread()
                 return KEEP_ALIVE
             self._arm(min(self._keep_alive_at(), self._deadline))
             waiter = self._waiter = loop.create_future()
@@ -230,16 +239,17 @@ class Engine:
         """
         if when == _NEVER or self._timer_at <= when:
             return
-        if self._timer is not None:
-            self._timer.cancel()
+        if self._tick is not None:
+            _timers.cancel(self._loop, self._tick, self)
         self._timer_at = when
-        self._timer = asyncio.get_running_loop().call_at(when, self._ring)
+        self._tick = _timers.schedule(when, self)
 
     def _keep_alive_at(self) -> float:
         return self._last_sent + self._keep_alive if self._keep_alive > 0 else _NEVER
 
-    def _ring(self) -> None:
-        self._timer = None
+    def ring(self) -> None:
+        """The timer wheel's call: a keep-alive or the deadline may be due."""
+        self._tick = None
         self._timer_at = _NEVER
         due = min(self._keep_alive_at(), self._deadline)
         if self._waiter is not None and due > self._loop.time():
@@ -258,8 +268,9 @@ class Engine:
         source's ``finally`` there; one suspended at a ``yield`` runs it in aclose().
         """
         self._closing = True
-        if self._timer is not None:
-            self._timer.cancel()
+        if self._tick is not None:
+            _timers.cancel(self._loop, self._tick, self)
+            self._tick = None
         if self._sending is not None:
             self._sending.cancel()
         if not self._pump.done():

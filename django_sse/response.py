@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
@@ -22,9 +22,10 @@ from django.http import StreamingHttpResponse
 from django_sse import _metrics, conf, shutdown
 from django_sse._closing import run_to_end, settle
 from django_sse._engine import Engine
-from django_sse._request_channels import request_receive, request_send
+from django_sse._handover import request_handover
+from django_sse._request_channels import Receive, Send, request_receive, request_send
 from django_sse._request_threads import release as release_request_thread
-from django_sse.protocol import KEEP_ALIVE, Event, opening
+from django_sse.protocol import Event, opening
 from django_sse.stats import OnClose, Outcome, StreamObserver, StreamStats
 
 __all__ = ["WSGI_REFUSAL", "SSEResponse"]
@@ -85,7 +86,7 @@ class SSEResponse(StreamingHttpResponse):
         self.stats = StreamStats()
         # Validates ``retry`` once, up front, rather than when the stream starts.
         self._opening = opening(self._retry)
-        self._engine: AsyncIterator[bytes] = self._run()
+        self._engine = _Run(self)
         super().__init__(self._engine, status=status, headers=headers)
         self["Content-Type"] = "text/event-stream; charset=utf-8"
         self["Cache-Control"] = "no-cache, no-transform"
@@ -98,6 +99,9 @@ class SSEResponse(StreamingHttpResponse):
         # Whether Django iterates the engine itself, so that writing to the request's
         # ASGI send from outside the engine cannot jump ahead of anything.
         self._engine_served = False
+        # The stream's meter and its disconnect watcher, between _start() and _end().
+        self._meter: _metrics.StreamMeter | None = None
+        self._watcher: asyncio.Future[Any] | None = None
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         replaced = getattr(self, "_iterator", None) is not self._engine
@@ -105,6 +109,10 @@ class SSEResponse(StreamingHttpResponse):
             # A middleware replaced streaming_content; honour its wrapper.
             return super().__aiter__()
         self._engine_served = True
+        handover = request_handover.get()
+        if handover is not None and handover.take(self._serve):
+            # The stream runs after Django's handler has finished (django_sse._handover).
+            return _nothing()
         # Hand Django the engine itself, so the aclose() it does on disconnect reaches
         # the engine and through it the source.
         return self._engine
@@ -147,49 +155,95 @@ class SSEResponse(StreamingHttpResponse):
         """
         return self._stream is not None and self._stream.offer(event)
 
+    async def _serve(self, receive: Receive, send: Send, disconnected: bool) -> None:
+        """The stream taken over from Django's handler (django_sse._handover): what
+        Django would have done with ``_run()``, plus watching for the disconnect."""
+        if self.status_code != 204:
+            stream = self._start(send, receive)
+            if disconnected:
+                stream.stop(Outcome.CLIENT_DISCONNECTED)
+            try:
+                while (chunk := await stream.next_chunk()) is not None:
+                    try:
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    except BaseException:
+                        self._interrupted(stream)
+                        raise
+            except asyncio.CancelledError:
+                self._interrupted(stream)
+                raise
+            finally:
+                await self._end(stream)
+        await send({"type": "http.response.body"})
+
     async def _run(self) -> AsyncIterator[bytes]:
-        release_request_thread()
+        """What Django iterates when it serves the stream itself."""
         if self.status_code == 204:
             return
-        # First: METRICS = True without prometheus-client raises before anything is
-        # registered that would need undoing.
-        meter = _metrics.meter(self._name, self.stats)
-        send = request_send.get() if self._engine_served else None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._max_duration if self._max_duration else None
-        stream = self._stream = Engine(self._source, self.stats, send, self._keep_alive, deadline)
-        if self._early_stop is not None:
-            stream.stop(self._early_stop)
-        watcher = _watch_for_disconnect(stream)
-        shutdown.register(stream)
-        self.stats.started_at = time.time()
-        for observer in self._observers:
-            observer.opened(self.stats)
+        stream = self._start(
+            request_send.get() if self._engine_served else None, request_receive.get()
+        )
         try:
-            self.stats.bytes += len(self._opening)
-            yield self._opening
-            while True:
-                chunk = await stream.next_chunk()
-                if chunk is None:
-                    break
-                self.stats.bytes += len(chunk)
-                if chunk is KEEP_ALIVE:
-                    # Idle: let go of any thread a sync call in the source started.
-                    release_request_thread()
+            while (chunk := await stream.next_chunk()) is not None:
                 yield chunk
         except (GeneratorExit, asyncio.CancelledError):
             # GeneratorExit: Django closed us while we were suspended at a yield (its
             # send() was cancelled). CancelledError: the disconnect came while we waited.
-            stream.interrupted(
-                Outcome.SHUTDOWN if shutdown.is_shutting_down() else Outcome.CLIENT_DISCONNECTED
-            )
+            self._interrupted(stream)
             raise
         finally:
-            # Only an engine bug leaves no reason by now; record it rather than none.
-            stream.conclude(Outcome.ERROR)
-            if watcher is not None:
-                watcher.cancel()
-            await run_to_end(self._close(stream, meter))
+            await self._end(stream)
+
+    def _start(self, send: Send | None, receive: Receive | None) -> Engine:
+        """Start the engine, and tell whoever wants to know that the stream opened."""
+        release_request_thread()
+        # First: METRICS = True without prometheus-client raises before anything is
+        # registered that would need undoing.
+        self._meter = _metrics.meter(self._name, self.stats)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._max_duration if self._max_duration else None
+        stream = self._stream = Engine(
+            self._source, self.stats, send, self._keep_alive, deadline, self._opening
+        )
+        if self._early_stop is not None:
+            stream.stop(self._early_stop)
+        if receive is not None:
+            self._watch(receive)
+        shutdown.register(stream)
+        self.stats.started_at = time.time()
+        for observer in self._observers:
+            observer.opened(self.stats)
+        return stream
+
+    def _watch(self, receive: Receive) -> None:
+        """Notice the client leaving, where Django does not: for a stream taken over
+        from Django's handler, and on Django 4.2 (see django_sse.asgi).
+
+        The wait is ``receive()`` itself in a task, which a callback reads: one task and
+        no coroutine of our own per idle stream.
+        """
+        self._watcher = asyncio.ensure_future(receive())
+        self._watcher.add_done_callback(partial(self._received, receive))
+
+    def _received(self, receive: Receive, task: asyncio.Future[Any]) -> None:
+        if task.cancelled() or task.exception() is not None or self._stream is None:
+            return
+        if task.result()["type"] == "http.disconnect":
+            self._stream.stop(Outcome.CLIENT_DISCONNECTED)
+        else:
+            self._watch(receive)
+
+    def _interrupted(self, stream: Engine) -> None:
+        stream.interrupted(
+            Outcome.SHUTDOWN if shutdown.is_shutting_down() else Outcome.CLIENT_DISCONNECTED
+        )
+
+    async def _end(self, stream: Engine) -> None:
+        # Only an engine bug leaves no reason by now; record it rather than none.
+        stream.conclude(Outcome.ERROR)
+        if self._watcher is not None:
+            self._watcher.cancel()
+        await run_to_end(self._close(stream, self._meter))
 
     async def _close(self, stream: Engine, meter: _metrics.StreamMeter | None) -> None:
         """The source's cleanup, then the stream log, then ``on_close``: each once, each
@@ -218,15 +272,33 @@ class SSEResponse(StreamingHttpResponse):
             shutdown.unregister(stream)
 
 
-def _watch_for_disconnect(stream: Engine) -> asyncio.Task[None] | None:
-    """On Django 4.2, notice the client leaving (see django_sse.asgi)."""
-    receive = request_receive.get()
-    if receive is None:
-        return None
+class _Run:
+    """What Django is given to iterate: ``_run()``, begun only if Django iterates it.
 
-    async def watch() -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        stream.stop(Outcome.CLIENT_DISCONNECTED)
+    A stream taken over from Django's handler never is, and an idle stream then keeps no
+    generator it does not need.
+    """
 
-    return asyncio.get_running_loop().create_task(watch())
+    __slots__ = ("_response", "_run")
+
+    def __init__(self, response: SSEResponse) -> None:
+        self._response = response
+        self._run: AsyncIterator[bytes] | None = None
+
+    def __aiter__(self) -> _Run:
+        return self
+
+    def __anext__(self) -> Awaitable[bytes]:
+        if self._run is None:
+            self._run = self._response._run()
+        return self._run.__anext__()
+
+    async def aclose(self) -> None:
+        if self._run is not None:
+            await self._run.aclose()  # type: ignore[attr-defined]
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    """What Django iterates of a stream that took the handover: no bytes."""
+    for _ in ():
+        yield b""

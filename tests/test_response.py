@@ -418,13 +418,13 @@ async def test_a_keep_alive_timer_leaves_a_stream_written_to_since_asleep() -> N
     assert response.offer(Event(data="a"))
     # The timer rings (as it would LIMIT seconds after the stream's last own write),
     # but the offered event moved the keep-alive on: it re-arms without a wake-up.
-    stream._ring()
+    stream.ring()
     await asyncio.sleep(0)
     assert not reading.done()
-    assert stream._timer is not None
+    assert stream._tick is not None
     # Once a keep-alive is due, the ring does wake the engine, which sends it.
     stream._last_sent -= LIMIT
-    stream._ring()
+    stream.ring()
     assert await within(reading) == KEEP_ALIVE
     await content.aclose()  # type: ignore[attr-defined]
 

@@ -8,7 +8,7 @@ import pytest
 
 from django_sse import Outcome, shutdown
 from django_sse._engine import Engine
-from django_sse.protocol import EventParser
+from django_sse.protocol import KEEP_ALIVE, EventParser
 from django_sse.stats import StreamStats
 from tests.test_closing import Journal, Served, sse
 from tests.test_response import forever, within
@@ -35,7 +35,7 @@ async def test_a_stop_that_comes_after_the_deadline_is_a_timeout() -> None:
     """The engine's task had not woken up to the deadline yet: it still came first."""
     loop = asyncio.get_running_loop()
     stats = StreamStats()
-    engine = Engine(forever(), stats, None, 0, deadline=loop.time() - 1)
+    engine = Engine(forever(), stats, None, 0, deadline=loop.time() - 1, opening=KEEP_ALIVE)
     engine.stop(Outcome.SHUTDOWN)
     assert stats.outcome is Outcome.TIMEOUT
     await within(engine.close(1.0))
@@ -44,7 +44,7 @@ async def test_a_stop_that_comes_after_the_deadline_is_a_timeout() -> None:
 async def test_a_stop_before_the_deadline_keeps_its_outcome() -> None:
     loop = asyncio.get_running_loop()
     stats = StreamStats()
-    engine = Engine(forever(), stats, None, 0, deadline=loop.time() + 3600)
+    engine = Engine(forever(), stats, None, 0, deadline=loop.time() + 3600, opening=KEEP_ALIVE)
     engine.stop(Outcome.SHUTDOWN)
     engine.stop(Outcome.CLIENT_DISCONNECTED)
     assert stats.outcome is Outcome.SHUTDOWN

@@ -63,7 +63,7 @@ class Stream:
         return events
 
     async def close(self) -> None:
-        await self._chunks.aclose()  # type: ignore[attr-defined]
+        await self._chunks.aclose()
 
     @property
     def outcome(self) -> str | None:

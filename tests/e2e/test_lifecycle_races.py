@@ -204,6 +204,7 @@ async def verify(
     *,
     running: bool = True,
     stream_optional: bool = False,
+    finally_after_last_event: bool = False,
 ) -> Verdict:
     """Check every promise for each stream, once the server has finished its requests.
 
@@ -211,6 +212,10 @@ async def verify(
     moment); otherwise it has exited and its journal and database are final.
     ``stream_optional``: a request that never got as far as a stream (no generator, no
     on_close, no row) is fine; one that did must keep every promise.
+    ``finally_after_last_event``: the generators return after their last event, as the
+    clients leave; a ``finally`` the disconnect cancelled after that last event is the
+    case docs/lifecycle.md leaves to the generator (it can shield its cleanup), so it is
+    counted, not failed. Every other promise still holds.
     """
     verdict = Verdict(f"[{server.kind}] {case}", tokens)
     if running:
@@ -221,7 +226,15 @@ async def verify(
         rows = rows_by_token(server, tokens)
     entries = journal.read(server.journal)
     for token in tokens:
-        check_stream(verdict, token, entries.get(token, []), rows[token], allowed, stream_optional)
+        check_stream(
+            verdict,
+            token,
+            entries.get(token, []),
+            rows[token],
+            allowed,
+            stream_optional,
+            finally_after_last_event,
+        )
     # Where things went wrong: the failing streams' journals, most common first.
     sequences = Counter(
         " > ".join(
@@ -259,6 +272,7 @@ def check_stream(
     rows: list[dict[str, Any]],
     allowed: set[str],
     stream_optional: bool,
+    finally_after_last_event: bool = False,
 ) -> None:
     marks = [entry["m"] for entry in entries]
     started = "started" in marks
@@ -272,6 +286,8 @@ def check_stream(
         entered, done = marks.count("finally_entered"), marks.count("finally_done")
         if entered == 0:
             verdict.add("generator's finally never ran", token)
+        elif done == 0 and finally_after_last_event and "disconnect" in marks:
+            verdict.outcomes["finally cut after the last event (documented)"] += 1
         elif done == 0:
             verdict.add("generator's finally cut short (entered, never completed)", token)
         if entered > 1 or done > 1:
@@ -334,6 +350,7 @@ async def test_client_leaving_after_last_event_still_gets_on_close_and_closed_ro
         f"client leaves after the last event ({length})",
         tokens,
         {"completed", "client_disconnected"},
+        finally_after_last_event=True,
     )
     for token, got_done in zip(tokens, got, strict=True):
         if not got_done:
@@ -656,18 +673,12 @@ async def test_disconnect_during_cleanup_lets_it_complete_with_the_decided_outco
         assert not await wait_marks(server, tokens, mark, timeout=10)
         for stream in streams:
             stream.close()
-    # Django 4.2 does not listen for a disconnect once the stream has ended by itself:
-    # nothing will cancel its cleanup, and there is nothing to wait for.
-    not_seen = (
-        await wait_marks(server, tokens, "disconnect,request_end", timeout=10)
-        if DJANGO_WATCHES_DISCONNECTS
-        else []
-    )
+    # Nothing listens for a disconnect once the stream has ended by itself: django_sse's
+    # application runs the stream after Django's handler, which no longer waits for one
+    # (nor does Django 4.2's). The gates open as the clients leave.
     await open_gates(server, tokens, where)
     case = f"disconnect during the {'generator finally' if where == 'finally' else 'on_close'}"
     verdict = await verify(server, case, tokens, {"timeout"})
-    if not_seen:
-        verdict.notes.append(f"server never saw {len(not_seen)} clients leave")
     verdict.check()
 
 

@@ -88,4 +88,4 @@ class Answer:
 
     async def leave(self) -> None:
         """What Django does when the client goes away."""
-        await self._chunks.aclose()  # type: ignore[attr-defined]
+        await self._chunks.aclose()

@@ -1,0 +1,230 @@
+"""Streams that take their request over from Django's ASGI handler (django_sse._handover).
+
+Driven in-process through django_sse's ASGI application with asgiref's communicator:
+what Django's handler does (its final message, response.close(), request_finished)
+against what the stream does after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from asgiref.testing import ApplicationCommunicator
+from django.core.signals import request_finished
+from django.http import HttpRequest
+from django.test import override_settings
+from django.urls import path
+from django.utils import translation
+from django.views.decorators.csrf import csrf_exempt
+
+from django_sse import Event, SSEResponse, sse_response
+from django_sse._handover import Handover
+from django_sse.asgi import get_asgi_application
+from django_sse.stats import Outcome
+from tests.asgi import get_scope
+from tests.test_response import LIMIT
+
+pytestmark = [
+    pytest.mark.urls(__name__),
+    # In-process: no stream log rows (they would need the database from this loop).
+    pytest.mark.usefixtures("no_stream_logs"),
+]
+
+# The responses of the views below, for the tests to look at; and what the streams saw.
+responses: list[SSEResponse] = []
+seen: list[Any] = []
+
+
+@pytest.fixture
+def no_stream_logs() -> Iterator[None]:
+    responses.clear()
+    seen.clear()
+    with override_settings(DJANGO_SSE={"LOG_STREAMS": False}):
+        yield
+
+
+def keep(response: SSEResponse) -> SSEResponse:
+    responses.append(response)
+    return response
+
+
+async def idle(request: HttpRequest) -> SSEResponse:
+    async def events() -> AsyncIterator[Event]:
+        yield Event(data="open")
+        await asyncio.get_running_loop().create_future()
+
+    return keep(sse_response(events(), request=request, keep_alive=0))
+
+
+async def french(request: HttpRequest) -> SSEResponse:
+    translation.activate("fr")
+
+    async def events() -> AsyncIterator[str]:
+        yield translation.get_language() or ""
+
+    return keep(sse_response(events(), request=request))
+
+
+@csrf_exempt
+async def echo_body(request: HttpRequest) -> SSEResponse:
+    async def events() -> AsyncIterator[Any]:
+        # Read while streaming, not in the view: the body must still be readable.
+        yield json.loads(request.body)
+
+    return keep(sse_response(events(), request=request, keep_alive=0))
+
+
+urlpatterns = [
+    path("idle/", idle),
+    path("french/", french),
+    path("echo/", echo_body),
+]
+
+
+def communicator(path: str, method: str = "GET") -> ApplicationCommunicator:
+    scope = get_scope(path)
+    scope["method"] = method
+    return ApplicationCommunicator(get_asgi_application(), scope)
+
+
+async def body_until(app: ApplicationCommunicator, marker: bytes) -> bytes:
+    start = await app.receive_output(LIMIT)
+    assert start["type"] == "http.response.start"
+    assert start["status"] == 200
+    body = b""
+    while marker not in body:
+        message = await app.receive_output(LIMIT)
+        assert message.get("more_body"), f"the body ended before {marker!r}: {body!r}"
+        body += message["body"]
+    return body
+
+
+async def rest_of_body(app: ApplicationCommunicator) -> list[dict[str, Any]]:
+    """Every message up to and including the body's end, once the application returned."""
+    messages = []
+    while True:
+        message = await app.receive_output(LIMIT)
+        messages.append(message)
+        if not message.get("more_body"):
+            break
+    await app.wait(LIMIT)
+    return messages
+
+
+@pytest.fixture
+def finished_requests() -> Iterator[list[bool]]:
+    """For each request_finished: whether the stream it came with had ended by then."""
+    ended: list[bool] = []
+
+    def receiver(**kwargs: Any) -> None:
+        ended.append(bool(responses) and responses[-1].stats.outcome is not None)
+
+    request_finished.connect(receiver)
+    yield ended
+    request_finished.disconnect(receiver)
+
+
+async def test_django_finishes_its_request_while_the_stream_goes_on(
+    finished_requests: list[bool],
+) -> None:
+    app = communicator("/idle/")
+    await app.send_input({"type": "http.request", "body": b""})
+    assert b"data: open\n\n" in await body_until(app, b"data: open\n\n")
+    # request_finished came from Django's handler, which is done: the stream is not.
+    assert finished_requests == [False]
+    assert responses[0].stats.outcome is None
+    await app.send_input({"type": "http.disconnect"})
+    messages = await rest_of_body(app)
+    assert responses[0].stats.outcome == Outcome.CLIENT_DISCONNECTED
+    # One end of the body, the stream's own: Django's was held back.
+    assert [m for m in messages if not m.get("more_body")] == [{"type": "http.response.body"}]
+
+
+async def test_a_stream_that_ends_sends_the_end_of_its_body_once() -> None:
+    app = communicator("/french/")
+    await app.send_input({"type": "http.request", "body": b""})
+    start = await app.receive_output(LIMIT)
+    assert start["status"] == 200
+    messages = await rest_of_body(app)
+    ends = [message for message in messages if not message.get("more_body")]
+    assert ends == [{"type": "http.response.body"}]
+    assert responses[0].stats.outcome == Outcome.COMPLETED
+
+
+async def test_the_stream_runs_with_the_context_the_view_had() -> None:
+    app = communicator("/french/")
+    await app.send_input({"type": "http.request", "body": b""})
+    await app.receive_output(LIMIT)
+    body = b"".join(message.get("body", b"") for message in await rest_of_body(app))
+    assert b"data: fr\n\n" in body
+
+
+async def test_a_request_with_a_body_stays_with_django_and_can_still_be_read() -> None:
+    app = communicator("/echo/", method="POST")
+    await app.send_input({"type": "http.request", "body": b'{"n": 7}', "more_body": False})
+    await app.receive_output(LIMIT)
+    body = b"".join(message.get("body", b"") for message in await rest_of_body(app))
+    assert b'data: {"n":7}\n\n' in body
+    assert responses[0].stats.outcome == Outcome.COMPLETED
+
+
+async def test_a_disconnect_django_read_before_the_handover_ends_the_stream_at_once() -> None:
+    """The client left while Django still had the request: Django's disconnect listener
+    consumed the message, so the stream must not wait for another one."""
+    handover = Handover(receive_nothing, send_nowhere)
+    assert await handover.receive() == {"type": "http.disconnect"}
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def events() -> AsyncIterator[Event]:
+        yield Event(data="never sent")
+
+    response = SSEResponse(events(), keep_alive=0)
+    assert handover.take(response._serve)
+    handover._send = send  # type: ignore[assignment]
+    rest = handover.resume()
+    assert rest is not None
+    await asyncio.wait_for(rest, LIMIT)
+    assert response.stats.outcome == Outcome.CLIENT_DISCONNECTED
+    assert b"never sent" not in b"".join(m.get("body", b"") for m in sent)
+    assert sent[-1] == {"type": "http.response.body"}
+
+
+async def receive_nothing() -> dict[str, Any]:
+    return {"type": "http.disconnect"}
+
+
+async def send_nowhere(message: Any) -> None:
+    raise AssertionError(f"nothing may be sent here: {message!r}")
+
+
+def test_a_handover_is_taken_once_and_not_by_a_request_with_a_body() -> None:
+    async def continuation(*args: Any) -> None:
+        pass
+
+    handover = Handover(receive_nothing, send_nowhere)
+    assert handover.take(continuation)
+    assert not handover.take(continuation)
+    with_body = Handover(receive_nothing, send_nowhere)
+    with_body.has_body = True
+    assert not with_body.take(continuation)
+    assert with_body.resume() is None
+
+
+async def test_many_idle_streams_each_notice_their_client_leaving() -> None:
+    apps = [communicator("/idle/") for _ in range(20)]
+    for app in apps:
+        await app.send_input({"type": "http.request", "body": b""})
+    for app in apps:
+        await body_until(app, b"data: open\n\n")
+    for app in apps:
+        await app.send_input({"type": "http.disconnect"})
+    for app in apps:
+        await rest_of_body(app)
+    assert [response.stats.outcome for response in responses] == [Outcome.CLIENT_DISCONNECTED] * 20
