@@ -80,6 +80,7 @@ format: setup
 bench: setup
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/idle_streams.py
+	$(BIN)/python bench/idle_breakdown.py
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/llm_relay.py

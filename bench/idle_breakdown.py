@@ -49,7 +49,7 @@ VARIANTS = {
     "raw_asgi": (RAW_APP, "/idle/"),
 }
 SNAPSHOT_TIMEOUT = 120.0  # the census walks every live object; 20,000 streams take a while
-TOP = 45  # rows in the by-line and by-type tables
+TOP = 25  # rows in the by-line and by-type tables
 
 # Allocating file -> layer, first match wins. Paths are matched with "/" on both sides.
 LAYERS = (
@@ -179,7 +179,12 @@ def diff(
     ]
     return {
         "traced_kib_per_stream": round(traced / 1024 / streams, 2),
-        "by_layer": {name: round(size / 1024 / streams, 2) for name, size in layers.most_common()},
+        # Layers of at least 0.05 KiB a stream: the rest is noise of the run (imports).
+        "by_layer": {
+            name: round(size / 1024 / streams, 2)
+            for name, size in layers.most_common()
+            if abs(size) >= 0.05 * 1024 * streams
+        },
         "by_line": [
             {
                 "where": f"{short_path(stat.traceback[0].filename)}:{stat.traceback[0].lineno}",
@@ -226,8 +231,7 @@ def print_variant(name: str, result: dict[str, Any]) -> None:
     )
     print("\n| layer (allocating file) | KiB/stream |\n|---|---:|")
     for layer, kib in result["by_layer"].items():
-        if abs(kib) >= 0.05:
-            print(f"| {layer} | {kib:.2f} |")
+        print(f"| {layer} | {kib:.2f} |")
     print("\n| allocating line | bytes/stream | blocks/stream | code |\n|---|---:|---:|---|")
     for row in result["by_line"]:
         print(
@@ -240,8 +244,4 @@ def print_variant(name: str, result: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("\ninterrupted; servers stopped", file=sys.stderr)
-        sys.exit(130)
+    h.run(main)

@@ -1,10 +1,10 @@
 """A stream taken over from Django's ASGI handler once its response has started.
 
-While Django's handler serves a streaming response, it keeps all of the request's
-machinery alive for as long as the stream lasts: its own coroutine and the two tasks it
-runs (one reading the response, one listening for the disconnect), the wait on them,
-the request with its META and body file, and the response with its headers. For an
-idle stream that is most of its memory, and none of it is used again.
+While Django's handler serves a streaming response, it keeps its own machinery alive
+for as long as the stream lasts: its coroutine, the two tasks it runs (one reading the
+response, one listening for the disconnect), the wait on them and its loop over the
+response. For an idle stream that is a large share of its memory (bench/README.md,
+idle_breakdown.py), and none of it is used again.
 
 So django_sse's ASGI application (django_sse.asgi) offers each HTTP request a
 ``Handover``. An SSEResponse served by Django takes it: Django sends the response's
