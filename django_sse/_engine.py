@@ -239,10 +239,14 @@ class Engine:
         """
         if when == _NEVER or self._timer_at <= when:
             return
-        if self._tick is not None:
-            _timers.cancel(self._loop, self._tick, self)
+        self._disarm()
         self._timer_at = when
         self._tick = _timers.schedule(when, self)
+
+    def _disarm(self) -> None:
+        if self._tick is not None:
+            _timers.cancel(self._loop, self._tick, self)
+            self._tick = None
 
     def _keep_alive_at(self) -> float:
         return self._last_sent + self._keep_alive if self._keep_alive > 0 else _NEVER
@@ -268,9 +272,7 @@ class Engine:
         source's ``finally`` there; one suspended at a ``yield`` runs it in aclose().
         """
         self._closing = True
-        if self._tick is not None:
-            _timers.cancel(self._loop, self._tick, self)
-            self._tick = None
+        self._disarm()
         if self._sending is not None:
             self._sending.cancel()
         if not self._pump.done():

@@ -110,7 +110,8 @@ class SSEResponse(StreamingHttpResponse):
             return super().__aiter__()
         self._engine_served = True
         handover = request_handover.get()
-        if handover is not None and handover.take(self._serve):
+        # A 204 has no stream to take over: Django sends its (empty) body as for any.
+        if self.status_code != 204 and handover is not None and handover.take(self._serve):
             # The stream runs after Django's handler has finished (django_sse._handover).
             return _nothing()
         # Hand Django the engine itself, so the aclose() it does on disconnect reaches
@@ -158,22 +159,21 @@ class SSEResponse(StreamingHttpResponse):
     async def _serve(self, receive: Receive, send: Send, disconnected: bool) -> None:
         """The stream taken over from Django's handler (django_sse._handover): what
         Django would have done with ``_run()``, plus watching for the disconnect."""
-        if self.status_code != 204:
-            stream = self._start(send, receive)
-            if disconnected:
-                stream.stop(Outcome.CLIENT_DISCONNECTED)
-            try:
-                while (chunk := await stream.next_chunk()) is not None:
-                    try:
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    except BaseException:
-                        self._interrupted(stream)
-                        raise
-            except asyncio.CancelledError:
-                self._interrupted(stream)
-                raise
-            finally:
-                await self._end(stream)
+        stream = self._start(send, receive)
+        if disconnected:
+            stream.stop(Outcome.CLIENT_DISCONNECTED)
+        try:
+            while (chunk := await stream.next_chunk()) is not None:
+                try:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                except BaseException:
+                    self._interrupted(stream)
+                    raise
+        except asyncio.CancelledError:
+            self._interrupted(stream)
+            raise
+        finally:
+            await self._end(stream)
         await send({"type": "http.response.body"})
 
     async def _run(self) -> AsyncIterator[bytes]:
@@ -243,9 +243,9 @@ class SSEResponse(StreamingHttpResponse):
         stream.conclude(Outcome.ERROR)
         if self._watcher is not None:
             self._watcher.cancel()
-        await run_to_end(self._close(stream, self._meter))
+        await run_to_end(self._close(stream))
 
-    async def _close(self, stream: Engine, meter: _metrics.StreamMeter | None) -> None:
+    async def _close(self, stream: Engine) -> None:
         """The source's cleanup, then the stream log, then ``on_close``: each once, each
         within CLEANUP_TIMEOUT seconds, whatever cancels the response meanwhile."""
         timeout = float(conf.get("CLEANUP_TIMEOUT"))
@@ -255,8 +255,8 @@ class SSEResponse(StreamingHttpResponse):
             finally:
                 self.stats.ended_at = time.time()
                 # Counted before the slower steps: whoever waits for on_close finds it.
-                if meter is not None:
-                    meter.closed()
+                if self._meter is not None:
+                    self._meter.closed()
             outcome = self.stats.outcome or Outcome.ERROR
             on_close = self._on_close
             for observer in self._observers:
