@@ -136,9 +136,15 @@ def test_an_answer_followed_on_the_other_process_is_abandoned_once_left(
     pair: Pair, threaded_upstream: Upstream
 ) -> None:
     ada, ada_there = session(pair.one, "ada"), session(pair.two, "ada")
+    earlier = len(threaded_upstream.requests)
     answer = start(ada, "slow-50-200")
     assert answer.status_code == 201
-    request = threaded_upstream.requests[-1]
+    # The generation asks the model after its 201, and an earlier test's answer may
+    # still be arriving: wait for this one's request, by its scenario.
+    request = threaded_upstream.wait_request_sync(earlier)
+    while request.scenario != "slow-50-200":
+        earlier += 1
+        request = threaded_upstream.wait_request_sync(earlier)
     urls = answer.json()
     # Followed from the other process for longer than the abandon period: heartbeats
     # through Redis keep the answer going.
