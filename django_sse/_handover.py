@@ -20,9 +20,15 @@ import contextvars
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
+import django
+
 from django_sse._request_channels import Receive, Send
 
-__all__ = ["Continuation", "Handover", "request_handover"]
+__all__ = ["DJANGO_WATCHES_DISCONNECTS", "Continuation", "Handover", "request_handover"]
+
+# Django 5.0+ listens for http.disconnect while a response streams, and cancels it;
+# Django 4.2 stops reading ``receive`` once the request body is in.
+DJANGO_WATCHES_DISCONNECTS = django.VERSION >= (5, 0)
 
 # The rest of a taken-over stream: called with the request's receive and send, and
 # whether the client had already left when Django finished.
@@ -34,13 +40,19 @@ request_handover: contextvars.ContextVar[Handover | None] = contextvars.ContextV
 
 
 class Handover:
-    """The ASGI channels Django is given for one request, and the stream that took it."""
+    """One request's ASGI channels, the wrappers of them Django is given, and the
+    stream that took the request over.
 
-    __slots__ = ("_receive", "_send", "context", "continuation", "disconnected", "has_body")
+    A stream that Django serves itself (one that did not take the handover) writes
+    broadcast events to ``asgi_send`` straight from the code that fans them out, and on
+    Django 4.2 watches ``asgi_receive`` for the disconnect (see django_sse.asgi).
+    """
+
+    __slots__ = ("asgi_receive", "asgi_send", "context", "continuation", "disconnected", "has_body")
 
     def __init__(self, receive: Receive, send: Send) -> None:
-        self._receive = receive
-        self._send = send
+        self.asgi_receive = receive
+        self.asgi_send = send
         self.continuation: Continuation | None = None
         # The context of the task that took the handover: the view's and middleware's
         # context variables (active language, time zone, urlconf) for the stream.
@@ -60,7 +72,7 @@ class Handover:
         return True
 
     async def receive(self) -> Mapping[str, Any]:
-        message = await self._receive()
+        message = await self.asgi_receive()
         if message.get("body"):
             self.has_body = True
         elif message["type"] == "http.disconnect":
@@ -76,7 +88,7 @@ class Handover:
         ):
             # The end of the body is the continuation's to send.
             return
-        await self._send(message)
+        await self.asgi_send(message)
 
     def resume(self) -> Coroutine[Any, Any, None] | None:
         """The rest of the stream that took this request over, if any, to be awaited
@@ -88,7 +100,7 @@ class Handover:
         for variable, value in context.items():
             if variable.get(_MISSING) is not value:
                 variable.set(value)
-        return continuation(self._receive, self._send, self.disconnected)
+        return continuation(self.asgi_receive, self.asgi_send, self.disconnected)
 
 
 _MISSING = object()

@@ -19,38 +19,42 @@ keeps to itself:
   instead of waking the stream's task to do it: with thousands of streams following
   a channel, that wake-up per stream is most of the cost of delivering an event.
 
+A request without a body, which is what a stream's request almost always is, also gets
+one shared empty body rather than a temporary file of its own, which Django's handler
+would close when it finishes: for a stream taken over, before the stream has begun.
+
 Without this wrapper everything still works, on 5.0+ with the same behaviour, only
 idle streams take more memory and fan-out is slower.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import io
+from collections.abc import Awaitable, Callable, Mapping
+from typing import IO, Any, NoReturn
 
 import django
-from django.core.asgi import get_asgi_application as django_asgi_application
+from django.core.handlers.asgi import ASGIHandler
 
 from django_sse._handover import Handover, request_handover
-from django_sse._request_channels import Receive, Scope, Send, request_receive, request_send
+from django_sse._request_channels import Receive, Scope, Send
 from django_sse._request_threads import RequestContext
 
 __all__ = ["get_asgi_application"]
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-DJANGO_WATCHES_DISCONNECTS = django.VERSION >= (5, 0)
-
 
 def get_asgi_application() -> ASGIApp:
-    application: ASGIApp = django_asgi_application()
+    # What django.core.asgi.get_asgi_application() does, with our handler.
+    django.setup(set_prefix=False)
+    application: ASGIApp = _Handler()
 
     async def with_channels(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await application(scope, receive, send)
             return
         handover = Handover(receive, send)
-        sending = request_send.set(send)
-        receiving = request_receive.set(None if DJANGO_WATCHES_DISCONNECTS else receive)
         handing = request_handover.set(handover)
         try:
             async with RequestContext():
@@ -60,8 +64,43 @@ def get_asgi_application() -> ASGIApp:
                     await rest
         finally:
             request_handover.reset(handing)
-            request_receive.reset(receiving)
-            request_send.reset(sending)
 
     with_channels.django_sse_watches_disconnects = True  # type: ignore[attr-defined]
     return with_channels
+
+
+class _Handler(ASGIHandler):
+    """Django's handler, but a request without a body gets the shared empty one."""
+
+    async def read_body(self, receive: Receive) -> IO[bytes]:
+        first = await receive()
+        if first["type"] == "http.request" and not first.get("body") and not first.get("more_body"):
+            return _NO_BODY
+        pending = [first]
+
+        async def replay() -> Mapping[str, Any]:
+            return pending.pop() if pending else await receive()
+
+        return await super().read_body(replay)
+
+
+class _NoBody(io.BytesIO):
+    """The body of every request that has none: empty, and staying so.
+
+    One serves all requests, so closing it does nothing and writing to it is an error.
+    """
+
+    def close(self) -> None:
+        pass
+
+    def write(self, data: Any) -> NoReturn:
+        raise io.UnsupportedOperation("a request without a body cannot be written to")
+
+    def writelines(self, lines: Any) -> NoReturn:
+        raise io.UnsupportedOperation("a request without a body cannot be written to")
+
+    def truncate(self, size: int | None = None) -> NoReturn:
+        raise io.UnsupportedOperation("a request without a body cannot be written to")
+
+
+_NO_BODY = _NoBody()

@@ -15,8 +15,8 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.module_loading import import_string
 
 from django_sse import conf
+from django_sse._handover import DJANGO_WATCHES_DISCONNECTS
 from django_sse._request_threads import idle_limit
-from django_sse.asgi import DJANGO_WATCHES_DISCONNECTS
 from django_sse.broadcast._pushpin import settings as pushpin_settings
 from django_sse.llm._provider import openai_endpoint
 

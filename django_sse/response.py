@@ -22,8 +22,8 @@ from django.http import StreamingHttpResponse
 from django_sse import _metrics, conf, shutdown
 from django_sse._closing import run_to_end, settle
 from django_sse._engine import Engine
-from django_sse._handover import request_handover
-from django_sse._request_channels import Receive, Send, request_receive, request_send
+from django_sse._handover import DJANGO_WATCHES_DISCONNECTS, request_handover
+from django_sse._request_channels import Receive, Send
 from django_sse._request_threads import release as release_request_thread
 from django_sse.protocol import Event, opening
 from django_sse.stats import OnClose, Outcome, StreamObserver, StreamStats
@@ -102,6 +102,7 @@ class SSEResponse(StreamingHttpResponse):
         # The stream's meter and its disconnect watcher, between _start() and _end().
         self._meter: _metrics.StreamMeter | None = None
         self._watcher: asyncio.Future[Any] | None = None
+        self._receive: Receive | None = None
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         replaced = getattr(self, "_iterator", None) is not self._engine
@@ -180,9 +181,14 @@ class SSEResponse(StreamingHttpResponse):
         """What Django iterates when it serves the stream itself."""
         if self.status_code == 204:
             return
-        stream = self._start(
-            request_send.get() if self._engine_served else None, request_receive.get()
-        )
+        handover = request_handover.get()
+        if handover is None:
+            stream = self._start(None, None)
+        else:
+            stream = self._start(
+                handover.asgi_send if self._engine_served else None,
+                None if DJANGO_WATCHES_DISCONNECTS else handover.asgi_receive,
+            )
         try:
             while (chunk := await stream.next_chunk()) is not None:
                 yield chunk
@@ -222,14 +228,16 @@ class SSEResponse(StreamingHttpResponse):
         The wait is ``receive()`` itself in a task, which a callback reads: one task and
         no coroutine of our own per idle stream.
         """
+        self._receive = receive
         self._watcher = asyncio.ensure_future(receive())
-        self._watcher.add_done_callback(partial(self._received, receive))
+        self._watcher.add_done_callback(self._received)
 
-    def _received(self, receive: Receive, task: asyncio.Future[Any]) -> None:
-        if task.cancelled() or task.exception() is not None or self._stream is None:
+    def _received(self, task: asyncio.Future[Any]) -> None:
+        stream, receive = self._stream, self._receive
+        if task.cancelled() or task.exception() is not None or stream is None or receive is None:
             return
         if task.result()["type"] == "http.disconnect":
-            self._stream.stop(Outcome.CLIENT_DISCONNECTED)
+            stream.stop(Outcome.CLIENT_DISCONNECTED)
         else:
             self._watch(receive)
 

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from django.db import DatabaseError, connections, router
 from django.http import HttpRequest
+from django.http.request import HttpHeaders
 
 from django_sse import conf
 from django_sse._redaction import redact_path, redact_query, redact_text
@@ -58,7 +59,8 @@ def client_address(request: HttpRequest) -> str | None:
     added; anything left of it came from the client and cannot be trusted.
     """
     header = conf.get("CLIENT_ADDRESS_HEADER")
-    value = request.headers.get(header, "") if header else ""
+    # META, not request.headers, which would be built for this and kept for the stream.
+    value = request.META.get(HttpHeaders.to_wsgi_name(header), "") if header else ""
     candidates = [part.strip() for part in value.split(",") if part.strip()]
     for candidate in (candidates[-1] if candidates else None, request.META.get("REMOTE_ADDR")):
         if candidate:
@@ -128,7 +130,7 @@ class StreamTracker:
             "path": redact_path(request.path)[:2048],
             "query_string": redact_query(request.META.get("QUERY_STRING", "")),
             "client_address": client_address(request),
-            "user_agent": request.headers.get("User-Agent", "")[:255],
+            "user_agent": request.META.get("HTTP_USER_AGENT", "")[:255],
             "server": server_id()[:255],
         }
         self._opening: asyncio.Task[int | None] | None = None

@@ -6,7 +6,6 @@ import pytest
 from django.core import checks
 from django.test import override_settings
 
-from django_sse import asgi as asgi_module
 from django_sse import checks as checks_module
 from django_sse.checks import GZIP_MIDDLEWARE, check_deployment
 
@@ -63,7 +62,6 @@ def test_django_42_needs_the_disconnect_watching_entry_point(
     with override_settings(ASGI_APPLICATION="django.core.asgi.get_asgi_application", MIDDLEWARE=[]):
         assert ids() == ["django_sse.W003"]
     # tests.asgi builds its application with django_sse.asgi.get_asgi_application().
-    monkeypatch.setattr(asgi_module, "DJANGO_WATCHES_DISCONNECTS", False)
     monkeypatch.delitem(sys.modules, "tests.asgi", raising=False)
     with override_settings(ASGI_APPLICATION="tests.asgi.application", MIDDLEWARE=[]):
         assert ids() == []

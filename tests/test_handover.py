@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -79,10 +79,19 @@ async def echo_body(request: HttpRequest) -> SSEResponse:
 # What csrf_exempt does, which on Django 4.2 cannot wrap an async view.
 echo_body.csrf_exempt = True  # type: ignore[attr-defined]
 
+
+async def body_length(request: HttpRequest) -> SSEResponse:
+    async def events() -> AsyncIterator[Any]:
+        yield {"read": len(request.body)}
+
+    return keep(sse_response(events(), request=request, keep_alive=0))
+
+
 urlpatterns = [
     path("idle/", idle),
     path("french/", french),
     path("echo/", echo_body),
+    path("length/", body_length),
 ]
 
 
@@ -176,19 +185,19 @@ async def test_a_request_with_a_body_stays_with_django_and_can_still_be_read() -
 async def test_a_disconnect_django_read_before_the_handover_ends_the_stream_at_once() -> None:
     """The client left while Django still had the request: Django's disconnect listener
     consumed the message, so the stream must not wait for another one."""
-    handover = Handover(receive_nothing, send_nowhere)
-    assert await handover.receive() == {"type": "http.disconnect"}
-    sent: list[dict[str, Any]] = []
+    sent: list[Mapping[str, Any]] = []
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Mapping[str, Any]) -> None:
         sent.append(message)
+
+    handover = Handover(receive_nothing, send)
+    assert await handover.receive() == {"type": "http.disconnect"}
 
     async def events() -> AsyncIterator[Event]:
         yield Event(data="never sent")
 
     response = SSEResponse(events(), keep_alive=0)
     assert handover.take(response._serve)
-    handover._send = send  # type: ignore[assignment]
     rest = handover.resume()
     assert rest is not None
     await asyncio.wait_for(rest, LIMIT)
@@ -203,6 +212,41 @@ async def receive_nothing() -> dict[str, Any]:
 
 async def send_nowhere(message: Any) -> None:
     raise AssertionError(f"nothing may be sent here: {message!r}")
+
+
+async def test_a_request_without_a_body_reads_as_empty_after_the_handover(
+    finished_requests: list[bool],
+) -> None:
+    """Django closes the request's body file when its handler finishes, which for a
+    stream taken over is before it begins: the one of a request without a body is
+    shared and stays readable, request after request."""
+    for _ in range(2):
+        app = communicator("/length/")
+        await app.send_input({"type": "http.request", "body": b""})
+        await app.receive_output(LIMIT)
+        body = b"".join(message.get("body", b"") for message in await rest_of_body(app))
+        assert b'data: {"read":0}\n\n' in body
+    assert finished_requests == [False, False]
+    assert [response.stats.outcome for response in responses] == [Outcome.COMPLETED] * 2
+
+
+async def test_a_body_in_several_messages_arrives_whole() -> None:
+    app = communicator("/echo/", method="POST")
+    await app.send_input({"type": "http.request", "body": b'{"n":', "more_body": True})
+    await app.send_input({"type": "http.request", "body": b"", "more_body": True})
+    await app.send_input({"type": "http.request", "body": b" 7}"})
+    await app.receive_output(LIMIT)
+    body = b"".join(message.get("body", b"") for message in await rest_of_body(app))
+    assert b'data: {"n":7}\n\n' in body
+
+
+async def test_a_client_leaving_before_its_body_gets_no_response() -> None:
+    app = communicator("/echo/", method="POST")
+    await app.send_input({"type": "http.request", "body": b'{"n":', "more_body": True})
+    await app.send_input({"type": "http.disconnect"})
+    await app.wait(LIMIT)
+    assert app.output_queue.empty()
+    assert responses == []
 
 
 def test_a_handover_is_taken_once_and_not_by_a_request_with_a_body() -> None:

@@ -13,7 +13,7 @@ from asgiref.sync import SyncToAsync, ThreadSensitiveContext, sync_to_async
 from django.test import override_settings
 
 from django_sse import Event, Outcome, SSEResponse, sse_response
-from django_sse._request_channels import request_send
+from django_sse._handover import Handover, request_handover
 from django_sse.protocol import KEEP_ALIVE, EventParser
 from django_sse.response import WSGI_REFUSAL
 
@@ -233,7 +233,7 @@ async def test_offered_events_follow_what_the_source_yielded() -> None:
 
 
 class Client:
-    """The request's ASGI send, as a server provides it: records each body it gets.
+    """The request's ASGI channels, as a server provides them: records each body sent.
 
     ``hold`` makes the next body's send wait, as a server's does while the client is
     not reading, until ``release`` is set.
@@ -258,6 +258,11 @@ class Client:
                 raise
         self.bodies.append(message["body"])
         self.written.set()
+
+    async def receive(self) -> dict[str, Any]:
+        """The client stays: no message ever comes."""
+        never: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        return await never
 
 
 async def idle_stream(
@@ -287,7 +292,11 @@ async def idle_stream(
             async for item in then:
                 yield item
 
-    token = request_send.set(client.send)
+    # As for a request with a body, which stays with Django's handler: the response is
+    # served by Django, with the request's own send at hand for direct writes.
+    handover = Handover(client.receive, client.send)
+    handover.has_body = True
+    token = request_handover.set(handover)
     try:
         response = sse_response(source(), keep_alive=keep_alive)
         if wrapped:
@@ -297,7 +306,7 @@ async def idle_stream(
         await within(pumped.wait())
         assert await within(anext(content)) == b"data: first\n\n"
     finally:
-        request_send.reset(token)
+        request_handover.reset(token)
     reading = asyncio.ensure_future(anext(content))
     # One turn of the loop: the read runs until it waits for the stream's next event.
     await asyncio.sleep(0)

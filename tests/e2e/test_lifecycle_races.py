@@ -37,7 +37,7 @@ from urllib.parse import parse_qs, urlencode
 import httpx
 import pytest
 
-from django_sse.asgi import DJANGO_WATCHES_DISCONNECTS
+from django_sse._handover import DJANGO_WATCHES_DISCONNECTS
 from django_sse.shutdown import GRACE
 from tests.lifecycle import journal
 from tests.servers import LiveServer
