@@ -125,6 +125,16 @@ async def rest_of_body(app: ApplicationCommunicator) -> list[dict[str, Any]]:
     return messages
 
 
+async def served_body(path: str, *messages: dict[str, Any], method: str = "GET") -> bytes:
+    """The whole body of the stream at ``path``, the client having sent ``messages``."""
+    app = communicator(path, method)
+    for message in messages:
+        await app.send_input(message)
+    start = await app.receive_output(LIMIT)
+    assert start["status"] == 200
+    return b"".join(message.get("body", b"") for message in await rest_of_body(app))
+
+
 @pytest.fixture
 def finished_requests() -> Iterator[list[bool]]:
     """For each request_finished: whether the stream it came with had ended by then."""
@@ -166,18 +176,12 @@ async def test_a_stream_that_ends_sends_the_end_of_its_body_once() -> None:
 
 
 async def test_the_stream_runs_with_the_context_the_view_had() -> None:
-    app = communicator("/french/")
-    await app.send_input({"type": "http.request", "body": b""})
-    await app.receive_output(LIMIT)
-    body = b"".join(message.get("body", b"") for message in await rest_of_body(app))
+    body = await served_body("/french/", {"type": "http.request", "body": b""})
     assert b"data: fr\n\n" in body
 
 
 async def test_a_request_with_a_body_stays_with_django_and_can_still_be_read() -> None:
-    app = communicator("/echo/", method="POST")
-    await app.send_input({"type": "http.request", "body": b'{"n": 7}', "more_body": False})
-    await app.receive_output(LIMIT)
-    body = b"".join(message.get("body", b"") for message in await rest_of_body(app))
+    body = await served_body("/echo/", {"type": "http.request", "body": b'{"n": 7}'}, method="POST")
     assert b'data: {"n":7}\n\n' in body
     assert responses[0].stats.outcome == Outcome.COMPLETED
 
@@ -221,22 +225,20 @@ async def test_a_request_without_a_body_reads_as_empty_after_the_handover(
     stream taken over is before it begins: the one of a request without a body is
     shared and stays readable, request after request."""
     for _ in range(2):
-        app = communicator("/length/")
-        await app.send_input({"type": "http.request", "body": b""})
-        await app.receive_output(LIMIT)
-        body = b"".join(message.get("body", b"") for message in await rest_of_body(app))
+        body = await served_body("/length/", {"type": "http.request", "body": b""})
         assert b'data: {"read":0}\n\n' in body
     assert finished_requests == [False, False]
     assert [response.stats.outcome for response in responses] == [Outcome.COMPLETED] * 2
 
 
 async def test_a_body_in_several_messages_arrives_whole() -> None:
-    app = communicator("/echo/", method="POST")
-    await app.send_input({"type": "http.request", "body": b'{"n":', "more_body": True})
-    await app.send_input({"type": "http.request", "body": b"", "more_body": True})
-    await app.send_input({"type": "http.request", "body": b" 7}"})
-    await app.receive_output(LIMIT)
-    body = b"".join(message.get("body", b"") for message in await rest_of_body(app))
+    body = await served_body(
+        "/echo/",
+        {"type": "http.request", "body": b'{"n":', "more_body": True},
+        {"type": "http.request", "body": b"", "more_body": True},
+        {"type": "http.request", "body": b" 7}"},
+        method="POST",
+    )
     assert b'data: {"n":7}\n\n' in body
 
 
