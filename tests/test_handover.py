@@ -234,6 +234,8 @@ async def test_a_request_without_a_body_reads_as_empty_after_the_handover(
 async def test_a_body_in_several_messages_arrives_whole() -> None:
     body = await served_body(
         "/echo/",
+        # An empty first message that says more follows is not a request without a body.
+        {"type": "http.request", "body": b"", "more_body": True},
         {"type": "http.request", "body": b'{"n":', "more_body": True},
         {"type": "http.request", "body": b"", "more_body": True},
         {"type": "http.request", "body": b" 7}"},
