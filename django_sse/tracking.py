@@ -134,17 +134,28 @@ class StreamTracker:
             "server": server_id()[:255],
         }
         self._opening: asyncio.Task[int | None] | None = None
+        self._pk: int | None = None
 
     def opened(self, stats: StreamStats) -> None:
         self._opening = asyncio.get_running_loop().create_task(
             _in_worker(self._insert, stats.started_at)
         )
+        self._opening.add_done_callback(self._inserted)
+
+    def _inserted(self, opening: asyncio.Task[int | None]) -> None:
+        """Keep the row's key, and let go of what an open stream no longer needs: the
+        insert's task and the row's fields (the close only updates the row)."""
+        self._opening = None
+        if not opening.cancelled() and opening.exception() is None:
+            self._pk = opening.result()
+        if self._pk is not None:
+            self._row = {}
 
     async def closed(self, stats: StreamStats) -> None:
         """Finish the row; insert it whole if it was never opened (a stream Pushpin
         holds) or its insert failed."""
         ending = _ending(stats)
-        pk = None if self._opening is None else await self._opening
+        pk = self._pk if self._opening is None else await self._opening
         if pk is None:
             await _in_worker(self._insert, stats.started_at, ending)
         else:

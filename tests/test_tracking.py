@@ -107,6 +107,28 @@ async def test_a_row_is_inserted_as_the_stream_opens_and_finished_at_its_close(
     assert await StreamLog.objects.acount() == 1
 
 
+async def test_an_open_stream_keeps_only_its_rows_key_once_the_row_is_in() -> None:
+    """The insert's task and the row's fields are let go while the stream stays open
+    (an idle stream keeps nothing it will not use); the close still finishes the row."""
+    request = AsyncRequestFactory().get("/idle/", headers={"user-agent": "pytest"})
+    tracker = StreamTracker(request, "idle")
+    stats = StreamStats()
+    tracker.opened(stats)
+    opening = tracker._opening
+    assert opening is not None
+    # Awaited after the tracker's own done callback, which therefore ran first.
+    await asyncio.wait_for(opening, 10)
+    assert (tracker._opening, tracker._row) == (None, {})
+    row = await StreamLog.objects.aget()
+    assert (row.outcome, row.user_agent) == ("open", "pytest")
+    stats.outcome = Outcome.COMPLETED
+    stats.events = 2
+    await tracker.closed(stats)
+    await row.arefresh_from_db()
+    assert (row.outcome, row.events_sent, row.user_agent) == ("completed", 2, "pytest")
+    assert row.ended_at is not None
+
+
 async def test_an_error_is_recorded_without_secrets() -> None:
     await stream("/error/")
     row = await StreamLog.objects.aget()
