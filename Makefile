@@ -27,7 +27,7 @@ test: setup
 PGHOST ?= 127.0.0.1
 test-postgres: setup
 	SSE_TEST_POSTGRES=$(PGHOST) $(BIN)/python -m pytest -q -p no:cacheprovider \
-		tests/broadcast tests/test_tracking.py tests/test_admin.py tests/test_commands.py \
+		tests/broadcast tests/test_tracking.py tests/test_log_writes.py tests/test_admin.py tests/test_commands.py \
 		tests/llm/test_generation_guards.py tests/llm/test_resumable.py
 
 # The same tests on MariaDB/MySQL at $(MYSQLHOST) (user root, no password; it creates
@@ -38,7 +38,7 @@ MYSQLHOST ?= 127.0.0.1
 test-mysql: setup
 	$(BIN)/python -m pip install --quiet -e '.[mysql]'
 	SSE_TEST_MYSQL=$(MYSQLHOST) $(BIN)/python -m pytest -q -p no:cacheprovider \
-		tests/broadcast tests/test_tracking.py tests/test_admin.py tests/test_commands.py \
+		tests/broadcast tests/test_tracking.py tests/test_log_writes.py tests/test_admin.py tests/test_commands.py \
 		tests/llm/test_generation_guards.py tests/llm/test_resumable.py
 
 # The chaos and soak tests (tests/chaos/, about two minutes; `make test` leaves them

@@ -84,6 +84,9 @@ class _Handler(ASGIHandler):
         return await super().read_body(replay)
 
 
+_UNWRITABLE = "a request without a body cannot be written to"
+
+
 class _NoBody(io.BytesIO):
     """The body of every request that has none: empty, and staying so.
 
@@ -94,13 +97,13 @@ class _NoBody(io.BytesIO):
         pass
 
     def write(self, data: Any) -> NoReturn:
-        raise io.UnsupportedOperation("a request without a body cannot be written to")
+        raise io.UnsupportedOperation(_UNWRITABLE)
 
     def writelines(self, lines: Any) -> NoReturn:
-        raise io.UnsupportedOperation("a request without a body cannot be written to")
+        raise io.UnsupportedOperation(_UNWRITABLE)
 
     def truncate(self, size: int | None = None) -> NoReturn:
-        raise io.UnsupportedOperation("a request without a body cannot be written to")
+        raise io.UnsupportedOperation(_UNWRITABLE)
 
 
 _NO_BODY = _NoBody()

@@ -15,18 +15,17 @@ import ipaddress
 import logging
 import os
 import socket
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
-from django.db import DatabaseError, connections, router
 from django.http import HttpRequest
 from django.http.request import HttpHeaders
 
 from django_sse import conf
+from django_sse._log_writes import insert, write
 from django_sse._redaction import redact_path, redact_query, redact_text
 from django_sse._text import safe_text
-from django_sse._workers import in_worker
 from django_sse.stats import StreamStats
 
 __all__ = [
@@ -39,9 +38,11 @@ __all__ = [
     "view_name",
 ]
 
+if TYPE_CHECKING:
+    from django_sse.models import StreamLog
+
 logger = logging.getLogger("django_sse")
 
-_R = TypeVar("_R")
 # Characters of an exception's message that are redacted and kept: the row stores
 # 1000, and a huge message must not be scanned on the event loop, where a stream's
 # close describes its error.
@@ -133,16 +134,14 @@ class StreamTracker:
             "user_agent": request.META.get("HTTP_USER_AGENT", "")[:255],
             "server": server_id()[:255],
         }
-        self._opening: asyncio.Task[int | None] | None = None
+        self._opening: asyncio.Future[int | None] | None = None
         self._pk: int | None = None
 
     def opened(self, stats: StreamStats) -> None:
-        self._opening = asyncio.get_running_loop().create_task(
-            _in_worker(self._insert, stats.started_at)
-        )
+        self._opening = insert(partial(self._as_row, stats.started_at))
         self._opening.add_done_callback(self._inserted)
 
-    def _inserted(self, opening: asyncio.Task[int | None]) -> None:
+    def _inserted(self, opening: asyncio.Future[int | None]) -> None:
         """Keep the row's key, and let go of what an open stream no longer needs: the
         insert's task and the row's fields (the close only updates the row)."""
         self._opening = None
@@ -157,22 +156,24 @@ class StreamTracker:
         ending = _ending(stats)
         pk = self._pk if self._opening is None else await self._opening
         if pk is None:
-            await _in_worker(self._insert, stats.started_at, ending)
+            await write(self._insert, stats.started_at, ending)
         else:
-            await _in_worker(self._update, pk, ending)
+            await write(self._update, pk, ending)
 
-    def _insert(self, started_at: float, ending: dict[str, Any] | None = None) -> int | None:
-        """The row as the stream opened, or with ``ending`` as it closed."""
+    def _as_row(self, started_at: float, ending: dict[str, Any] | None = None) -> StreamLog:
+        """The row as the stream opened, or with ``ending`` as it closed; not saved."""
         from django_sse.models import StreamLog
 
         user = getattr(self._request, "user", None)
         user_id = user.pk if user is not None and user.is_authenticated else None
-        row = StreamLog.objects.create(
+        return StreamLog(
             **_storable({**self._row, **(ending or {})}),
             user_id=user_id,
             started_at=_as_datetime(started_at),
         )
-        return int(row.pk)
+
+    def _insert(self, started_at: float, ending: dict[str, Any]) -> None:
+        self._as_row(started_at, ending).save(force_insert=True)
 
     def _update(self, pk: int, ending: dict[str, Any]) -> None:
         from django_sse.models import StreamLog
@@ -206,45 +207,3 @@ def _ending(stats: StreamStats) -> dict[str, Any]:
             else timedelta(seconds=stats.time_to_first_token)
         ),
     }
-
-
-async def _in_worker(write: Callable[..., _R], *args: Any) -> _R | None:
-    def guarded() -> _R | None:
-        try:
-            return write(*args)
-        except Exception as exc:
-            if _table_missing(exc):
-                _warn_table_missing()
-            else:
-                logger.exception("Could not write a StreamLog row")
-            return None
-
-    return await in_worker(guarded)
-
-
-_warned_table_missing = False
-
-
-def _table_missing(exc: Exception) -> bool:
-    from django_sse.models import StreamLog
-
-    if not isinstance(exc, DatabaseError):
-        return False
-    connection = connections[router.db_for_write(StreamLog)]
-    try:
-        return StreamLog._meta.db_table not in connection.introspection.table_names()
-    except DatabaseError:
-        return False
-
-
-def _warn_table_missing() -> None:
-    """Say it once, not with a traceback per stream: every stream would fail the same."""
-    global _warned_table_missing
-    if _warned_table_missing:
-        return
-    _warned_table_missing = True
-    logger.warning(
-        "Stream logs are on but their table does not exist: run `python manage.py "
-        "migrate`, or set DJANGO_SSE = {'LOG_STREAMS': False}. Streams are not logged "
-        "until then."
-    )

@@ -12,7 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 from django.test import AsyncClient, AsyncRequestFactory, override_settings
 
-from django_sse import tracking
+from django_sse import _log_writes
 from django_sse.models import StreamLog
 from django_sse.stats import Outcome, StreamStats
 from django_sse.tracking import StreamTracker, client_address, describe_error, redact
@@ -62,16 +62,16 @@ async def test_a_completed_stream_leaves_a_closed_row() -> None:
 async def test_a_failed_insert_is_tried_again_whole_at_the_close(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    insert = StreamTracker._insert
+    as_row = StreamTracker._as_row
     tries: list[bool] = []
 
-    def failing_once(self: StreamTracker, *args: Any) -> int | None:
+    def failing_once(self: StreamTracker, *args: Any) -> StreamLog:
         tries.append(len(args) > 1)  # with the ending: the close's try
         if len(tries) == 1:
             raise DatabaseError("the database went away")
-        return insert(self, *args)
+        return as_row(self, *args)
 
-    monkeypatch.setattr(StreamTracker, "_insert", failing_once)
+    monkeypatch.setattr(StreamTracker, "_as_row", failing_once)
     await stream("/counter/")
     row = await StreamLog.objects.aget()
     assert tries == [False, True]
@@ -84,15 +84,15 @@ async def test_a_row_is_inserted_as_the_stream_opens_and_finished_at_its_close(
 ) -> None:
     loop = asyncio.get_running_loop()
     inserted = asyncio.Event()
-    insert = StreamTracker._insert
+    insert_rows = _log_writes._insert_rows
 
-    def observed(self: StreamTracker, *args: Any) -> int | None:
+    def observed(rows: list[Any]) -> list[int | None]:
         try:
-            return insert(self, *args)
+            return insert_rows(rows)
         finally:
             loop.call_soon_threadsafe(inserted.set)
 
-    monkeypatch.setattr(StreamTracker, "_insert", observed)
+    monkeypatch.setattr(_log_writes, "_insert_rows", observed)
     answer = await Answer.follow("/idle/")
     await answer.read(1)
     # Inserted by itself while the stream is open: nothing waits for a delay to pass.
@@ -174,10 +174,10 @@ async def test_sse_response_logs_when_given_the_request() -> None:
 async def test_a_failing_log_write_never_breaks_the_stream(
     monkeypatch: pytest.MonkeyPatch, caplog: Any
 ) -> None:
-    def broken(self: StreamTracker, *args: Any) -> int:
+    def broken(self: StreamTracker, *args: Any) -> StreamLog:
         raise RuntimeError("database is down")
 
-    monkeypatch.setattr(StreamTracker, "_insert", broken)
+    monkeypatch.setattr(StreamTracker, "_as_row", broken)
     events = await stream("/counter/")
     assert [e.data for e in events] == ["0", "1", "2"]
     assert "Could not write a StreamLog row" in caplog.text
@@ -284,7 +284,7 @@ def test_describe_error_is_truncated() -> None:
 async def test_a_missing_table_is_reported_once_without_tracebacks(
     monkeypatch: pytest.MonkeyPatch, caplog: Any
 ) -> None:
-    monkeypatch.setattr(tracking, "_warned_table_missing", False)
+    monkeypatch.setattr(_log_writes, "_warned_table_missing", False)
     monkeypatch.setattr(StreamLog._meta, "db_table", "django_sse_not_migrated")
     for _ in range(3):
         assert len(await stream("/counter/")) == 3

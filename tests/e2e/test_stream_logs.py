@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import sqlite3
 import uuid
@@ -65,6 +66,44 @@ async def test_each_outcome_is_logged(
     assert row["client_address"] == "127.0.0.1"
     assert row["path"] == path
     assert (row["error"] != "") == (outcome == "error")
+
+
+async def test_streams_opening_together_each_get_their_own_row(server: LiveServer) -> None:
+    """Forty streams open at once, so their rows are inserted together (django_sse.
+    _log_writes); half complete and half are dropped while open. Each stream has exactly
+    one row, with its own query and outcome: none lost, none inserted twice."""
+    tokens = [uuid.uuid4().hex for _ in range(40)]
+    paths = ["/counter/" if n % 2 else "/idle/" for n in range(len(tokens))]
+    streams = [
+        RawStream(f"{server.url}{path}?probe={token}")
+        for path, token in zip(paths, tokens, strict=True)
+    ]
+    try:
+        await asyncio.gather(*(stream.__aenter__() for stream in streams))
+        await asyncio.gather(
+            *(
+                stream.read_all() if path == "/counter/" else stream.next_events()
+                for stream, path in zip(streams, paths, strict=True)
+            )
+        )
+    finally:
+        for stream in streams:
+            stream.close()
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        for token in tokens:
+            await client.get(f"/status/{token}/")
+    with sqlite3.connect(server.database) as db:
+        every_row = db.execute(
+            "SELECT query_string, path, outcome, ended_at FROM django_sse_streamlog"
+        ).fetchall()
+    expected = {
+        f"probe={token}": (path, "completed" if path == "/counter/" else "client_disconnected")
+        for path, token in zip(paths, tokens, strict=True)
+    }
+    rows = [row for row in every_row if row[0] in expected]
+    assert len(rows) == len(tokens)
+    assert {query: (path, outcome) for query, path, outcome, _ in rows} == expected
+    assert all(ended_at is not None for *_, ended_at in rows)
 
 
 async def test_last_event_id_is_logged(server: LiveServer) -> None:
