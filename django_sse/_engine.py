@@ -128,45 +128,52 @@ class Engine:
             self._stats.outcome = outcome
             self._stats.error = error
 
-    async def next_chunk(self) -> bytes | None:
-        """The next bytes to send: ready events, a keep-alive, or None at the end.
+    def poll(self) -> bytes | asyncio.Future[None] | None:
+        """The next bytes to send: ready events or a keep-alive; None at the end; or, with
+        nothing to send yet, a future to await before asking again.
 
         Events already pulled from the source are always flushed before the end, so
-        a stream that times out or is stopped loses nothing it had produced.
+        a stream that times out or is stopped loses nothing it had produced. Not a
+        coroutine: an idle stream's task then waits in its own frame, not in one more.
         """
-        loop = self._loop
-        while True:
-            if self._sending is not None and not self._sending.done():
-                # Nothing may overtake an offered event still being written. (How
-                # that write ends is _written()'s business, not this wait's.)
-                await asyncio.wait([self._sending])
-            now = loop.time()
-            if self._stats.outcome is None and now >= self._deadline:
-                self.stop(Outcome.TIMEOUT)
-            if self._buffer:
-                chunk = b"".join(self._buffer)
-                self._buffer.clear()
-                _resolve(self._space)
-                self._last_sent = now
-                self._stats.bytes += len(chunk)
-                return chunk
-            if self._stats.outcome is not None:
-                return None
-            if self._finished:
-                self.conclude(Outcome.COMPLETED)
-                return None
-            if now >= self._keep_alive_at():
-                self._last_sent = now
-                self._stats.bytes += len(KEEP_ALIVE)
-                # Idle: let go of any thread a sync call in the source started.
-                release_request_thread()
-                return KEEP_ALIVE
-            self._arm(min(self._keep_alive_at(), self._deadline))
-            waiter = self._waiter = loop.create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
+        self._waiter = None
+        if self._sending is not None:
+            # Nothing may overtake an offered event still being written; _written()
+            # wakes us (how that write ended is its business, not this wait's).
+            return self._wait()
+        now = self._loop.time()
+        if self._stats.outcome is None and now >= self._deadline:
+            self.stop(Outcome.TIMEOUT)
+        if self._buffer:
+            chunk = b"".join(self._buffer)
+            self._buffer.clear()
+            _resolve(self._space)
+            self._last_sent = now
+            self._stats.bytes += len(chunk)
+            return chunk
+        if self._stats.outcome is not None:
+            return None
+        if self._finished:
+            self.conclude(Outcome.COMPLETED)
+            return None
+        if now >= self._keep_alive_at():
+            self._last_sent = now
+            self._stats.bytes += len(KEEP_ALIVE)
+            # Idle: let go of any thread a sync call in the source started.
+            release_request_thread()
+            return KEEP_ALIVE
+        self._arm(min(self._keep_alive_at(), self._deadline))
+        return self._wait()
+
+    async def next_chunk(self) -> bytes | None:
+        """``poll()`` until it has bytes to send or the stream ends."""
+        while isinstance(ready := self.poll(), asyncio.Future):
+            await ready
+        return ready
+
+    def _wait(self) -> asyncio.Future[None]:
+        waiter = self._waiter = self._loop.create_future()
+        return waiter
 
     def offer(self, event: Event) -> bool:
         if self._closing or self._finished:
@@ -213,6 +220,7 @@ class Engine:
         self._sending = None
         if not rest.cancelled() and rest.exception() is not None:
             self._write_failed(rest.exception())
+        self._wake()
 
     def _write_failed(self, exc: BaseException | None) -> None:
         logger.warning("Writing an event to the client failed", exc_info=exc)

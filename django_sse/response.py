@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -25,6 +25,7 @@ from django_sse._engine import Engine
 from django_sse._handover import DJANGO_WATCHES_DISCONNECTS, request_handover
 from django_sse._request_channels import Receive, Send
 from django_sse._request_threads import release as release_request_thread
+from django_sse._resume import Follower
 from django_sse.protocol import Event, opening
 from django_sse.stats import OnClose, Outcome, StreamObserver, StreamStats
 
@@ -101,7 +102,7 @@ class SSEResponse(StreamingHttpResponse):
         self._engine_served = False
         # The stream's meter and its disconnect watcher, between _start() and _end().
         self._meter: _metrics.StreamMeter | None = None
-        self._watcher: asyncio.Future[Any] | None = None
+        self._watcher: Follower | None = None
         self._receive: Receive | None = None
 
     def __aiter__(self) -> AsyncIterator[bytes]:
@@ -164,9 +165,13 @@ class SSEResponse(StreamingHttpResponse):
         if disconnected:
             stream.stop(Outcome.CLIENT_DISCONNECTED)
         try:
-            while (chunk := await stream.next_chunk()) is not None:
+            # stream.poll(), not next_chunk(): an idle stream waits here, in this frame.
+            while (ready := stream.poll()) is not None:
+                if not isinstance(ready, bytes):
+                    await ready
+                    continue
                 try:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    await send({"type": "http.response.body", "body": ready, "more_body": True})
                 except BaseException:
                     self._interrupted(stream)
                     raise
@@ -182,13 +187,10 @@ class SSEResponse(StreamingHttpResponse):
         if self.status_code == 204:
             return
         handover = request_handover.get()
-        if handover is None:
-            stream = self._start(None, None)
-        else:
-            stream = self._start(
-                handover.asgi_send if self._engine_served else None,
-                None if DJANGO_WATCHES_DISCONNECTS else handover.asgi_receive,
-            )
+        stream = self._start(
+            handover.asgi_send if handover is not None and self._engine_served else None,
+            None if handover is None or DJANGO_WATCHES_DISCONNECTS else handover.asgi_receive,
+        )
         try:
             while (chunk := await stream.next_chunk()) is not None:
                 yield chunk
@@ -225,18 +227,18 @@ class SSEResponse(StreamingHttpResponse):
         """Notice the client leaving, where Django does not: for a stream taken over
         from Django's handler, and on Django 4.2 (see django_sse.asgi).
 
-        The wait is ``receive()`` itself in a task, which a callback reads: one task and
-        no coroutine of our own per idle stream.
+        The wait is ``receive()`` itself, followed from its future's callbacks: no task
+        and no coroutine of our own per idle stream.
         """
         self._receive = receive
-        self._watcher = asyncio.ensure_future(receive())
-        self._watcher.add_done_callback(self._received)
+        self._watcher = Follower(receive(), self._received)
+        self._watcher.start()
 
-    def _received(self, task: asyncio.Future[Any]) -> None:
+    def _received(self, message: Mapping[str, Any]) -> None:
         stream, receive = self._stream, self._receive
-        if task.cancelled() or task.exception() is not None or stream is None or receive is None:
+        if stream is None or receive is None:
             return
-        if task.result()["type"] == "http.disconnect":
+        if message["type"] == "http.disconnect":
             stream.stop(Outcome.CLIENT_DISCONNECTED)
         else:
             self._watch(receive)

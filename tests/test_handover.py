@@ -277,3 +277,36 @@ async def test_many_idle_streams_each_notice_their_client_leaving() -> None:
     for app in apps:
         await rest_of_body(app)
     assert [response.stats.outcome for response in responses] == [Outcome.CLIENT_DISCONNECTED] * 20
+
+
+@pytest.mark.parametrize("disconnect_first", [False, True])
+async def test_a_stop_and_the_clients_disconnect_at_once_end_the_stream_once(
+    disconnect_first: bool,
+) -> None:
+    """The stream ends (here: a shutdown's stop) in the same turn of the event loop as its
+    client's disconnect arrives, while the disconnect's watcher waits: each stream ends
+    once, with its body ended once, and nothing fails in a callback."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    try:
+        apps = [communicator("/idle/") for _ in range(20)]
+        for app in apps:
+            await app.send_input({"type": "http.request", "body": b""})
+        for app in apps:
+            await body_until(app, b"data: open\n\n")
+        for app, response in zip(apps, responses, strict=True):
+            if disconnect_first:
+                await app.send_input({"type": "http.disconnect"})
+                response.stop(Outcome.SHUTDOWN)
+            else:
+                response.stop(Outcome.SHUTDOWN)
+                await app.send_input({"type": "http.disconnect"})
+        for app in apps:
+            ends = [m for m in await rest_of_body(app) if not m.get("more_body")]
+            assert len(ends) == 1
+    finally:
+        loop.set_exception_handler(None)
+    # The stop is made before the loop turns, so it comes first either way.
+    assert [response.stats.outcome for response in responses] == [Outcome.SHUTDOWN] * 20
+    assert errors == []
