@@ -77,6 +77,30 @@ def follow(awaitable: Any) -> tuple[Follower, Results]:
     return follower, results
 
 
+class Receiver:
+    """A server's ``receive()``: waits for its gate, then returns the disconnect; it
+    notes when it starts waiting and each time its cleanup runs. With ``bare_yield`` it
+    first yields to the loop as ``asyncio.sleep(0)`` does, which no future stands for."""
+
+    def __init__(self, *, bare_yield: bool = False) -> None:
+        self.bare_yield = bare_yield
+        self.gate, self.waiting = asyncio.Event(), asyncio.Event()
+        self.cleanups = 0
+
+    async def __call__(self) -> dict[str, str]:
+        if self.bare_yield:
+            await asyncio.sleep(0)
+        try:
+            self.waiting.set()
+            await self.gate.wait()
+            return DISCONNECT
+        finally:
+            self.cleanups += 1
+
+
+DISCONNECT = {"type": "http.disconnect"}
+
+
 def ended(follower: Follower) -> bool:
     """Whether the follower has nothing left to run or wait on."""
     return follower._coroutine is None and follower._waiting_on is None
@@ -85,20 +109,14 @@ def ended(follower: Follower) -> bool:
 async def test_a_follower_hands_over_the_result_without_a_task(
     loop_errors: list[dict[str, Any]],
 ) -> None:
-    gate, waiting = asyncio.Event(), asyncio.Event()
-
-    async def receive() -> dict[str, str]:
-        waiting.set()
-        await gate.wait()
-        return {"type": "http.disconnect"}
-
+    receive = Receiver()
     tasks = len(asyncio.all_tasks())
     _, results = follow(receive())
-    assert waiting.is_set()
+    assert receive.waiting.is_set()
     assert len(asyncio.all_tasks()) == tasks
-    gate.set()
-    assert await results.first() == {"type": "http.disconnect"}
-    assert results == [{"type": "http.disconnect"}]
+    receive.gate.set()
+    assert await results.first() == DISCONNECT
+    assert results == [DISCONNECT]
     assert loop_errors == []
 
 
@@ -111,21 +129,12 @@ async def test_a_follower_of_a_coroutine_that_does_not_wait_calls_back_in_start(
 
 
 async def test_cancel_closes_the_coroutine_and_never_calls_back() -> None:
-    gate = asyncio.Event()
-    cleaned: list[bool] = []
-
-    async def receive() -> str:
-        try:
-            await gate.wait()
-            return "late"
-        finally:
-            cleaned.append(True)
-
+    receive = Receiver()
     follower, results = follow(receive())
     follower.cancel()
-    assert cleaned == [True]
+    assert receive.cleanups == 1
     assert ended(follower)
-    gate.set()
+    receive.gate.set()
     assert results == []
 
 
@@ -177,33 +186,21 @@ async def test_a_coroutine_that_raises_ends_quietly(loop_errors: list[dict[str, 
 
 
 async def test_a_bare_yield_goes_on_in_a_task(loop_errors: list[dict[str, Any]]) -> None:
-    gate, waiting = asyncio.Event(), asyncio.Event()
-    cleaned: list[bool] = []
-
-    async def receive() -> str:
-        await asyncio.sleep(0)
-        try:
-            waiting.set()
-            await gate.wait()
-            return "message"
-        finally:
-            cleaned.append(True)
-
+    receive = Receiver(bare_yield=True)
     _, results = follow(receive())
-    gate.set()
-    assert await results.first() == "message"
-    assert cleaned == [True]
+    receive.gate.set()
+    assert await results.first() == DISCONNECT
+    assert receive.cleanups == 1
 
-    gate.clear()
-    waiting.clear()
+    receive = Receiver(bare_yield=True)
     follower, results = follow(receive())
     task = follower._waiting_on
     assert isinstance(task, asyncio.Task)
-    await asyncio.wait_for(waiting.wait(), 10)
+    await asyncio.wait_for(receive.waiting.wait(), 10)
     follower.cancel()
     await asyncio.wait([task])
     assert task.cancelled()
-    assert cleaned == [True, True]
+    assert receive.cleanups == 1
     assert results == []
     assert loop_errors == []
 
