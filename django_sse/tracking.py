@@ -2,17 +2,18 @@
 
 Both writes run in a worker thread (never the request's thread, which the engine has
 released) and close their database connection straight after, so an open stream holds
-no connection. The insert starts as the stream does: a stream that dies at once, even
-with its process, leaves its row (bench/llm_relay.py measured no cost to the first
-token; see docs/stream-logs.md). A failed write is logged and never disturbs the
-stream; a failed insert is tried again, with the whole row, at the close.
+no connection. The insert starts as the stream does (or, while other streams' inserts
+run, right after them and together with the rows that waited: _log_writes.py): a
+stream that dies at once, even with its process, leaves its row (bench/llm_relay.py
+measured no cost to the first token; see docs/stream-logs.md). A failed write is
+logged and never disturbs the stream; a failed insert is tried again, with the whole
+row, at the close.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
-import logging
 import os
 import socket
 from datetime import datetime, timedelta, timezone
@@ -40,8 +41,6 @@ __all__ = [
 
 if TYPE_CHECKING:
     from django_sse.models import StreamLog
-
-logger = logging.getLogger("django_sse")
 
 # Characters of an exception's message that are redacted and kept: the row stores
 # 1000, and a huge message must not be scanned on the event loop, where a stream's
@@ -143,7 +142,7 @@ class StreamTracker:
 
     def _inserted(self, opening: asyncio.Future[int | None]) -> None:
         """Keep the row's key, and let go of what an open stream no longer needs: the
-        insert's task and the row's fields (the close only updates the row)."""
+        insert's future and the row's fields (the close only updates the row)."""
         self._opening = None
         if not opening.cancelled() and opening.exception() is None:
             self._pk = opening.result()
