@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterator, Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from django.http import StreamingHttpResponse
 
@@ -235,9 +235,8 @@ class SSEResponse(StreamingHttpResponse):
         self._watcher.start()
 
     def _received(self, message: Mapping[str, Any]) -> None:
-        stream, receive = self._stream, self._receive
-        if stream is None or receive is None:
-            return
+        # Followed only from _start(), which set both first.
+        stream, receive = cast(Engine, self._stream), cast(Receive, self._receive)
         if message["type"] == "http.disconnect":
             stream.stop(Outcome.CLIENT_DISCONNECTED)
         else:
