@@ -8,7 +8,9 @@ against what the stream does after it.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
@@ -59,6 +61,18 @@ async def idle(request: HttpRequest) -> SSEResponse:
     return keep(sse_response(events(), request=request, keep_alive=0))
 
 
+async def unkept(request: HttpRequest) -> SSEResponse:
+    """An idle stream whose response only a weak reference follows."""
+
+    async def events() -> AsyncIterator[Event]:
+        yield Event(data="open")
+        await asyncio.get_running_loop().create_future()
+
+    response = sse_response(events(), request=request, keep_alive=0)
+    seen.extend([weakref.ref(response), response.stats])
+    return response
+
+
 async def french(request: HttpRequest) -> SSEResponse:
     translation.activate("fr")
 
@@ -89,6 +103,7 @@ async def body_length(request: HttpRequest) -> SSEResponse:
 
 urlpatterns = [
     path("idle/", idle),
+    path("unkept/", unkept),
     path("french/", french),
     path("echo/", echo_body),
     path("length/", body_length),
@@ -164,6 +179,20 @@ async def test_django_finishes_its_request_while_the_stream_goes_on(
     assert [m for m in messages if not m.get("more_body")] == [{"type": "http.response.body"}]
 
 
+async def test_a_stream_taken_over_lets_its_response_go_while_it_streams() -> None:
+    app = communicator("/unkept/")
+    await app.send_input({"type": "http.request", "body": b""})
+    await body_until(app, b"data: open\n\n")
+    response, stats = seen
+    gc.collect()
+    # The headers and the rest of the response are dead once sent (bench/README.md).
+    assert response() is None
+    assert stats.outcome is None
+    await app.send_input({"type": "http.disconnect"})
+    await rest_of_body(app)
+    assert stats.outcome == Outcome.CLIENT_DISCONNECTED
+
+
 async def test_a_stream_that_ends_sends_the_end_of_its_body_once() -> None:
     app = communicator("/french/")
     await app.send_input({"type": "http.request", "body": b""})
@@ -201,7 +230,7 @@ async def test_a_disconnect_django_read_before_the_handover_ends_the_stream_at_o
         yield Event(data="never sent")
 
     response = SSEResponse(events(), keep_alive=0)
-    assert handover.take(response._serve)
+    assert handover.take(response._life.serve)
     rest = handover.resume()
     assert rest is not None
     await asyncio.wait_for(rest, LIMIT)

@@ -422,7 +422,7 @@ async def test_a_failed_write_of_an_offered_event_ends_the_stream_as_an_error() 
 async def test_a_keep_alive_timer_leaves_a_stream_written_to_since_asleep() -> None:
     client = Client()
     response, content, reading = await idle_stream(client, keep_alive=LIMIT)
-    stream = response._stream
+    stream = response._life._stream
     assert stream is not None
     assert response.offer(Event(data="a"))
     # The timer rings (as it would LIMIT seconds after the stream's last own write),

@@ -153,7 +153,8 @@ async def test_options_from_class_attributes_reach_the_response() -> None:
 
     response = await call(Tuned, AsyncRequestFactory().get("/"))
     assert isinstance(response, SSEResponse)
-    assert (response._keep_alive, response._retry, response._max_duration) == (3.0, 10, 60)
+    life = response._life
+    assert (life._keep_alive, life._opening, life._max_duration) == (3.0, b"retry: 10\n\n", 60)
 
 
 def test_the_sync_test_client_is_wsgi_and_gets_the_refusal(caplog: Any) -> None:

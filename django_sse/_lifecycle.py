@@ -1,0 +1,213 @@
+"""The life of one stream around its engine: start it, relay its bytes, notice the client
+leaving, and close it: the source's cleanup, then the observers, then ``on_close``.
+
+Apart from SSEResponse so that a stream taken over from Django's handler keeps only
+this alive while it is open: the response, its headers and its cookies (about 1 KiB,
+bench/README.md) are dead once the headers are sent, and nothing here refers to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from functools import partial
+from typing import Any, cast
+
+from django_sse import _metrics, conf, shutdown
+from django_sse._closing import run_to_end, settle
+from django_sse._engine import Engine
+from django_sse._handover import DJANGO_WATCHES_DISCONNECTS, request_handover
+from django_sse._request_channels import Receive, Send
+from django_sse._request_threads import release as release_request_thread
+from django_sse._resume import Follower
+from django_sse.protocol import Event
+from django_sse.stats import OnClose, Outcome, StreamObserver, StreamStats
+
+__all__ = ["Lifecycle"]
+
+
+class Lifecycle:
+    """One stream, from its start to its close; each SSEResponse has one."""
+
+    # Slots: one of these lives as long as each open stream.
+    __slots__ = (
+        "_early_stop",
+        "_keep_alive",
+        "_max_duration",
+        "_meter",
+        "_name",
+        "_observers",
+        "_on_close",
+        "_opening",
+        "_receive",
+        "_source",
+        "_stream",
+        "_watcher",
+        "engine_served",
+        "stats",
+    )
+
+    def __init__(
+        self,
+        source: AsyncIterable[Any],
+        stats: StreamStats,
+        opening: bytes,
+        *,
+        keep_alive: float,
+        max_duration: float,
+        on_close: OnClose | None,
+        observers: Sequence[StreamObserver],
+        name: str | None,
+    ) -> None:
+        self._source = source
+        self.stats = stats
+        self._opening = opening
+        self._keep_alive = keep_alive
+        self._max_duration = max_duration
+        self._on_close = on_close
+        self._observers = observers
+        # The stream's view label in the metrics.
+        self._name = name
+        self._stream: Engine | None = None
+        self._early_stop: Outcome | None = None
+        # Whether Django iterates the engine itself, so that writing to the request's
+        # ASGI send from outside the engine cannot jump ahead of anything.
+        self.engine_served = False
+        # The stream's meter and its disconnect watcher, between _start() and _end().
+        self._meter: _metrics.StreamMeter | None = None
+        self._watcher: Follower | None = None
+        self._receive: Receive | None = None
+
+    def stop(self, outcome: Outcome) -> None:
+        if self._stream is None:
+            self._early_stop = outcome
+        else:
+            self._stream.stop(outcome)
+
+    def record_error(self, error: BaseException) -> None:
+        if self._stream is not None:
+            self._stream.conclude(Outcome.ERROR, error)
+
+    def offer(self, event: Event) -> bool:
+        return self._stream is not None and self._stream.offer(event)
+
+    async def serve(self, receive: Receive, send: Send, disconnected: bool) -> None:
+        """The stream taken over from Django's handler (django_sse._handover): what
+        Django would have done with ``run()``, plus watching for the disconnect."""
+        stream = self._start(send, receive)
+        if disconnected:
+            stream.stop(Outcome.CLIENT_DISCONNECTED)
+        try:
+            # stream.poll(), not next_chunk(): an idle stream waits here, in this frame.
+            while (ready := stream.poll()) is not None:
+                if not isinstance(ready, bytes):
+                    await ready
+                    continue
+                try:
+                    await send({"type": "http.response.body", "body": ready, "more_body": True})
+                except BaseException:
+                    self._interrupted(stream)
+                    raise
+        except asyncio.CancelledError:
+            self._interrupted(stream)
+            raise
+        finally:
+            await self._end(stream)
+        await send({"type": "http.response.body"})
+
+    async def run(self) -> AsyncIterator[bytes]:
+        """What Django iterates when it serves the stream itself."""
+        handover = request_handover.get()
+        stream = self._start(
+            handover.asgi_send if handover is not None and self.engine_served else None,
+            None if handover is None or DJANGO_WATCHES_DISCONNECTS else handover.asgi_receive,
+        )
+        try:
+            while (chunk := await stream.next_chunk()) is not None:
+                yield chunk
+        except (GeneratorExit, asyncio.CancelledError):
+            # GeneratorExit: Django closed us while we were suspended at a yield (its
+            # send() was cancelled). CancelledError: the disconnect came while we waited.
+            self._interrupted(stream)
+            raise
+        finally:
+            await self._end(stream)
+
+    def _start(self, send: Send | None, receive: Receive | None) -> Engine:
+        """Start the engine, and tell whoever wants to know that the stream opened."""
+        release_request_thread()
+        # First: METRICS = True without prometheus-client raises before anything is
+        # registered that would need undoing.
+        self._meter = _metrics.meter(self._name, self.stats)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._max_duration if self._max_duration else None
+        stream = self._stream = Engine(
+            self._source, self.stats, send, self._keep_alive, deadline, self._opening
+        )
+        if self._early_stop is not None:
+            stream.stop(self._early_stop)
+        if receive is not None:
+            self._watch(receive)
+        shutdown.register(stream)
+        self.stats.started_at = time.time()
+        for observer in self._observers:
+            observer.opened(self.stats)
+        return stream
+
+    def _watch(self, receive: Receive) -> None:
+        """Notice the client leaving, where Django does not: for a stream taken over
+        from Django's handler, and on Django 4.2 (see django_sse.asgi).
+
+        The wait is ``receive()`` itself, followed from its future's callbacks: no task
+        and no coroutine of our own per idle stream.
+        """
+        self._receive = receive
+        self._watcher = Follower(receive(), self._received)
+        self._watcher.start()
+
+    def _received(self, message: Mapping[str, Any]) -> None:
+        # Followed only from _start(), which set both first.
+        stream, receive = cast(Engine, self._stream), cast(Receive, self._receive)
+        if message["type"] == "http.disconnect":
+            stream.stop(Outcome.CLIENT_DISCONNECTED)
+        else:
+            self._watch(receive)
+
+    def _interrupted(self, stream: Engine) -> None:
+        stream.interrupted(
+            Outcome.SHUTDOWN if shutdown.is_shutting_down() else Outcome.CLIENT_DISCONNECTED
+        )
+
+    async def _end(self, stream: Engine) -> None:
+        # Only an engine bug leaves no reason by now; record it rather than none.
+        stream.conclude(Outcome.ERROR)
+        if self._watcher is not None:
+            self._watcher.cancel()
+        await run_to_end(self._close(stream))
+
+    async def _close(self, stream: Engine) -> None:
+        """The source's cleanup, then the stream log, then ``on_close``: each once, each
+        within CLEANUP_TIMEOUT seconds, whatever cancels the response meanwhile."""
+        timeout = float(conf.get("CLEANUP_TIMEOUT"))
+        try:
+            try:
+                await stream.close(timeout)
+            finally:
+                self.stats.ended_at = time.time()
+                # Counted before the slower steps: whoever waits for on_close finds it.
+                if self._meter is not None:
+                    self._meter.closed()
+            outcome = self.stats.outcome or Outcome.ERROR
+            on_close = self._on_close
+            for observer in self._observers:
+                await settle(
+                    partial(observer.closed, self.stats),
+                    timeout,
+                    getattr(observer, "description", type(observer).__name__),
+                )
+            if on_close is not None:
+                await settle(lambda: on_close(outcome), timeout, "on_close")
+        finally:
+            # Last: a shutdown waits for this before letting the server stop.
+            shutdown.unregister(stream)
