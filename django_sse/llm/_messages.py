@@ -20,6 +20,7 @@ from typing import Any, cast
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
+from django.http.multipartparser import MultiPartParserError
 
 from django_sse import conf
 from django_sse.llm._types import Message, Role
@@ -52,7 +53,10 @@ def read_body(request: HttpRequest) -> dict[str, Any]:
         if content_type == "application/json":
             try:
                 body = json.loads(request.body)
-            except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            except RecursionError:
+                raise InvalidChat("The JSON body is nested too deeply") from None
+            except ValueError as error:
+                # Malformed, not UTF-8, or an integer over Python's digit limit.
                 raise InvalidChat(f"The body is not valid JSON: {error}") from None
             if not isinstance(body, dict):
                 raise InvalidChat("The JSON body must be an object")
@@ -61,6 +65,8 @@ def read_body(request: HttpRequest) -> dict[str, Any]:
             return {"prompt": request.POST["prompt"]} if "prompt" in request.POST else {}
     except RequestDataTooBig:
         raise InvalidChat("The body is too large") from None
+    except MultiPartParserError as error:
+        raise InvalidChat(f"The form body is malformed: {error}") from None
     raise InvalidChat(
         f"Send the conversation as application/json or a form, not {content_type or 'nothing'}"
     )

@@ -25,6 +25,7 @@ from django_sse.response import SSEResponse
 from tests.llm import vercel_schema
 from tests.llm.support import HELLO, Answer, post, provider_at
 from tests.llm.upstream import Upstream, recorded_text
+from tests.llm.views import API_KEY
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -222,6 +223,40 @@ async def test_bad_input_is_refused_before_anything_goes_upstream(upstream: Upst
         "error": {"code": "invalid_request", "message": "messages[0].content must be a string"}
     }
     assert form.status_code == 400
+    assert upstream.requests == []
+
+
+# JSON that Python's json module refuses with something other than a JSONDecodeError.
+UNREADABLE_JSON = {
+    "nested too deeply": '{"messages": ' + "[" * 5000 + "]" * 5000 + "}",
+    "over the integer digit limit": '{"prompt": ' + "9" * 5000 + "}",
+}
+
+
+@pytest.mark.parametrize("path", ["/llm/chat/", "/llm/resumable/", "/llm/v1/chat/completions"])
+@pytest.mark.parametrize("body", UNREADABLE_JSON.values(), ids=UNREADABLE_JSON.keys())
+async def test_json_python_cannot_read_is_a_400_not_a_500(
+    upstream: Upstream, path: str, body: str
+) -> None:
+    client = AsyncClient(raise_request_exception=False)
+    with provider_at(upstream.base_url("answer")):
+        response = await client.post(
+            path,
+            body,
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {API_KEY}"},
+        )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_request"
+    assert upstream.requests == []
+
+
+async def test_a_form_that_cannot_be_parsed_is_a_400_that_says_so(upstream: Upstream) -> None:
+    client = AsyncClient(raise_request_exception=False)
+    with provider_at(upstream.base_url("answer")):
+        response = await client.post("/llm/chat/", b"prompt=hi", content_type="multipart/form-data")
+    assert response.status_code == 400
+    assert "form body is malformed" in response.json()["error"]["message"]
     assert upstream.requests == []
 
 
