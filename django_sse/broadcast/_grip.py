@@ -54,16 +54,21 @@ def signed_by_pushpin(grip_sig: str | None, key: bytes) -> bool:
         return False
     try:
         header, payload, signature = grip_sig.split(".")
+        signed = f"{header}.{payload}".encode("ascii")
+        given = _unbase64(signature)
+    except (ValueError, binascii.Error):
+        return False
+    # The signature first: JSON that nobody signed is never parsed (it could be nested
+    # deeply enough to exhaust the parser's recursion).
+    if not hmac.compare_digest(hmac.new(key, signed, hashlib.sha256).digest(), given):
+        return False
+    try:
         alg = json.loads(_unbase64(header)).get("alg")
         claims = json.loads(_unbase64(payload))
-        given = _unbase64(signature)
-    except (ValueError, AttributeError, binascii.Error):
-        return False
-    expected = hmac.new(key, f"{header}.{payload}".encode("ascii"), hashlib.sha256).digest()
-    if alg != "HS256" or not hmac.compare_digest(expected, given):
+    except (ValueError, AttributeError, binascii.Error, RecursionError):
         return False
     expires = claims.get("exp") if isinstance(claims, dict) else None
-    return isinstance(expires, int | float) and expires > time.time()
+    return alg == "HS256" and isinstance(expires, int | float) and expires > time.time()
 
 
 def _unbase64(part: str) -> bytes:

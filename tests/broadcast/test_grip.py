@@ -26,6 +26,19 @@ def token(claims: dict[str, Any], key: bytes = KEY, alg: str = "HS256") -> str:
     return f"{signed}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
 
 
+def encoded(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+# JSON nested deeper than Python's parser recurses.
+DEEP = b"[" * 5000 + b"]" * 5000
+
+
+def signed_raw(header: bytes, payload: bytes, key: bytes = KEY) -> str:
+    signed = f"{encoded(header)}.{encoded(payload)}"
+    return f"{signed}.{encoded(hmac.new(key, signed.encode(), hashlib.sha256).digest())}"
+
+
 def valid_claims() -> dict[str, Any]:
     return {"iss": "pushpin", "exp": int(time.time()) + 3600}
 
@@ -47,10 +60,18 @@ def test_a_signature_pushpin_made_is_accepted() -> None:
         token(valid_claims(), alg="none"),
         token(valid_claims()) + "x",
         token(valid_claims()).rsplit(".", 1)[0] + ".",
+        signed_raw(DEEP, json.dumps(valid_claims()).encode(), key=b"another key"),
+        signed_raw(b'{"alg": "HS256"}', DEEP, key=b"another key"),
+        signed_raw(DEEP, DEEP),
+        signed_raw(b'["HS256"]', json.dumps(valid_claims()).encode()),
+        signed_raw(b"\xff", b"{}"),
+        "h\u00e9ader.payload.signature",
     ],
     ids=[
         "missing", "empty", "garbage", "one part", "other key", "expired", "no expiry",
-        "alg none", "signature changed", "signature missing",
+        "alg none", "signature changed", "signature missing", "forged deep header",
+        "forged deep claims", "signed deep JSON", "signed header not an object",
+        "signed header not UTF-8", "not ASCII",
     ],
 )  # fmt: skip
 def test_a_forged_or_stale_signature_is_refused(grip_sig: str | None) -> None:

@@ -14,7 +14,7 @@ from django.test import AsyncClient, override_settings
 from django_sse.broadcast import _pushpin, apublish
 from django_sse.checks import check_deployment
 from django_sse.protocol import EventParser
-from tests.broadcast.test_grip import KEY, token
+from tests.broadcast.test_grip import DEEP, KEY, signed_raw, token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -117,6 +117,25 @@ async def test_only_pushpin_may_fetch_a_recovery_link_and_only_a_link_of_ours() 
     assert forged.status_code == 200
     assert not forged.has_header("Grip-Hold")
     assert not forged.has_header("Grip-Link")
+
+
+@pytest.mark.usefixtures("pushpin_mode")
+@pytest.mark.parametrize(
+    ("path", "status"),
+    # Django streams the channel itself; only Pushpin may fetch a recovery link.
+    [("/broadcast/rooms/lobby/", 200), ("/sse/pushpin/made-up-state/", 403)],
+)
+async def test_a_forged_signature_of_deeply_nested_json_is_not_pushpins(
+    path: str, status: int
+) -> None:
+    forged = signed_raw(DEEP, DEEP, key=b"not pushpin's key")
+    response = await AsyncClient(raise_request_exception=False).get(
+        path, headers={"Grip-Sig": forged}
+    )
+    assert response.status_code == status
+    assert not response.has_header("Grip-Hold")
+    if response.streaming:
+        await response.streaming_content.aclose()  # type: ignore[attr-defined]
 
 
 @pytest.mark.usefixtures("pushpin_mode")
