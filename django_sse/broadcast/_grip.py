@@ -82,9 +82,11 @@ def pushpin_channel(prefix: str, channel: str) -> str:
 def user_channel(prefix: str, user: str) -> str:
     """The channel that lets revoke() reach one user's connections.
 
-    Hashed: a primary key may hold characters that GRIP headers reserve.
+    Hashed: a primary key may hold characters that GRIP headers reserve. Named with a
+    ``:``, which no broadcast channel's name may hold: an event published to a channel
+    of the same name would otherwise reach every connection of the user.
     """
-    return f"{prefix}user.{hashlib.sha256(user.encode()).hexdigest()[:32]}"
+    return f"{prefix}user:{hashlib.sha256(user.encode()).hexdigest()[:32]}"
 
 
 def last_ids(grip_last: str, prefix: str) -> dict[str, int]:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from django_sse.broadcast import _grip
+from django_sse.broadcast._channels import validate_channel
 from django_sse.broadcast._history import StoredEvent
 
 KEY = b"pushpin-test-key"
@@ -126,9 +127,17 @@ def test_hold_headers_for_several_channels_and_a_user() -> None:
 
 def test_user_channels_hide_the_primary_key_and_any_character_in_it() -> None:
     channel = _grip.user_channel("p.", 'a,b; "c"')
-    assert channel.startswith("p.user.")
+    assert channel.startswith("p.user:")
     assert not set(channel) & set(',;" ')
     assert channel != _grip.user_channel("p.", "a")
+
+
+@pytest.mark.parametrize("user", ["1", "42", "ada", 'a,b; "c"'])
+def test_no_broadcast_channel_shares_its_name_with_a_users_own(user: str) -> None:
+    """Else whoever may publish to a channel of their choosing reaches the user."""
+    name = _grip.user_channel("p.", user).removeprefix("p.")
+    with pytest.raises(ValueError, match="may only contain"):
+        validate_channel(name)
 
 
 def test_a_published_event_for_pushpin() -> None:

@@ -9,6 +9,7 @@ two Django processes behind one Pushpin, and Pushpin restarting under its client
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import sqlite3
 import uuid
@@ -180,6 +181,20 @@ async def test_revoke_closes_the_users_connection_and_the_next_one_is_refused(
         assert not stream.truncated
     async with RawStream(url, headers=headers) as again:
         assert again.status == 403
+
+
+async def test_a_channel_named_like_a_users_own_does_not_reach_the_user(edge: Edge) -> None:
+    own = f"private.{new_channel()}"
+    cookies = edge.django.log_in("ada", PASSWORD)
+    headers = {"Cookie": "; ".join(f"{name}={value}" for name, value in cookies.items())}
+    # What revoke()'s channel for ada (the first user: primary key 1) was once named.
+    lookalike = "user." + hashlib.sha256(b"1").hexdigest()[:32]
+    async with RawStream(f"{edge.pushpin.url}/broadcast/rooms/{own}/", headers=headers) as s:
+        assert s.status == 200
+        await edge.publish(lookalike)
+        await edge.publish(own)
+        # Her own channel's event comes first: the other was never hers.
+        assert [(e.id, e.data) for e in await read(s, 1)] == [("1", "0")]
 
 
 async def test_an_idle_stream_gets_keep_alives_from_pushpin(edge: Edge) -> None:
