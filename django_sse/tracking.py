@@ -55,20 +55,39 @@ def server_id() -> str:
 def client_address(request: HttpRequest) -> str | None:
     """REMOTE_ADDR, or the address the configured trusted proxy header names.
 
-    With a header such as X-Forwarded-For, the last address is the one our own proxy
-    added; anything left of it came from the client and cannot be trusted.
+    With a header such as X-Forwarded-For, the last entry is the one our own proxy
+    added; anything left of it came from the client and cannot be trusted. An entry
+    that is no address leaves the client unknown (None): REMOTE_ADDR is then the
+    proxy's, and whatever trusts the proxy's network must not trust every client.
     """
     header = conf.get("CLIENT_ADDRESS_HEADER")
     # META, not request.headers, which would be built for this and kept for the stream.
     value = request.META.get(HttpHeaders.to_wsgi_name(header), "") if header else ""
-    candidates = [part.strip() for part in value.split(",") if part.strip()]
-    for candidate in (candidates[-1] if candidates else None, request.META.get("REMOTE_ADDR")):
-        if candidate:
-            try:
-                return str(ipaddress.ip_address(candidate))
-            except ValueError:
-                continue
-    return None
+    entries = [entry for entry in value.split(",") if entry.strip()]
+    if entries:
+        return _address(entries[-1])
+    remote = request.META.get("REMOTE_ADDR")
+    return _address(remote) if remote else None
+
+
+def _address(entry: str) -> str | None:
+    """The address in a proxy's entry: bare, with a port (``203.0.113.9:4711``,
+    ``[2001:db8::1]:443``), or RFC 7239's ``for=`` (``for="[2001:db8::1]"``); None for
+    what is none (``unknown``, an obfuscated ``_hidden``)."""
+    for parameter in entry.split(";"):
+        name, equals, value = parameter.partition("=")
+        if equals and name.strip().lower() == "for":
+            entry = value
+            break
+    text = entry.strip().strip('"')
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
 
 
 def redact(text: str) -> str:

@@ -190,8 +190,21 @@ async def test_a_failing_log_write_never_breaks_the_stream(
         (None, {}, "10.0.0.1", "10.0.0.1"),
         (None, {"X-Forwarded-For": "1.2.3.4"}, "10.0.0.1", "10.0.0.1"),
         ("X-Forwarded-For", {"X-Forwarded-For": "6.6.6.6, 1.2.3.4"}, "10.0.0.1", "1.2.3.4"),
-        ("X-Forwarded-For", {"X-Forwarded-For": "not-an-ip"}, "10.0.0.1", "10.0.0.1"),
         ("X-Real-IP", {"X-Real-IP": "2001:db8::1"}, "10.0.0.1", "2001:db8::1"),
+        # A proxy that adds the port.
+        ("X-Forwarded-For", {"X-Forwarded-For": "6.6.6.6, 1.2.3.4:4711"}, "10.0.0.1", "1.2.3.4"),
+        ("X-Forwarded-For", {"X-Forwarded-For": "[2001:db8::1]:443"}, "10.0.0.1", "2001:db8::1"),
+        # RFC 7239.
+        ("Forwarded", {"Forwarded": "for=6.6.6.6, for=1.2.3.4;proto=https"}, "10.0.0.1", "1.2.3.4"),
+        ("Forwarded", {"Forwarded": 'For="[2001:db8::1]:80"'}, "10.0.0.1", "2001:db8::1"),
+        # No address in the proxy's entry: unknown, not the proxy's own address.
+        ("X-Forwarded-For", {"X-Forwarded-For": "not-an-ip"}, "10.0.0.1", None),
+        ("X-Forwarded-For", {"X-Forwarded-For": "1.2.3.4, unknown"}, "10.0.0.1", None),
+        ("Forwarded", {"Forwarded": "for=_hidden;proto=https"}, "10.0.0.1", None),
+        ("Forwarded", {"Forwarded": "proto=https"}, "10.0.0.1", None),
+        ("X-Forwarded-For", {"X-Forwarded-For": "1.2.3.4:5:6"}, "10.0.0.1", None),
+        # No header at all: not through the proxy, the peer is the client.
+        ("X-Forwarded-For", {}, "10.0.0.1", "10.0.0.1"),
         (None, {}, "garbage", None),
     ],
 )

@@ -128,6 +128,22 @@ def test_a_forwarded_address_is_trusted_only_from_the_configured_header() -> Non
         assert response.status_code == 200
 
 
+@pytest.mark.parametrize("entry", ["unknown", "203.0.113.9:4711", "[2001:db8::1]:443"])
+def test_a_proxy_entry_naming_an_outside_client_is_refused_not_read_as_the_proxy(
+    entry: str,
+) -> None:
+    """The proxy (10.9.9.9) is in the allowed network; the client it names is not."""
+    with settings(
+        METRICS_STAFF=False,
+        METRICS_ADDRESSES=["10.0.0.0/8"],
+        CLIENT_ADDRESS_HEADER="X-Forwarded-For",
+    ):
+        response = Client(REMOTE_ADDR="10.9.9.9").get(
+            URL, headers={"X-Forwarded-For": f"10.0.0.1, {entry}"}
+        )
+    assert_refused(response)
+
+
 @pytest.mark.parametrize("method", ["post", "put", "delete"])
 def test_only_get_reads_the_metrics(staff: Client, method: str) -> None:
     assert getattr(staff, method)(URL).status_code == 405
