@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from django_sse.protocol import MAX_LAST_EVENT_ID
 
 __all__ = [
+    "ANSWER_PREFIX",
     "MAX_NAME_LENGTH",
     "format_id",
     "group_name",
@@ -26,6 +27,10 @@ __all__ = [
 MAX_NAME_LENGTH = 80
 GROUP_PREFIX = "django_sse."
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
+# The channels of resumable answers (django_sse.llm): "llm.<generation id>". Only an
+# answer's owner may read it, so only its own view serves these channels and only the
+# answer publishes to them: ChannelView refuses them, and publish() too.
+ANSWER_PREFIX = "llm."
 # Digits of the largest sequence number a database's bigint holds.
 _SEQ_DIGITS = 19
 

@@ -22,7 +22,7 @@ from django.db import transaction
 
 from django_sse import _metrics
 from django_sse.broadcast import _history, _pushpin
-from django_sse.broadcast._channels import group_name, validate_channel
+from django_sse.broadcast._channels import ANSWER_PREFIX, group_name, validate_channel
 from django_sse.broadcast._grip import publish_item
 from django_sse.broadcast._history import StoredEvent
 from django_sse.broadcast._layer import get_layer
@@ -60,15 +60,16 @@ async def apublish(channel: str, data: Any, event: str | None = None) -> int:
 
 
 async def publish_event(
-    channel: str, data: Any, event: str | None = None, *, to_pushpin: bool = True
+    channel: str, data: Any, event: str | None = None, *, answer: bool = False
 ) -> int:
-    """``apublish()``; with ``to_pushpin`` False, for a channel whose streams Pushpin
-    never holds (an LLM generation's: its view ends each stream), not sent to Pushpin."""
-    checked = _checked(channel, data, event)
+    """``apublish()``; with ``answer``, to a resumable answer's channel (django_sse.llm),
+    which only the answer may publish to and Pushpin never holds (its view ends each
+    stream), so the event is not sent to Pushpin."""
+    checked = _checked(channel, data, event, answer)
     _configured()
     stored, sent_on_commit = await sync_to_async(_store)(*checked)
     if not sent_on_commit:
-        await _adeliver(stored, to_pushpin)
+        await _adeliver(stored, to_pushpin=not answer)
     return stored.seq
 
 
@@ -78,8 +79,15 @@ def _configured() -> None:
     _pushpin.settings()
 
 
-def _checked(channel: str, data: Any, event: str | None) -> tuple[str, str, str]:
+def _checked(
+    channel: str, data: Any, event: str | None, answer: bool = False
+) -> tuple[str, str, str]:
     validate_channel(channel)
+    if channel.startswith(ANSWER_PREFIX) and not answer:
+        raise ValueError(
+            f"Channel {channel!r} is a resumable answer's (its name starts with "
+            f"{ANSWER_PREFIX!r}): only django_sse.llm publishes to it"
+        )
     if event is not None:
         Event(event=event)  # the wire format's own checks: a str without CR or LF
         if event == RESET:

@@ -16,6 +16,7 @@ from django.http import HttpRequest, HttpResponseBadRequest, HttpResponseBase
 from django_sse import _metrics, conf
 from django_sse.broadcast import _history
 from django_sse.broadcast._channels import (
+    ANSWER_PREFIX,
     group_name,
     parse_id,
     validate_channel,
@@ -90,9 +91,14 @@ class ChannelView(SSEView):
         except ValueError as error:
             return HttpResponseBadRequest(str(error), content_type="text/plain; charset=utf-8")
         for channel in self.subscribed:
-            if not await self.has_channel_permission(request, channel):
+            if not self._serves(channel) or not await self.has_channel_permission(request, channel):
                 raise PermissionDenied(f"You may not subscribe to channel {channel!r}")
         return None
+
+    def _serves(self, channel: str) -> bool:
+        """Whether this view may serve ``channel`` at all: a resumable answer's channel
+        only its own view serves, which checks that the request is its owner's."""
+        return not channel.startswith(ANSWER_PREFIX)
 
     async def _respond(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         pushpin = through_pushpin(request) if self._holdable(request) else None

@@ -27,7 +27,7 @@ from asgiref.sync import async_to_sync
 
 from django_sse import conf
 from django_sse.broadcast import _history
-from django_sse.broadcast._channels import group_name
+from django_sse.broadcast._channels import ANSWER_PREFIX, group_name
 from django_sse.broadcast._history import StoredEvent
 from django_sse.broadcast._hub import FOLLOW_MESSAGE, STOP_MESSAGE, Hub, get_hub
 from django_sse.broadcast._layer import get_layer
@@ -53,7 +53,6 @@ __all__ = [
 
 logger = logging.getLogger("django_sse")
 
-CHANNEL_PREFIX = "llm."
 # The events that end an answer.
 ENDINGS = ("done", "error")
 
@@ -68,7 +67,7 @@ def is_generation_id(value: str) -> bool:
 
 
 def channel_for(generation_id: str) -> str:
-    return CHANNEL_PREFIX + generation_id
+    return ANSWER_PREFIX + generation_id
 
 
 def stop(generation_id: str) -> None:
@@ -127,7 +126,7 @@ class RunningGeneration:
         await hub.subscribe(self)
         try:
             opening = {"model": self._provider.model}
-            await publish_event(self.channel, opening, event="start", to_pushpin=False)
+            await publish_event(self.channel, opening, event="start", answer=True)
         except BaseException:
             await hub.unsubscribe(self)
             raise
@@ -263,7 +262,7 @@ class RunningGeneration:
                 if event.event in ENDINGS:
                     # First: whoever has seen the answer end finds its row ended too.
                     await self._record_end()
-                await publish_event(self.channel, event.data, event=event.event, to_pushpin=False)
+                await publish_event(self.channel, event.data, event=event.event, answer=True)
             if self._finished and not self._pending:
                 return
 

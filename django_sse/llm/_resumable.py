@@ -117,6 +117,10 @@ class GenerationView(ChannelView):
     def get_channels(self, request: HttpRequest, *args: Any, **kwargs: Any) -> list[str]:
         return [channel_for(self.kwargs["generation"])]
 
+    def _serves(self, channel: str) -> bool:
+        # Its own answer's channel, once _check_access() found the request its owner's.
+        return True
+
     async def _check_access(self, request: HttpRequest) -> HttpResponseBase | None:
         generation = self.kwargs["generation"]
         if not is_generation_id(generation):

@@ -83,6 +83,9 @@ async def test_data_is_kept_as_sent_on_the_wire(sent: list[dict[str, Any]]) -> N
         ("naïve", ValueError, "may only contain"),
         ("x" * 81, ValueError, "at most 80"),
         (7, TypeError, "must be a str"),
+        # A resumable answer's: only the answer publishes to it.
+        ("llm.AAAAAAAAAAAAAAAAAAAAAA", ValueError, "resumable answer's"),
+        ("llm.anything", ValueError, "resumable answer's"),
     ],
 )
 async def test_bad_channel_names_are_refused(channel: Any, error: type, message: str) -> None:
@@ -112,6 +115,12 @@ async def test_longest_channel_name_is_accepted() -> None:
 def test_bad_events_are_refused(data: Any, event: Any, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
         publish("a", data, event=event)
+    assert stored() == []
+
+
+def test_sync_publish_refuses_a_resumable_answers_channel_too() -> None:
+    with pytest.raises(ValueError, match="resumable answer's"):
+        publish("llm.x", "forged token", event="token")
     assert stored() == []
 
 

@@ -146,6 +146,22 @@ async def test_a_refused_channel_is_a_403_before_streaming() -> None:
     assert not response.streaming
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/broadcast/rooms/llm.AAAAAAAAAAAAAAAAAAAAAA/",
+        "/broadcast/rooms/?channel=public&channel=llm.AAAAAAAAAAAAAAAAAAAAAA",
+    ],
+)
+async def test_a_resumable_answers_channel_is_a_403_even_where_every_channel_is_allowed(
+    path: str,
+) -> None:
+    """Only the answer's own view serves it, to its owner (tests/llm)."""
+    response = await AsyncClient().get(path, headers=FROM_START)
+    assert response.status_code == 403
+    assert not response.streaming
+
+
 async def test_a_permitted_private_channel(django_user_model: Any) -> None:
     client = await logged_in(django_user_model, "ada")
     stream = await Stream.open("/broadcast/rooms/private.ada/", client, headers=FROM_START)

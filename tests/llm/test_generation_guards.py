@@ -101,6 +101,21 @@ async def test_a_running_answer_is_refused_to_others_too(
     assert (await users["ada"].post(answer["stop_url"])).status_code == 202
 
 
+async def test_no_other_channel_view_serves_an_answer(
+    upstream: Upstream, users: dict[str, AsyncClient]
+) -> None:
+    """The test project's room view serves every channel but private.*: not this one."""
+    answer = await started(upstream, "answer", users["ada"])
+    own = await Answer(await users["ada"].get(answer["stream_url"])).rest()
+    assert own[-1].event == "done"
+    for client in users.values():
+        response = await client.get(
+            f"/broadcast/rooms/llm.{answer['id']}/", headers={"Last-Event-ID": "0"}
+        )
+        assert response.status_code == 403
+        assert not response.streaming
+
+
 async def test_an_answer_whose_owner_was_deleted_is_nobodys(
     upstream: Upstream, users: dict[str, AsyncClient], django_user_model: Any
 ) -> None:
