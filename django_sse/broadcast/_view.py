@@ -14,6 +14,7 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponseBadRequest, HttpResponseBase
 
 from django_sse import _metrics, conf
+from django_sse._lifecycle import Lifecycle
 from django_sse.broadcast import _history
 from django_sse.broadcast._channels import (
     ANSWER_PREFIX,
@@ -50,7 +51,9 @@ class ChannelView(SSEView):
     # The channels this request subscribed to, once its access has been checked.
     subscribed: tuple[str, ...] = ()
 
-    _response: SSEResponse | None = None
+    # The stream's Lifecycle rather than its response, which an idle subscriber then
+    # does not keep (with its headers) once they are sent.
+    _life: Lifecycle | None = None
     _user: str | None = None
     _since: dict[str, int] | None = None
 
@@ -106,7 +109,7 @@ class ChannelView(SSEView):
             return await self._hand_to_pushpin(request, pushpin)
         response = await super()._respond(request, *args, **kwargs)
         if isinstance(response, SSEResponse):
-            self._response = response
+            self._life = response._life
             if not self._resumes_every_channel():
                 # The stream joins the hub once Django starts sending the response;
                 # where each channel is now decides what counts as "after it opened".
@@ -170,13 +173,13 @@ class ChannelView(SSEView):
     def _offer(self) -> Callable[[Event], bool] | None:
         # A subclass's stream() may change the events on their way: then every
         # event must go through it.
-        if self._response is None or type(self).stream is not ChannelView.stream:
+        if self._life is None or type(self).stream is not ChannelView.stream:
             return None
-        return self._response.offer
+        return self._life.offer
 
     def _end(self, outcome: Outcome) -> None:
-        if self._response is not None:
-            self._response.stop(outcome)
+        if self._life is not None:
+            self._life.stop(outcome)
 
 
 async def user_key(request: HttpRequest) -> str | None:

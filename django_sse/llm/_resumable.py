@@ -15,6 +15,7 @@ from django.urls import URLPattern, path
 from django.views import View
 
 from django_sse import conf
+from django_sse._lifecycle import Lifecycle
 from django_sse.broadcast import ChannelView, _history
 from django_sse.broadcast._view import user_key
 from django_sse.llm import _records
@@ -31,7 +32,6 @@ from django_sse.llm._types import ProviderError
 from django_sse.llm._view import ChatView, error_response
 from django_sse.llm.models import GenerationOutcome
 from django_sse.protocol import Event
-from django_sse.response import SSEResponse
 from django_sse.tracking import client_address, server_id
 from django_sse.views import last_event_id
 
@@ -142,12 +142,12 @@ class GenerationView(ChannelView):
     async def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         # A new viewer reads the answer from its beginning.
         self.last_event_id = self.last_event_id or "0"
-        response = self._response
+        life = self._life
         async with following(self.kwargs["generation"]):
             async for event in super().stream(request, *args, **kwargs):
                 yield event
-                if response is not None:
-                    _record(response, event)
+                if life is not None:
+                    _record(life, event)
                 if event.event in ENDINGS:
                     return
 
@@ -201,9 +201,9 @@ def _too_many(limit: int) -> JsonResponse:
     return response
 
 
-def _record(response: SSEResponse, event: Event) -> None:
+def _record(life: Lifecycle, event: Event) -> None:
     """What the stream log of a follower shows: the model, the usage, a failure."""
-    stats = response.stats
+    stats = life.stats
     if event.event == "start":
         stats.model = json.loads(event.data)["model"]
     elif event.event == "done":
@@ -213,7 +213,7 @@ def _record(response: SSEResponse, event: Event) -> None:
             stats.completion_tokens = usage["completion_tokens"]
     elif event.event == "error":
         failure = json.loads(event.data)
-        response.record_error(ProviderError(failure["code"], failure["message"]))
+        life.record_error(ProviderError(failure["code"], failure["message"]))
 
 
 def _not_found() -> JsonResponse:

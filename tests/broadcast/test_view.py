@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from asgiref.testing import ApplicationCommunicator
 from django.contrib.auth.models import AnonymousUser
 from django.test import AsyncClient, AsyncRequestFactory, override_settings
 
 import django_sse
 from django_sse import Event
 from django_sse.broadcast import ChannelView, apublish, arevoke, revoke
-from django_sse.protocol import EventParser
+from django_sse.protocol import KEEP_ALIVE, EventParser
+from django_sse.response import SSEResponse
+from tests.asgi import application, get_scope
 from tests.broadcast import views
 from tests.broadcast.support import Stream, data, respond
 from tests.sse import READ_TIMEOUT
@@ -304,3 +308,24 @@ async def test_a_sync_get_channels_may_read_request_user(django_user_model: Any)
         assert event.data == "for ada"
     finally:
         await stream.close()
+
+
+def responses_alive() -> int:
+    gc.collect()
+    return sum(isinstance(thing, SSEResponse) for thing in gc.get_objects())
+
+
+async def test_an_idle_subscriber_keeps_no_response_once_its_headers_are_out() -> None:
+    """Taken over from Django's handler (django_sse.asgi), a subscription keeps its
+    stream's Lifecycle, not the response with its headers (docs/architecture.md)."""
+    before = responses_alive()
+    app = ApplicationCommunicator(application, get_scope("/broadcast/rooms/lobby/"))
+    await app.send_input({"type": "http.request", "body": b""})
+    assert (await app.receive_output(READ_TIMEOUT))["status"] == 200
+    assert (await app.receive_output(READ_TIMEOUT))["body"] == KEEP_ALIVE
+    await apublish("lobby", "offered")
+    assert (await app.receive_output(READ_TIMEOUT))["body"] == b"data: offered\nid: 1\n\n"
+    assert responses_alive() == before
+    await app.send_input({"type": "http.disconnect"})
+    assert (await app.receive_output(READ_TIMEOUT)) == {"type": "http.response.body"}
+    await app.wait(READ_TIMEOUT)
