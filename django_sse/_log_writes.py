@@ -12,7 +12,9 @@ each.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -72,15 +74,16 @@ class _Inserts:
         return key
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while self._waiting:
-                batch = self._waiting[:_BATCH_ROWS]
+                batch = _Batch(self._waiting[:_BATCH_ROWS], loop)
                 del self._waiting[:_BATCH_ROWS]
-                keys: list[int | None] | None = None
                 try:
-                    keys = await write(_insert_rows, [row for row, _ in batch])
-                finally:
-                    _settle(batch, keys)
+                    await in_worker(batch.insert)
+                except BaseException:
+                    batch.drop()
+                    raise
         finally:
             # As the last row is in, so that a row added from now on starts a new task.
             self._task = None
@@ -97,6 +100,41 @@ class _Inserts:
         their stream's close."""
         _settle(self._waiting, None)
         self._waiting.clear()
+
+
+class _Batch:
+    """Rows inserted in one worker call, and who gives each stream its row's key.
+
+    The worker does, once it has begun, even if the task awaiting it is cancelled
+    meanwhile (its loop closing): the rows may be in by then, and a stream given None
+    would insert its row again at its close. Only a worker call that never began leaves
+    the keys to the loop (``drop()``), as None.
+    """
+
+    __slots__ = ("_begun", "_dropped", "_lock", "_loop", "_waiting")
+
+    def __init__(self, waiting: list[_Waiting], loop: asyncio.AbstractEventLoop) -> None:
+        self._waiting = waiting
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._begun = self._dropped = False
+
+    def insert(self) -> None:
+        """In the worker thread."""
+        with self._lock:
+            if self._dropped:
+                return
+            self._begun = True
+        keys = _guarded(_insert_rows, [row for row, _ in self._waiting])
+        with contextlib.suppress(RuntimeError):  # The loop is closed: nobody waits.
+            self._loop.call_soon_threadsafe(_settle, self._waiting, keys)
+
+    def drop(self) -> None:
+        """On the loop, when the worker call was not awaited to its end."""
+        with self._lock:
+            self._dropped = not self._begun
+        if self._dropped:
+            _settle(self._waiting, None)
 
 
 def _settle(batch: list[_Waiting], keys: list[int | None] | None) -> None:

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from asgiref.sync import SyncToAsync
 from django.db import connections
 
+from django_sse import _log_writes
 from tests.servers import LiveServer
 
 
@@ -24,3 +27,19 @@ def _close_connections_of_async_orm_calls(request: pytest.FixtureRequest) -> Ite
     yield
     if request.node.get_closest_marker("django_db") is not None:
         SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+
+
+@pytest.fixture
+def held(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """StreamLog inserts that wait in their worker, once begun (``entered``), until
+    ``release``: for what happens to rows while they are going in."""
+    entered, release = threading.Event(), threading.Event()
+    insert_rows = _log_writes._insert_rows
+
+    def waiting(rows: list[Any]) -> list[int | None]:
+        entered.set()
+        release.wait(10)
+        return insert_rows(rows)
+
+    monkeypatch.setattr(_log_writes, "_insert_rows", waiting)
+    return entered, release

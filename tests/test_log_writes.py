@@ -156,3 +156,41 @@ async def test_rows_whose_task_is_cancelled_before_it_runs_are_left_for_the_clos
     # The next row gets a task of its own.
     assert isinstance(await insert(row("/b/")), int)
     assert list((await paths_by_key()).values()) == ["/b/"]
+
+
+async def test_rows_whose_insert_has_begun_get_their_keys_though_its_task_is_cancelled(
+    held: tuple[threading.Event, threading.Event], bulk: bool
+) -> None:
+    """As when the loop closes under them: the rows go in all the same, and a stream
+    told None would insert its row again at its close."""
+    entered, release = held
+    keys = [insert(row(f"/{n}/")) for n in range(3)]
+    task = _log_writes._inserts[asyncio.get_running_loop()]._task
+    assert task is not None
+    await asyncio.to_thread(entered.wait, 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not any(key.done() for key in keys)
+    release.set()
+    got = await asyncio.wait_for(asyncio.gather(*keys), 10)
+    assert await paths_by_key() == dict(zip(got, ["/0/", "/1/", "/2/"], strict=True))
+
+
+async def test_rows_whose_worker_call_never_began_are_left_for_the_close(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    queued = asyncio.Event()
+
+    async def never_begins(function: Callable[[], None]) -> None:
+        queued.set()
+        await asyncio.get_running_loop().create_future()
+
+    monkeypatch.setattr(_log_writes, "in_worker", never_begins)
+    key = insert(row("/a/"))
+    task = _log_writes._inserts[asyncio.get_running_loop()]._task
+    assert task is not None
+    await queued.wait()
+    task.cancel()
+    assert await key is None
+    assert await paths_by_key() == {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -105,6 +106,27 @@ async def test_a_row_is_inserted_as_the_stream_opens_and_finished_at_its_close(
     assert row.ended_at is not None
     assert row.events_sent == 1
     assert await StreamLog.objects.acount() == 1
+
+
+async def test_a_stream_whose_opening_insert_is_cut_off_by_its_loop_has_one_row(
+    held: tuple[threading.Event, threading.Event],
+) -> None:
+    """The loop closing cancels the inserting task while the worker inserts; the close
+    must finish that row, not insert a second one (and leave the first one open)."""
+    entered, release = held
+    tracker = StreamTracker(AsyncRequestFactory().get("/idle/"), "idle")
+    stats = StreamStats()
+    tracker.opened(stats)
+    await asyncio.to_thread(entered.wait, 10)
+    inserting = _log_writes._inserts[asyncio.get_running_loop()]._task
+    assert inserting is not None
+    inserting.cancel()
+    stats.outcome = Outcome.SHUTDOWN
+    closing = asyncio.ensure_future(tracker.closed(stats))
+    release.set()
+    await asyncio.wait_for(closing, 10)
+    [row] = [log async for log in StreamLog.objects.all()]
+    assert (row.outcome, row.path) == ("shutdown", "/idle/")
 
 
 async def test_an_open_stream_keeps_only_its_rows_key_once_the_row_is_in() -> None:
