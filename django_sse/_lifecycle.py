@@ -9,6 +9,7 @@ bench/README.md) are dead once the headers are sent, and nothing here refers to 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from functools import partial
@@ -25,6 +26,8 @@ from django_sse.protocol import Event
 from django_sse.stats import OnClose, Outcome, StreamObserver, StreamStats
 
 __all__ = ["Lifecycle"]
+
+logger = logging.getLogger("django_sse")
 
 
 class Lifecycle:
@@ -152,7 +155,14 @@ class Lifecycle:
         shutdown.register(stream)
         self.stats.started_at = time.time()
         for observer in self._observers:
-            observer.opened(self.stats)
+            try:
+                observer.opened(self.stats)
+            except Exception as error:
+                # Every observer still hears of the open, and of the close: the stream
+                # ends at once, as an error, through the close path like any other.
+                logger.exception("%s failed as the stream opened", _described(observer))
+                stream.conclude(Outcome.ERROR, error)
+                stream.stop(Outcome.ERROR)
         return stream
 
     def _watch(self, receive: Receive) -> None:
@@ -201,13 +211,13 @@ class Lifecycle:
             outcome = self.stats.outcome or Outcome.ERROR
             on_close = self._on_close
             for observer in self._observers:
-                await settle(
-                    partial(observer.closed, self.stats),
-                    timeout,
-                    getattr(observer, "description", type(observer).__name__),
-                )
+                await settle(partial(observer.closed, self.stats), timeout, _described(observer))
             if on_close is not None:
                 await settle(lambda: on_close(outcome), timeout, "on_close")
         finally:
             # Last: a shutdown waits for this before letting the server stop.
             shutdown.unregister(stream)
+
+
+def _described(observer: StreamObserver) -> str:
+    return str(getattr(observer, "description", type(observer).__name__))

@@ -64,7 +64,9 @@ class StreamObserver(Protocol):
     """
 
     def opened(self, stats: StreamStats) -> None:
-        """Must not block: schedule any I/O as a task."""
+        """Must not block: schedule any I/O as a task. If it raises, the stream ends
+        at once with outcome ``error`` (logged), and every observer's ``closed()`` and
+        ``on_close`` still run."""
 
     async def closed(self, stats: StreamStats) -> None:
         """Runs after the source's cleanup and before ``on_close``."""

@@ -25,9 +25,10 @@ from django.utils import translation
 from django_sse import Event, SSEResponse, sse_response
 from django_sse._handover import Handover
 from django_sse.asgi import get_asgi_application
+from django_sse.protocol import KEEP_ALIVE
 from django_sse.stats import Outcome
 from tests.asgi import get_scope
-from tests.test_response import LIMIT
+from tests.test_response import LIMIT, Observer, forever
 
 pytestmark = [
     pytest.mark.urls(__name__),
@@ -245,6 +246,28 @@ async def receive_nothing() -> dict[str, Any]:
 
 async def send_nowhere(message: Any) -> None:
     raise AssertionError(f"nothing may be sent here: {message!r}")
+
+
+async def test_a_stream_whose_observer_fails_as_it_opens_ends_and_sends_its_end() -> None:
+    sent: list[Mapping[str, Any]] = []
+
+    async def send(message: Mapping[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive_never() -> dict[str, Any]:
+        await asyncio.get_running_loop().create_future()
+        raise AssertionError("unreachable")
+
+    handover = Handover(receive_never, send)
+    observer = Observer(fails=True)
+    response = SSEResponse(forever(), observer=observer, keep_alive=0)
+    assert handover.take(response._life.serve)
+    rest = handover.resume()
+    assert rest is not None
+    await asyncio.wait_for(rest, LIMIT)
+    assert response.stats.outcome == Outcome.ERROR
+    assert observer.heard == ["opened", "closed: error"]
+    assert [m.get("body") for m in sent] == [KEEP_ALIVE, None]
 
 
 async def test_a_request_without_a_body_reads_as_empty_after_the_handover(

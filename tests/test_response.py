@@ -12,10 +12,11 @@ import pytest
 from asgiref.sync import SyncToAsync, ThreadSensitiveContext, sync_to_async
 from django.test import override_settings
 
-from django_sse import Event, Outcome, SSEResponse, sse_response
+from django_sse import Event, Outcome, SSEResponse, shutdown, sse_response
 from django_sse._handover import Handover, request_handover
 from django_sse.protocol import KEEP_ALIVE, EventParser
 from django_sse.response import WSGI_REFUSAL
+from django_sse.stats import StreamStats
 
 LIMIT = 10.0  # seconds any single await in these tests may take before the test fails
 
@@ -83,6 +84,42 @@ async def test_completed_stream_sends_every_item_and_closes_once() -> None:
     assert response.stats.events == 4
     assert response.stats.bytes == len(raw)
     assert response.stats.last_event_id == "1"
+
+
+class Observer:
+    """A stream observer that notes what it hears; ``opened()`` raises if told to."""
+
+    description = "The test's observer"
+
+    def __init__(self, fails: bool = False) -> None:
+        self.fails = fails
+        self.heard: list[str] = []
+
+    def opened(self, stats: StreamStats) -> None:
+        self.heard.append("opened")
+        if self.fails:
+            raise RuntimeError("no slot for this stream")
+
+    async def closed(self, stats: StreamStats) -> None:
+        self.heard.append(f"closed: {stats.outcome}")
+
+
+@pytest.mark.parametrize("failing", [0, 1])
+async def test_an_observer_failing_as_the_stream_opens_ends_it_as_an_error(
+    failing: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    observers = [Observer(fails=n == failing) for n in range(2)]
+    recorder = Recorder()
+    response = SSEResponse(
+        recorder.wrap(forever()), on_close=recorder.on_close, observer=observers, keep_alive=0
+    )
+    raw = await drain(response)
+    assert raw == KEEP_ALIVE  # the opening line only: the source never ran
+    assert recorder.outcomes == [Outcome.ERROR]
+    assert isinstance(response.stats.error, RuntimeError)
+    assert [o.heard for o in observers] == [["opened", "closed: error"]] * 2
+    assert "The test's observer failed as the stream opened" in caplog.text
+    assert not any(shutdown._open.values())
 
 
 async def test_retry_is_sent_first() -> None:
