@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable, Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from django.conf import settings
@@ -72,7 +72,7 @@ class Engine:
 
     def __init__(
         self,
-        source: AsyncIterable[Any],
+        source: AsyncIterator[Any],
         stats: StreamStats,
         send: Send | None,
         keep_alive: float,

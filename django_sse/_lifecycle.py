@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from functools import partial
 from typing import Any, cast
 
@@ -53,7 +53,7 @@ class Lifecycle:
 
     def __init__(
         self,
-        source: AsyncIterable[Any],
+        source: AsyncIterator[Any],
         stats: StreamStats,
         opening: bytes,
         *,

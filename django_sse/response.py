@@ -66,7 +66,8 @@ class SSEResponse(StreamingHttpResponse):
         max_duration = conf.get("MAX_DURATION") if max_duration is None else max_duration
         self.stats = StreamStats()
         self._life = Lifecycle(
-            source,
+            # The iterator, not the iterable: it is what the engine runs, and closes.
+            aiter(source),
             self.stats,
             # Validates ``retry`` once, up front, rather than when the stream starts.
             opening(retry),

@@ -175,6 +175,36 @@ async def test_closing_while_suspended_at_yield_runs_cleanup() -> None:
     assert recorder.outcomes == [Outcome.CLIENT_DISCONNECTED]
 
 
+async def test_an_iterable_sources_iterator_is_closed_before_on_close() -> None:
+    """A source whose __aiter__() gives a new generator, not itself: that generator is
+    what the engine runs and must close, not leave to the garbage collector."""
+    order: list[str] = []
+
+    class Numbers:
+        def __aiter__(self) -> AsyncIterator[str]:
+            return self.numbers()
+
+        async def numbers(self) -> AsyncIterator[str]:
+            try:
+                n = 0
+                while True:
+                    n += 1
+                    yield str(n)
+            finally:
+                order.append("finally begins")
+                await asyncio.sleep(0)
+                order.append("finally ends")
+
+    async def on_close(reason: Outcome) -> None:
+        order.append(f"on_close: {reason}")
+
+    content = aiter(SSEResponse(Numbers(), keep_alive=0, on_close=on_close))
+    await within(anext(content))
+    await within(anext(content))
+    await content.aclose()  # type: ignore[attr-defined]
+    assert order == ["finally begins", "finally ends", "on_close: client_disconnected"]
+
+
 async def test_cancellation_while_waiting_runs_cleanup() -> None:
     """What Django 5+ does on http.disconnect: it cancels the response task."""
     recorder = Recorder()
