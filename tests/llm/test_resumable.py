@@ -159,3 +159,17 @@ async def test_a_stop_as_soon_as_it_started_is_not_lost(upstream: Upstream, how:
     events = await (await Answer.follow(f"/llm/resumable/{generation.id}/")).rest()
     assert [e.event for e in events] == ["start", "done"]
     assert events[-1].json()["finish_reason"] == "stopped"
+
+
+async def test_an_answers_urls_take_only_their_own_methods_and_a_csrf_token(
+    upstream: Upstream,
+) -> None:
+    started = await start(upstream, "slow-20-40")
+    checked = AsyncClient(enforce_csrf_checks=True)
+    assert (await checked.post(started["stop_url"])).status_code == 403
+    assert (await AsyncClient().get(started["stop_url"])).status_code == 405
+    assert (await AsyncClient().head(started["stream_url"])).status_code == 405
+    assert (await AsyncClient().post(started["stream_url"])).status_code == 405
+    # None of them stopped it: its owner still can.
+    stopping = await AsyncClient().post(started["stop_url"])
+    assert stopping.json() == {"id": started["id"], "stopping": True, "ended": False}
