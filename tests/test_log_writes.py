@@ -70,17 +70,10 @@ async def test_rows_of_streams_opening_together_go_in_with_one_call(
 
 
 async def test_rows_arriving_during_an_insert_go_in_together_right_after_it(
-    calls: list[int], monkeypatch: pytest.MonkeyPatch
+    calls: list[int], held: tuple[threading.Event, threading.Event]
 ) -> None:
-    entered, release = threading.Event(), threading.Event()
-    counted = _log_writes._insert_rows
-
-    def held(rows: list[Any]) -> list[int | None]:
-        entered.set()
-        release.wait(10)
-        return counted(rows)
-
-    monkeypatch.setattr(_log_writes, "_insert_rows", held)
+    # calls first: held then holds the counted inserts.
+    entered, release = held
     first = insert(row("/first/"))
     await asyncio.to_thread(entered.wait, 10)
     later = [insert(row(f"/later/{n}/")) for n in range(5)]
