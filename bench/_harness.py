@@ -284,6 +284,18 @@ def command_line() -> str:
     return shlex.join([Path(sys.executable).name, *sys.argv])
 
 
+def migrate(site: str, env: dict[str, str]) -> None:
+    """Create a bench site's tables in the sqlite file ``env`` names, in a process of its
+    own (``python -m <site>``), before any server of the run starts."""
+    subprocess.run(
+        [sys.executable, "-m", site],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        check=True,
+        timeout=120,
+    )
+
+
 def write_results(path: Path, payload: dict[str, Any]) -> None:
     """Write JSON through a temporary file, so an interrupted run leaves no half file."""
     path.parent.mkdir(parents=True, exist_ok=True)

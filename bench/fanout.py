@@ -38,11 +38,9 @@ import argparse
 import contextlib
 import importlib.util
 import json
-import os
 import select
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -143,7 +141,7 @@ def measure(scenario: Scenario, count: int, events: int) -> dict[str, Any]:
         if scenario.redis:
             env["BENCH_REDIS_PREFIX"] = f"fanout-{uuid.uuid4().hex[:8]}"
         if scenario.app.startswith("bench.broadcastsite"):
-            migrate(env)
+            h.migrate("bench.broadcastsite", env)
         with contextlib.ExitStack() as stack:
             servers = [
                 stack.enter_context(h.Server("uvicorn", scenario.app, env))
@@ -174,15 +172,6 @@ def measure(scenario: Scenario, count: int, events: int) -> dict[str, Any]:
         "server_tracebacks": tracebacks,
         "per_event": per_event,
     }
-
-
-def migrate(env: dict[str, str]) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "bench.broadcastsite"],
-        cwd=h.ROOT,
-        env={**os.environ, **env},
-        check=True,
-    )
 
 
 class Subscribers:

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import _harness as h
-from idle_streams import DJANGO_APP, RAW_APP, WARM_UP_STREAMS, StreamPool, settle
+from idle_streams import DJANGO_APP, RAW_APP, READY_MARKER, WARM_UP_STREAMS, StreamPool, settle
 
 VARIANTS = {
     "sse_view": (DJANGO_APP, "/sse/idle/"),
@@ -126,12 +126,12 @@ def breakdown(server_name: str, app: str, path: str, streams: int) -> dict[str, 
 
 
 async def measure(server: h.Server, path: str, streams: int, out_dir: Path) -> dict[str, Any]:
-    async with StreamPool(server.port, path) as warm_up:
+    async with StreamPool(server.port, path, READY_MARKER) as warm_up:
         await warm_up.open(WARM_UP_STREAMS)
     await settle(server.pid)
     rss_before = h.sample(server.pid).rss_kib
     before = await snapshot(server, out_dir, 1)
-    async with StreamPool(server.port, path) as pool:
+    async with StreamPool(server.port, path, READY_MARKER) as pool:
         await pool.open(streams)
         await settle(server.pid)
         rss_after = h.sample(server.pid).rss_kib

@@ -27,7 +27,9 @@ Results go to ``bench/results/idle_streams.json``.
 Besides ours and the bare baseline, three references explain the figures: the bare view
 with its thread released by hand (Django's own cost of a stream), ours with StreamLog
 rows on (``LOG_STREAMS``, django_sse's default, against a sqlite file), and a raw ASGI
-app (the server's own cost of a connection, the floor under any framework).
+app (the server's own cost of a connection, the floor under any framework). One more
+variant, ``channel_view``, measures what most idle streams of a live site are: a
+broadcast ``ChannelView`` subscriber waiting for a publish (``bench/broadcastsite.py``).
 """
 
 from __future__ import annotations
@@ -35,11 +37,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import sqlite3
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -49,6 +48,7 @@ from typing import Any
 import _harness as h
 
 DJANGO_APP = "bench.benchsite:application"
+BROADCAST_APP = "bench.broadcastsite:application"
 RAW_APP = "bench.rawasgi:app"
 READY_MARKER = b"data: open\n\n"  # end of the first event every idle view sends
 
@@ -69,6 +69,13 @@ class Variant:
     path: str
     description: str
     stream_log: bool = False  # serve with LOG_STREAMS on, against a migrated sqlite file
+    # Broadcast history in a migrated sqlite file; nothing is published, so the stream
+    # is open once its opening comment arrives.
+    broadcast: bool = False
+
+    @property
+    def ready(self) -> bytes:
+        return b":\n" if self.broadcast else READY_MARKER
 
 
 VARIANTS = (
@@ -80,6 +87,8 @@ VARIANTS = (
         "sse_view_logged", DJANGO_APP, "/sse/idle/", "SSEView + StreamLog rows", stream_log=True
     ),
     Variant("raw_asgi", RAW_APP, "/idle/", "raw ASGI app, no Django"),
+    # What most idle streams of a live site are: subscribers waiting for a publish.
+    Variant("channel_view", BROADCAST_APP, "/sub/", "ChannelView subscriber", broadcast=True),
 )
 VARIANT_NAMES = [variant.name for variant in VARIANTS]
 
@@ -143,25 +152,17 @@ def measure(variant: Variant, server_name: str, streams: int, cpu_window: float)
         database = Path(directory) / "streamlog.sqlite3"
         if variant.stream_log:
             env["BENCH_STREAM_LOG_DB"] = str(database)
-            migrate(env)
+            h.migrate("bench.benchsite", env)
+        if variant.broadcast:
+            env["BENCH_DB"] = str(database)
+            h.migrate("bench.broadcastsite", env)
         with h.Server(server_name, variant.app, env) as server:
-            run = asyncio.run(hold_idle_streams(server, variant.path, streams, cpu_window))
+            run = asyncio.run(hold_idle_streams(server, variant, streams, cpu_window))
         run["server_tracebacks"] = server.tracebacks()
         run["server_errors"] = server.errors()
         if variant.stream_log:
             run["stream_log_rows"] = stream_log_outcomes(database)
         return run
-
-
-def migrate(env: dict[str, str]) -> None:
-    """Create the StreamLog table in a fresh sqlite file, before the server starts."""
-    subprocess.run(
-        [sys.executable, "-m", "bench.benchsite"],
-        cwd=h.ROOT,
-        env={**os.environ, **env},
-        check=True,
-        timeout=120,
-    )
 
 
 def stream_log_outcomes(database: Path) -> dict[str, int]:
@@ -174,14 +175,14 @@ def stream_log_outcomes(database: Path) -> dict[str, int]:
 
 
 async def hold_idle_streams(
-    server: h.Server, path: str, streams: int, cpu_window: float
+    server: h.Server, variant: Variant, streams: int, cpu_window: float
 ) -> dict[str, Any]:
-    async with StreamPool(server.port, path) as warm_up:
+    async with StreamPool(server.port, variant.path, variant.ready) as warm_up:
         await warm_up.open(WARM_UP_STREAMS)
     await asyncio.sleep(1.0)  # let the warm-up streams' threads and tasks finish
     before = h.sample(server.pid)
 
-    async with StreamPool(server.port, path) as pool:
+    async with StreamPool(server.port, variant.path, variant.ready) as pool:
         started = time.monotonic()
         await pool.open(streams)
         open_seconds = time.monotonic() - started
@@ -238,8 +239,9 @@ async def settle(pid: int) -> float:
 class StreamPool:
     """Raw sockets holding streams open; leaving the ``async with`` closes them all."""
 
-    def __init__(self, port: int, path: str) -> None:
+    def __init__(self, port: int, path: str, ready: bytes) -> None:
         self._port = port
+        self._ready = ready
         self._request = (
             f"GET {path} HTTP/1.1\r\nHost: {h.HOST}\r\nAccept: text/event-stream\r\n\r\n"
         ).encode()
@@ -275,7 +277,7 @@ class StreamPool:
         status = head.split(b"\r\n", 1)[0]
         if b" 200 " not in status:
             raise RuntimeError(f"stream refused: {status.decode(errors='replace')}")
-        await reader.readuntil(READY_MARKER)
+        await reader.readuntil(self._ready)
 
     def count_open(self) -> int:
         """Streams the server has not closed (their reader has seen no EOF or error)."""

@@ -41,11 +41,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -115,7 +113,7 @@ def main() -> int:
     }
     with tempfile.TemporaryDirectory(prefix="llm-relay-") as directory:
         env = {"BENCH_DB": str(Path(directory) / "streamlog.sqlite3")}
-        migrate(env)
+        h.migrate("bench.llmsite", env)
         # The upstream thread is started before the server is forked. It then waits in
         # epoll with no request in flight and holds no lock the child could need between
         # fork and exec (the harness's preexec_fn only calls prctl).
@@ -160,15 +158,6 @@ def parse_args() -> argparse.Namespace:
         parser.error("every --*-runs must be at least 1")
     args.output = (args.output or h.default_output("llm_relay", args.server)).resolve()
     return args
-
-
-def migrate(env: dict[str, str]) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "bench.llmsite"],
-        cwd=h.ROOT,
-        env={**os.environ, **env},
-        check=True,
-    )
 
 
 class Site:

@@ -61,7 +61,6 @@ import http.client
 import importlib.util
 import json
 import math
-import os
 import shutil
 import statistics
 import subprocess
@@ -266,7 +265,7 @@ def measure(scenario: Scenario, count: int, args: argparse.Namespace) -> dict[st
     with tempfile.TemporaryDirectory(prefix="pushpin-fanout-") as directory:
         env = {"BENCH_DB": str(Path(directory) / "history.sqlite3"), "BENCH_COUNT_REQUESTS": "1"}
         if scenario.app.startswith("bench.broadcastsite"):
-            migrate(env)
+            h.migrate("bench.broadcastsite", env)
         with contextlib.ExitStack() as stack:
             origin_port = h.free_port()
             pushpin = None
@@ -295,16 +294,6 @@ def measure(scenario: Scenario, count: int, args: argparse.Namespace) -> dict[st
             if pushpin is not None:
                 run["pushpin_log"] = pushpin_log_summary(pushpin.log())
         return run
-
-
-def migrate(env: dict[str, str]) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "bench.broadcastsite"],
-        cwd=h.ROOT,
-        env={**os.environ, **env},
-        check=True,
-        timeout=120,
-    )
 
 
 class Run:
