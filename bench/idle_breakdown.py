@@ -41,12 +41,13 @@ from pathlib import Path
 from typing import Any
 
 import _harness as h
-from idle_streams import DJANGO_APP, RAW_APP, READY_MARKER, WARM_UP_STREAMS, StreamPool, settle
+import idle_streams
+from idle_streams import WARM_UP_STREAMS, StreamPool, Variant, database_env, settle
 
 VARIANTS = {
-    "sse_view": (DJANGO_APP, "/sse/idle/"),
-    "bare_released": (DJANGO_APP, "/bare/idle-released/"),
-    "raw_asgi": (RAW_APP, "/idle/"),
+    variant.name: variant
+    for variant in idle_streams.VARIANTS
+    if variant.name in ("sse_view", "bare_released", "raw_asgi", "channel_view")
 }
 SNAPSHOT_TIMEOUT = 120.0  # the census walks every live object; 20,000 streams take a while
 TOP = 25  # rows in the by-line and by-type tables
@@ -86,8 +87,7 @@ def main() -> int:
         "variants": {},
     }
     for name in args.variants:
-        app, path = VARIANTS[name]
-        results["variants"][name] = breakdown(args.server, app, path, args.streams)
+        results["variants"][name] = breakdown(args.server, VARIANTS[name], args.streams)
         print_variant(name, results["variants"][name])
     h.write_results(args.output, results)
     print(f"\nwrote {h.display_path(args.output)}")
@@ -114,24 +114,27 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def breakdown(server_name: str, app: str, path: str, streams: int) -> dict[str, Any]:
+def breakdown(server_name: str, variant: Variant, streams: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="idle-breakdown-") as out_dir:
-        server = h.Server(server_name, app, env={"PYTHONPATH": str(h.ROOT)})
+        env = database_env(variant, Path(out_dir) / "db.sqlite3")
+        server = h.Server(server_name, variant.app, env={"PYTHONPATH": str(h.ROOT), **env})
         server.command = [
             sys.executable, str(h.ROOT / "bench" / "_traced_server.py"),
-            server_name, app, str(server.port), out_dir,
+            server_name, variant.app, str(server.port), out_dir,
         ]  # fmt: skip
         with server:
-            return asyncio.run(measure(server, path, streams, Path(out_dir)))
+            return asyncio.run(measure(server, variant, streams, Path(out_dir)))
 
 
-async def measure(server: h.Server, path: str, streams: int, out_dir: Path) -> dict[str, Any]:
-    async with StreamPool(server.port, path, READY_MARKER) as warm_up:
+async def measure(
+    server: h.Server, variant: Variant, streams: int, out_dir: Path
+) -> dict[str, Any]:
+    async with StreamPool(server.port, variant.path, variant.ready) as warm_up:
         await warm_up.open(WARM_UP_STREAMS)
     await settle(server.pid)
     rss_before = h.sample(server.pid).rss_kib
     before = await snapshot(server, out_dir, 1)
-    async with StreamPool(server.port, path, READY_MARKER) as pool:
+    async with StreamPool(server.port, variant.path, variant.ready) as pool:
         await pool.open(streams)
         await settle(server.pid)
         rss_after = h.sample(server.pid).rss_kib

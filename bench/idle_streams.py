@@ -148,14 +148,8 @@ def parse_args() -> argparse.Namespace:
 def measure(variant: Variant, server_name: str, streams: int, cpu_window: float) -> dict[str, Any]:
     """One run of one variant in a fresh server process."""
     with tempfile.TemporaryDirectory(prefix="sse-bench-") as directory:
-        env = {}
-        database = Path(directory) / "streamlog.sqlite3"
-        if variant.stream_log:
-            env["BENCH_STREAM_LOG_DB"] = str(database)
-            h.migrate("bench.benchsite", env)
-        if variant.broadcast:
-            env["BENCH_DB"] = str(database)
-            h.migrate("bench.broadcastsite", env)
+        database = Path(directory) / "db.sqlite3"
+        env = database_env(variant, database)
         with h.Server(server_name, variant.app, env) as server:
             run = asyncio.run(hold_idle_streams(server, variant, streams, cpu_window))
         run["server_tracebacks"] = server.tracebacks()
@@ -163,6 +157,20 @@ def measure(variant: Variant, server_name: str, streams: int, cpu_window: float)
         if variant.stream_log:
             run["stream_log_rows"] = stream_log_outcomes(database)
         return run
+
+
+def database_env(variant: Variant, database: Path) -> dict[str, str]:
+    """The server's environment for ``variant``, with its tables made in ``database``
+    if it needs any."""
+    if variant.stream_log:
+        env = {"BENCH_STREAM_LOG_DB": str(database)}
+        h.migrate("bench.benchsite", env)
+        return env
+    if variant.broadcast:
+        env = {"BENCH_DB": str(database)}
+        h.migrate("bench.broadcastsite", env)
+        return env
+    return {}
 
 
 def stream_log_outcomes(database: Path) -> dict[str, int]:
