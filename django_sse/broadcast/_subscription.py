@@ -60,13 +60,12 @@ class Subscription:
     __slots__ = (
         "_capacity",
         "_ended",
-        "_heads",
         "_hub",
         "_last_event_id",
         "_offer",
+        "_opening",
         "_positions",
         "_queue",
-        "_resets",
         "_since",
         "_waiter",
         "channels",
@@ -86,7 +85,8 @@ class Subscription:
     ) -> None:
         self.channels = validate_channels(channels)
         self._offer = offer
-        self._since = dict(since or {})
+        # What the stream starts from: read once, by _start(), then let go of.
+        self._since = since
         self.user = user
         self.on_end = on_end
         self._last_event_id = last_event_id
@@ -99,10 +99,9 @@ class Subscription:
         self._waiter: asyncio.Future[None] | None = None
         self._ended: Outcome | None = None
         self._hub: Hub
-        # Each channel's sequence number right after joining the hub, and the resets
-        # for what the Last-Event-ID cannot resume: the stream starts with both.
-        self._heads: dict[str, int] = {}
-        self._resets: list[Event] = []
+        # The resets for what the Last-Event-ID cannot resume, and each channel's
+        # sequence number right after joining the hub: the stream starts with both.
+        self._opening: tuple[list[Event], dict[str, int]] | None = None
 
     async def __aenter__(self) -> Subscription:
         """Join the hub, then read where each channel is: nothing published after
@@ -110,11 +109,11 @@ class Subscription:
         self._hub = get_hub()
         try:
             await self._hub.subscribe(self)
-            self._heads = await _history.in_worker(_history.heads, self.channels)
+            heads = await _history.in_worker(_history.heads, self.channels)
         except BaseException:
             await self._hub.unsubscribe(self)
             raise
-        self._resets = self._start(self._heads)
+        self._opening = (self._start(heads), heads)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -122,10 +121,7 @@ class Subscription:
 
     async def __aiter__(self) -> AsyncIterator[Event]:
         """Replay, then live events, until the hub ends the subscription."""
-        for event in self._resets:
-            yield event
-        behind = {c: head for c, head in self._heads.items() if self._positions[c] < head}
-        async for event in self._replay(behind):
+        async for event in self._catch_up():
             yield event
         while (stored := await self._next()) is not None:
             if stored.seq > self._positions[stored.channel] + 1:
@@ -133,6 +129,19 @@ class Subscription:
                     yield event
             for event in self._deliver(stored):
                 yield event
+
+    async def _catch_up(self) -> AsyncIterator[Event]:
+        """The resets, then history up to the heads read on joining. Its own generator,
+        so that an idle stream keeps none of it."""
+        if self._opening is None:
+            raise RuntimeError("A subscription is iterated inside `async with` only")
+        resets, heads = self._opening
+        self._opening = None
+        for event in resets:
+            yield event
+        behind = {c: head for c, head in heads.items() if self._positions[c] < head}
+        async for event in self._replay(behind):
+            yield event
 
     async def backlog(self, limit: int) -> tuple[list[Event], bool]:
         """Without joining the hub: the resets and the events history has after the
@@ -193,14 +202,16 @@ class Subscription:
 
     def _start(self, heads: dict[str, int]) -> list[Event]:
         """Set the starting positions; resets for what the Last-Event-ID cannot resume."""
+        since, last_event_id = self._since or {}, self._last_event_id
+        self._since = self._last_event_id = None
         requested: dict[str, int] | None = {}
-        if self._last_event_id:  # an empty id is the spec's way of saying "none"
-            requested = parse_id(self._last_event_id, self.channels)
+        if last_event_id:  # an empty id is the spec's way of saying "none"
+            requested = parse_id(last_event_id, self.channels)
         resets: list[tuple[str, str]] = []
         for channel, head in heads.items():
             asked = None if requested is None else requested.get(channel)
             if asked is None or asked > head:
-                self._positions[channel] = min(self._since.get(channel, head), head)
+                self._positions[channel] = min(since.get(channel, head), head)
                 if requested is None:
                     resets.append((channel, INVALID))
                 elif asked is not None:

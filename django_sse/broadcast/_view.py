@@ -76,6 +76,7 @@ class ChannelView(SSEView):
             since=self._since,
             offer=self._offer(),
         )
+        self._since = None  # The subscription's now, and only until it starts.
         async with subscription:
             async for event in subscription:
                 yield event

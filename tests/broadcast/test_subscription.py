@@ -227,3 +227,23 @@ async def test_events_that_waited_for_the_source_leave_no_queue_behind() -> None
         assert summary(await take(events, 3)) == messages("chat", range(1, 4))
         assert queued(subscription) is None
         await events.aclose()  # type: ignore[attr-defined]
+
+
+async def test_a_subscription_lets_go_of_what_it_started_from() -> None:
+    """The Last-Event-ID, the starting positions and the heads read on joining serve
+    only the start; an idle subscriber keeps none of them."""
+    await publish_many("chat", 2)
+    subscription = Subscription(["chat"], "1", since={"chat": 0})
+    async with subscription:
+        events = aiter(subscription)
+        assert summary(await take(events, 1)) == messages("chat", range(2, 3))
+        await apublish("chat", "chat-3")
+        assert summary(await take(events, 1)) == messages("chat", range(3, 4))
+        kept = (subscription._opening, subscription._since, subscription._last_event_id)
+        assert kept == (None, None, None)
+        await events.aclose()  # type: ignore[attr-defined]
+
+
+async def test_a_subscription_is_iterated_inside_async_with_only() -> None:
+    with pytest.raises(RuntimeError, match="inside `async with`"):
+        await anext(aiter(Subscription(["chat"])))
