@@ -139,8 +139,7 @@ class Subscription:
         self._opening = None
         for event in resets:
             yield event
-        behind = {c: head for c, head in heads.items() if self._positions[c] < head}
-        async for event in self._replay(behind):
+        async for event in self._replay(self._behind(heads)):
             yield event
 
     async def backlog(self, limit: int) -> tuple[list[Event], bool]:
@@ -149,7 +148,7 @@ class Subscription:
         whether more remain. What a stream that Pushpin holds starts with (_held.py)."""
         heads = await _history.in_worker(_history.heads, self.channels)
         events = self._start(heads)
-        behind = {c: head for c, head in heads.items() if self._positions[c] < head}
+        behind = self._behind(heads)
         async for event in self._replay(behind):
             events.append(event)
             if len(events) >= limit:
@@ -221,6 +220,10 @@ class Subscription:
         return [
             self._reset(channel, reason, self._positions[channel] + 1) for channel, reason in resets
         ]
+
+    def _behind(self, heads: dict[str, int]) -> dict[str, int]:
+        """The channels whose head is past this stream's position, with that head."""
+        return {c: head for c, head in heads.items() if self._positions[c] < head}
 
     async def _replay(self, targets: dict[str, int]) -> AsyncIterator[Event]:
         """History up to each channel's target; a reset for what history lacks."""

@@ -111,7 +111,8 @@ class ChatView(SSEView):
         self._received = time.monotonic()
         response = await super()._respond(request, *args, **kwargs)
         if isinstance(response, SSEResponse):
-            self._response = response
+            # The stream's life, not the response: see django_sse._lifecycle.
+            self._life = response._life
             response.stats.model = self._provider.model
             for name, value in self._format.headers.items():
                 response[name] = value
@@ -125,7 +126,7 @@ class ChatView(SSEView):
 
     async def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         answer = self._format
-        stats = self._response.stats
+        stats = self._life.stats
         watch = AnswerWatch(self._provider.model, self._received)
         for event in answer.start():
             yield event
@@ -145,7 +146,7 @@ class ChatView(SSEView):
             failure = error if isinstance(error, ProviderError) else _unexpected(error)
             for event in answer.error(failure):
                 yield event
-            self._response.record_error(error)
+            self._life.record_error(error)
 
 
 class OpenAICompatibleView(ChatView):
