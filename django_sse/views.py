@@ -167,11 +167,22 @@ def last_event_id(request: HttpRequest) -> str | None:
     on first use and then live as long as the stream (bench/idle_breakdown.py).
     """
     value: str | None = request.META.get("HTTP_LAST_EVENT_ID")
-    if value is None and request.META.get("QUERY_STRING") != "":
+    if value is not None:
+        value = _from_utf8(value)
+    elif request.META.get("QUERY_STRING") != "":
         value = request.GET.get("lastEventId")
     if value is None or len(value.encode()) > MAX_LAST_EVENT_ID:
         return None
     return value
+
+
+def _from_utf8(header: str) -> str:
+    """A header's text as EventSource meant it: it sends the id in UTF-8, which Django
+    reads as Latin-1 (as WSGI and ASGI say). Bytes that are not UTF-8 stay as they came."""
+    try:
+        return header.encode("latin-1").decode()
+    except UnicodeError:
+        return header
 
 
 def sse_response(

@@ -63,6 +63,11 @@ async def test_function_view_with_sse_response() -> None:
         ({"Last-Event-ID": "x" * (MAX_LAST_EVENT_ID + 1)}, {}, None),
         ({}, {"lastEventId": "é" * (MAX_LAST_EVENT_ID // 2 + 1)}, None),
         ({"Last-Event-ID": "x" * MAX_LAST_EVENT_ID}, {}, "x" * MAX_LAST_EVENT_ID),
+        # EventSource sends UTF-8, which reaches Django as Latin-1 text.
+        ({"Last-Event-ID": "café-日".encode().decode("latin-1")}, {}, "café-日"),
+        # Latin-1 bytes that are not UTF-8 (what fetch() sends for "été") stay as sent.
+        ({"Last-Event-ID": "\xe9t\xe9"}, {}, "\xe9t\xe9"),
+        ({}, {"lastEventId": "café-日"}, "café-日"),
     ],
 )
 async def test_last_event_id(headers: dict[str, str], query: dict[str, str], expected: Any) -> None:

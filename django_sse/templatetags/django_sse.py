@@ -9,6 +9,7 @@ passes can close the attribute or start markup.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from django import template
@@ -147,6 +148,9 @@ class SSEAttributesNode(template.Node):
             attributes["url"] = self._url(context)
         for name, value in options.items():
             attributes.update(_option(name, value))
+        if self.url is None and not attributes:
+            # A bare sse_listen: the defaults, written out so that the helper finds it.
+            attributes["on"] = "message"
         if (options.get("method") or "get").lower() != "get":
             attributes.update(_csrf(context))
         # escape(), not format_html: template string literals count as safe, and even a
@@ -179,12 +183,15 @@ def _option(name: str, value: Any) -> dict[str, str | None]:
     """The attribute(s) for one option: None means a bare (true) attribute."""
     if name in ("json", "with_credentials", "pause_hidden"):
         return {name: None} if value else {}
+    if name == "headers":
+        _check_headers(value)
     if name in ("body", "headers"):
-        if name == "headers" and not (
-            isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
-        ):
-            raise template.TemplateSyntaxError("sse_connect: headers must be a dict of strings")
-        return {name: json.dumps(value, cls=DjangoJSONEncoder)}
+        try:
+            return {name: json.dumps(value, cls=DjangoJSONEncoder)}
+        except (TypeError, ValueError) as error:
+            raise template.TemplateSyntaxError(
+                f"sse_connect: {name} must be JSON-serializable: {error}"
+            ) from error
     if name in ("keep", "retry"):
         text = str(value)
         if isinstance(value, bool) or not (text.isascii() and text.isdigit()):
@@ -202,6 +209,26 @@ def _option(name: str, value: Any) -> dict[str, str | None]:
     if name == "transport" and text != "fetch":
         raise template.TemplateSyntaxError('sse_connect: transport can only be "fetch"')
     return {name: text}
+
+
+# RFC 9110's token: what a header name may be made of.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _check_headers(value: Any) -> None:
+    """Headers a browser's fetch() can send: otherwise every attempt fails on the page."""
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise template.TemplateSyntaxError("sse_connect: headers must be a dict of strings")
+    for header, text in value.items():
+        if not isinstance(header, str) or not _TOKEN.fullmatch(header):
+            raise template.TemplateSyntaxError(
+                f"sse_connect: headers: {header!r} is not a valid header name"
+            )
+        if any(character in text for character in "\r\n\0") or not text.isascii():
+            raise template.TemplateSyntaxError(
+                f"sse_connect: headers: the value of {header} must be ASCII without line "
+                f"breaks or NUL, got {text!r}"
+            )
 
 
 def _csrf(context: template.Context) -> dict[str, str | None]:

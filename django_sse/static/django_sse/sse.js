@@ -10,39 +10,40 @@
   if (window.DjangoSSE) return; // included twice: the first copy already runs the page
 
   var SWAPS = ["text", "append", "html", "append-html"];
+  var MIN_BACKOFF = 100;
   var MAX_BACKOFF = 30000;
   // The id of django_sse.FINISHED: the server says the stream is over.
   var FINISHED_ID = "django-sse:finished";
   var active = new Map(); // connection element -> Connection
 
   /* The WHATWG event stream interpretation, fed decoded text in chunks of any size. */
-  function EventParser(onEvent, onRetry) {
+  function EventParser(onEvent, onRetry, lastEventId) {
     this.onEvent = onEvent;
     this.onRetry = onRetry || function () {};
-    this.buffer = "";
+    this.buffer = ""; // the start of a line whose end has not arrived yet
     this.afterCR = false; // a chunk ended in CR: a LF starting the next one is the same newline
     this.data = "";
     this.type = "";
-    this.idBuffer = "";
-    this.lastEventId = "";
+    // The last event id outlives a connection: a reconnect's parser starts from it.
+    this.idBuffer = this.lastEventId = lastEventId || "";
   }
 
+  /* Only the new text is searched for line ends: a long line arriving in many chunks
+   * costs its length once, not once per chunk. */
   EventParser.prototype.feed = function (text) {
     if (this.afterCR && text.charAt(0) === "\n") text = text.slice(1);
     this.afterCR = false;
-    var input = this.buffer + text;
+    var newline = /\r\n?|\n/g;
     var start = 0;
-    for (var i = 0; i < input.length; i++) {
-      var c = input.charAt(i);
-      if (c !== "\r" && c !== "\n") continue;
-      this.line(input.slice(start, i));
-      if (c === "\r") {
-        if (i + 1 === input.length) this.afterCR = true;
-        else if (input.charAt(i + 1) === "\n") i++;
-      }
-      start = i + 1;
+    var match;
+    while ((match = newline.exec(text)) !== null) {
+      this.line(this.buffer + text.slice(start, match.index));
+      this.buffer = "";
+      start = newline.lastIndex;
+      // A CR that ends the chunk may be the first half of a CRLF.
+      if (match[0] === "\r" && start === text.length) this.afterCR = true;
     }
-    this.buffer = input.slice(start);
+    this.buffer += text.slice(start);
   };
 
   EventParser.prototype.line = function (line) {
@@ -148,8 +149,10 @@
       else if (name === "@event") value = message.type;
       else {
         value = message.json;
+        // Only the data's own fields: "{constructor}" is not one.
         name.split(".").forEach(function (key) {
-          value = value === undefined || value === null ? undefined : value[key];
+          var has = value !== undefined && value !== null && Object.prototype.hasOwnProperty.call(value, key);
+          value = has ? value[key] : undefined;
         });
       }
       value = stringify(value);
@@ -179,11 +182,12 @@
   var LISTENER = "[data-sse-swap],[data-sse-on],[data-sse-format],[data-sse-target]";
 
   /* The elements that handle events of this connection: the element itself and its
-   * descendants with any of the LISTENER attributes, except inside a nested connection. */
+   * descendants with any of the LISTENER attributes, except a nested connection and what
+   * is inside it. */
   function listeners(root) {
     var found = root.matches(LISTENER) ? [root] : [];
     root.querySelectorAll(LISTENER).forEach(function (element) {
-      if (element.parentElement.closest("[data-sse-url]") === root) found.push(element);
+      if (element.closest("[data-sse-url]") === root) found.push(element);
     });
     return found;
   }
@@ -202,8 +206,10 @@
     this.useFetch = this.method !== "GET" || this.headers !== null || attr(element, "transport") === "fetch";
     this.json = flag(element, "json");
     this.closeOn = words(attr(element, "close-on"));
-    this.retry = parseInt(attr(element, "retry"), 10) || 1000;
+    var retry = parseInt(attr(element, "retry"), 10);
+    this.retry = isNaN(retry) ? 1000 : retry;
     this.query = ""; // a GET form's fields, kept for reconnects
+    this.body = undefined; // a form's fields, sent again when the server asks for a retry
     this.lastEventId = "";
     this.failures = 0;
     this.transport = null; // the EventSource or AbortController of the connection in flight
@@ -228,10 +234,11 @@
   /* Opens the stream; any connection or pending reconnect of this element ends first,
    * so showing a tab or submitting a form again never leaves two requests open. */
   Connection.prototype.connect = function (body) {
+    if (body !== undefined) this.body = body;
     this.disconnect();
     if (this.pauseHidden && document.hidden) return this.setState("paused");
     this.setState(this.failures ? "reconnecting" : "connecting");
-    if (this.useFetch) this.fetchStream(body);
+    if (this.useFetch) this.fetchStream();
     else this.eventSource();
   };
 
@@ -280,16 +287,19 @@
   };
 
   Connection.prototype.receive = function (message) {
-    if (message.lastEventId) this.lastEventId = message.lastEventId;
+    // An empty id too: the server reset it, and a reconnect must not send the old one.
+    this.lastEventId = message.lastEventId;
+    var readable = true;
     if (this.json) {
       try {
         // An event with no data (a bare "done", say) is null rather than an error.
         message.json = message.data === "" ? null : JSON.parse(message.data);
       } catch (error) {
-        return this.emit("error", { message: "event data is not JSON: " + error.message, willRetry: false });
+        readable = false;
+        this.emit("error", { message: "event data is not JSON: " + error.message, willRetry: false });
       }
     }
-    if (this.emit("message", message, true)) {
+    if (readable && this.emit("message", message, true)) {
       var self = this;
       listeners(this.element).forEach(function (listener) {
         if (listensTo(listener).indexOf(message.type) < 0) return;
@@ -305,10 +315,12 @@
     else if (message.type === "finished" && message.lastEventId === FINISHED_ID) this.close("finished");
   };
 
-  /* After a failure: the server's retry, doubled per failure up to 30 s, with equal jitter
-   * so that clients dropped together do not come back together. */
+  /* After a failure: the server's retry, doubled per further failure (from at least
+   * MIN_BACKOFF, so that a retry of 0 cannot loop) up to 30 s, with equal jitter so that
+   * clients dropped together do not come back together. */
   Connection.prototype.scheduleReconnect = function (message, status, retryAfter) {
-    var delay = Math.min(MAX_BACKOFF, this.retry * Math.pow(2, this.failures));
+    var base = this.failures ? Math.max(this.retry, MIN_BACKOFF) : this.retry;
+    var delay = Math.min(MAX_BACKOFF, base * Math.pow(2, this.failures));
     if (this.failures) delay = delay / 2 + Math.random() * (delay / 2);
     // A server that said when to come back (429 or 503 with Retry-After) is believed.
     if (retryAfter) delay = retryAfter;
@@ -334,6 +346,19 @@
     });
   };
 
+  /* EventSource delivers only the event names it was asked for: this asks for those of
+   * the listeners now inside the element, also ones added after it connected. */
+  Connection.prototype.listen = function () {
+    var source = this.transport;
+    if (!(source instanceof EventSource)) return;
+    var self = this;
+    this.eventNames().forEach(function (name) {
+      if (name === "error" || self.heard.indexOf(name) >= 0) return;
+      self.heard.push(name);
+      source.addEventListener(name, self.onMessage);
+    });
+  };
+
   /* The browser reconnects by itself once, honouring the server's retry and sending
    * Last-Event-ID. If that attempt fails too, this takes over with backoff; a new
    * EventSource cannot send the header, so the id travels as ?lastEventId=. */
@@ -351,9 +376,9 @@
     var onMessage = function (event) {
       if (self.transport === source) self.receive({ type: event.type, data: event.data, lastEventId: event.lastEventId });
     };
-    this.eventNames().forEach(function (name) {
-      if (name !== "error") source.addEventListener(name, onMessage);
-    });
+    this.heard = [];
+    this.onMessage = onMessage;
+    this.listen();
     source.addEventListener("error", function (event) {
       if (self.transport !== source) return;
       // The server's own "error" events share the name; only they carry data.
@@ -374,16 +399,21 @@
     });
   };
 
-  Connection.prototype.fetchStream = function (body) {
+  Connection.prototype.fetchStream = function () {
     var self = this;
     var controller = new AbortController();
     var canReconnect = this.method === "GET";
+    var url = this.streamURL();
     var headers = Object.assign({ Accept: "text/event-stream" }, this.headers || {});
-    if (this.lastEventId) headers["Last-Event-ID"] = this.lastEventId;
+    // A header can only carry Latin-1, and the server reads it as UTF-8 (what
+    // EventSource sends): any other id goes in the query, as after a fallback.
+    if (/^[\x20-\x7e]+$/.test(this.lastEventId)) headers["Last-Event-ID"] = this.lastEventId;
+    else if (this.lastEventId) url = withQuery(url, "lastEventId", this.lastEventId);
     if (this.method !== "GET" && sameOrigin(this.url)) {
       var token = csrfToken(this.element);
       if (token) headers[attr(this.element, "csrf-header") || "X-CSRFToken"] = token;
     }
+    var body = this.body;
     if (body === undefined && this.method !== "GET") {
       body = attr(this.element, "body");
       if (body !== null) headers["Content-Type"] = "application/json";
@@ -397,14 +427,21 @@
       if (canReconnect) self.scheduleReconnect(message);
       else self.fail(message + "; a POST is never sent again on its own", undefined, "lost");
     };
-    fetch(this.streamURL(), {
-      method: this.method,
-      headers: headers,
-      body: this.method === "GET" ? undefined : body,
-      credentials: flag(this.element, "with-credentials") ? "include" : "same-origin",
-      cache: "no-store",
-      signal: controller.signal,
-    })
+    var request;
+    try {
+      request = new Request(url, {
+        method: this.method,
+        headers: headers,
+        body: this.method === "GET" ? undefined : body,
+        credentials: flag(this.element, "with-credentials") ? "include" : "same-origin",
+        cache: "no-store",
+        signal: controller.signal,
+      });
+    } catch (error) {
+      // A header value the browser cannot send, say: asking again would not help.
+      return this.fail("the request cannot be sent: " + error.message);
+    }
+    fetch(request)
       .then(function (response) {
         if (!current()) return;
         if (response.status === 204) return self.close("no-content");
@@ -421,7 +458,7 @@
           });
         }
         var type = response.headers.get("Content-Type") || "";
-        if (type.split(";")[0].trim() !== "text/event-stream") {
+        if (type.split(";")[0].trim().toLowerCase() !== "text/event-stream") {
           return self.fail("expected text/event-stream, got " + (type || "no content type"), response.status);
         }
         self.opened();
@@ -447,13 +484,19 @@
       },
       function (retry) {
         self.retry = retry;
-      }
+      },
+      this.lastEventId
     );
+    var feed = function (text) {
+      parser.feed(text);
+      // Also the id of an event without data, which is never dispatched.
+      if (current()) self.lastEventId = parser.lastEventId;
+    };
     var pump = function () {
       return reader.read().then(function (chunk) {
         if (!current()) return reader.cancel();
-        if (chunk.done) return parser.feed(decoder.decode());
-        parser.feed(decoder.decode(chunk.value, { stream: true }));
+        if (chunk.done) return feed(decoder.decode());
+        feed(decoder.decode(chunk.value, { stream: true }));
         return pump();
       });
     };
@@ -462,8 +505,12 @@
 
   /* A form connects when submitted, sending its fields; anything else connects at once. */
   function start(element) {
-    if (active.has(element)) return active.get(element);
-    var connection;
+    var connection = active.get(element);
+    if (connection) {
+      // After close(): anything but a form (which waits for its next submit) connects again.
+      if (connection.state === "closed" && element.tagName !== "FORM") connection.connect();
+      return connection;
+    }
     try {
       connection = new Connection(element);
     } catch (error) {
@@ -474,7 +521,8 @@
     if (element.tagName === "FORM") {
       connection.onSubmit = function (event) {
         event.preventDefault();
-        var fields = new URLSearchParams(new FormData(element));
+        // With the button that submitted it, as the browser's own submit would.
+        var fields = new URLSearchParams(new FormData(element, event.submitter));
         connection.lastEventId = ""; // each submission starts a new stream, not a resumed one
         if (connection.method !== "GET") return connection.connect(fields);
         connection.query = fields.toString();
@@ -515,6 +563,9 @@
     });
     active.forEach(function (connection, element) {
       if (!element.isConnected) connection.destroy("removed");
+      else if (records.some(function (record) {
+        return record.addedNodes.length && element.contains(record.target);
+      })) connection.listen();
     });
   }).observe(document.documentElement, { childList: true, subtree: true });
 
