@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import render
 from django.urls import path
-from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
 
 from django_sse import Event, SSEView
 from tests.views import ProbedView, ResumableView
@@ -135,4 +143,173 @@ urlpatterns = [
     path("page/post/", form_page, name="post"),
     path("page/csp/", csp_page, name="csp"),
     path("page/<slug:name>/", page, name="page"),
+]
+
+
+# --- Scripted streams for tests/browser/test_helper_fixes.py ---------------------------
+#
+# Raw bytes, so that a test can send what SSEView never writes (an id-only event, an
+# empty id, an upper-case content type), and a log of the requests each stream got, per
+# test (?key), that a test awaits instead of sleeping.
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What one request to a scripted stream gets: ``chunks`` (a body, or events), then
+    ``after_release`` once the test opens the key's gate, then the end of the response
+    unless ``hold``."""
+
+    chunks: tuple[str, ...] = ()
+    after_release: tuple[str, ...] | None = None
+    hold: bool = False
+    status: int = 200
+    content_type: str = "text/event-stream"
+    retry_after: str | None = None
+
+
+HELD = Reply(chunks=(": resumed\n\n",), hold=True)
+
+
+def _first_then_held(first: Reply) -> Callable[[int], Reply]:
+    return lambda attempt: first if attempt == 1 else HELD
+
+
+def _always(reply: Reply) -> Callable[[int], Reply]:
+    return lambda attempt: reply
+
+
+# By name: the reply to the n-th request of a key (1-based).
+SCRIPTS: dict[str, Callable[[int], Reply]] = {
+    # An event, then an event with only an id; then the stream ends.
+    "id-only": _first_then_held(Reply(("retry: 50\n\n", "data: a\nid: 1\n\n", "id: 2\n\n"))),
+    # An event, then one whose empty id resets the last event id; then the stream ends.
+    "empty-id": _first_then_held(
+        Reply(("retry: 50\n\n", "data: a\nid: 1\n\n", "data: b\nid:\n\n"))
+    ),
+    # An id no HTTP header can carry (not Latin-1).
+    "unicode-id": _first_then_held(Reply(("retry: 50\n\n", "data: a\nid: café-日\n\n"))),
+    # "Not now, ask again in a second", then an answer.
+    "refuse-once": lambda attempt: (
+        Reply(("busy",), status=503, content_type="text/plain", retry_after="1")
+        if attempt == 1
+        else Reply(("event: done\ndata: x\n\n",))
+    ),
+    "fail-once": _first_then_held(Reply(("not now",), status=500, content_type="text/plain")),
+    "done": _always(Reply(("event: done\ndata: x\n\n",))),
+    "idle": _always(Reply((": open\n\n",), hold=True)),
+    "outer": _always(Reply(("data: OUTER\n\n",), hold=True)),
+    "plain": _always(Reply(("data: PLAIN\n\n",), hold=True)),
+    "empty-json": _always(Reply(("data: {}\n\n",), hold=True)),
+    # "done" whose data is not JSON, then an event that comes only if it did not close.
+    "done-not-json": _always(
+        Reply(
+            (
+                'data: {"n": 1}\n\n',
+                "event: done\ndata: all finished\n\n",
+                'event: after\ndata: {"n": 2}\n\n',
+            ),
+            hold=True,
+        )
+    ),
+    # A named event once the test has added its listener, then an unnamed one.
+    "late": _always(
+        Reply(
+            (": open\n\n",),
+            after_release=("event: late\ndata: LATE\n\n", "data: sentinel\n\n"),
+            hold=True,
+        )
+    ),
+    "upper-case-type": _always(
+        Reply(("data: hi\n\n",), hold=True, content_type="TEXT/Event-Stream; charset=utf-8")
+    ),
+}
+
+_fixes_log: dict[str, list[dict[str, Any]]] = {}
+_fixes_logged: dict[str, asyncio.Condition] = {}
+_fixes_gates: dict[str, asyncio.Event] = {}
+
+
+def _logged(key: str) -> asyncio.Condition:
+    return _fixes_logged.setdefault(key, asyncio.Condition())
+
+
+@csrf_exempt
+async def scripted_stream(request: HttpRequest, key: str, script: str) -> HttpResponseBase:
+    """The script's reply to this request; the request goes in the key's log first."""
+    log = _fixes_log.setdefault(key, [])
+    attempt = 1 + sum(1 for entry in log if entry["script"] == script)
+    async with _logged(key):
+        log.append(
+            {
+                "script": script,
+                "attempt": attempt,
+                "method": request.method,
+                "last_event_id_header": request.headers.get("Last-Event-ID"),
+                "last_event_id_query": request.GET.get("lastEventId"),
+                "content_type": request.headers.get("Content-Type"),
+                "body": request.body.decode("utf-8", "replace"),
+            }
+        )
+        _logged(key).notify_all()
+    reply = SCRIPTS[script](attempt)
+    if reply.status != 200:
+        refusal = HttpResponse(
+            "".join(reply.chunks), status=reply.status, content_type=reply.content_type
+        )
+        if reply.retry_after is not None:
+            refusal["Retry-After"] = reply.retry_after
+        return refusal
+
+    async def body() -> AsyncIterator[bytes]:
+        for chunk in reply.chunks:
+            yield chunk.encode()
+        if reply.after_release is not None:
+            await _fixes_gates.setdefault(key, asyncio.Event()).wait()
+            for chunk in reply.after_release:
+                yield chunk.encode()
+        if reply.hold:
+            await asyncio.Event().wait()
+
+    response = StreamingHttpResponse(body(), content_type=reply.content_type)
+    response["Cache-Control"] = "no-cache"
+    # Not for GZipMiddleware, which would hold the events back.
+    response["Content-Encoding"] = "identity"
+    return response
+
+
+async def scripted_requests(request: HttpRequest, key: str) -> JsonResponse:
+    """The key's logged requests, once there are ?count= of them or ?wait= seconds passed."""
+    count = int(request.GET.get("count", "0"))
+    logged = _logged(key)
+    async with logged:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(
+                logged.wait_for(lambda: len(_fixes_log.get(key, [])) >= count),
+                float(request.GET.get("wait", "10")),
+            )
+    return JsonResponse(_fixes_log.get(key, []), safe=False)
+
+
+async def release_scripted(request: HttpRequest, key: str) -> JsonResponse:
+    """Lets the key's streams waiting at ``after_release`` go on."""
+    _fixes_gates.setdefault(key, asyncio.Event()).set()
+    return JsonResponse({"released": key})
+
+
+def fixes_page(request: HttpRequest, name: str) -> HttpResponse:
+    """browser/fixes_<name>.html; its streams are the test's ?key= with ?script=."""
+    context = {
+        "key": request.GET["key"],
+        "script": request.GET.get("script", ""),
+        "transport": request.GET.get("transport"),
+        "retry": request.GET.get("retry"),
+    }
+    return render(request, f"browser/fixes_{name}.html", context)
+
+
+urlpatterns += [
+    path("fixes/<slug:key>/requests/", scripted_requests, name="fixes-requests"),
+    path("fixes/<slug:key>/release/", release_scripted, name="fixes-release"),
+    path("fixes/<slug:key>/<slug:script>/", scripted_stream, name="fixes-stream"),
+    path("page/fixes/<slug:name>/", fixes_page, name="fixes-page"),
 ]
