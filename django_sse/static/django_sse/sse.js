@@ -561,10 +561,16 @@
     records.forEach(function (record) {
       record.addedNodes.forEach(scan);
     });
+    var grown = records.filter(function (record) {
+      // Elements only: a text swap adds a text node, which cannot be a listener.
+      return Array.prototype.some.call(record.addedNodes, function (node) {
+        return node.nodeType === 1;
+      });
+    });
     active.forEach(function (connection, element) {
       if (!element.isConnected) connection.destroy("removed");
-      else if (records.some(function (record) {
-        return record.addedNodes.length && element.contains(record.target);
+      else if (grown.some(function (record) {
+        return element.contains(record.target);
       })) connection.listen();
     });
   }).observe(document.documentElement, { childList: true, subtree: true });
