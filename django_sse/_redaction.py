@@ -18,8 +18,6 @@ import re
 from typing import NamedTuple
 from urllib.parse import quote, unquote_plus
 
-from django.core.exceptions import ImproperlyConfigured
-
 from django_sse import conf
 
 __all__ = ["BUILTIN_NAMES", "MARKER", "redact_path", "redact_query", "redact_text"]
@@ -128,15 +126,7 @@ def _hide(pattern: re.Pattern[str], text: str) -> str:
 
 
 def _extra_names() -> tuple[str, ...]:
-    value = conf.get("REDACTED_NAMES")
-    if not isinstance(value, (list, tuple)) or not all(
-        isinstance(name, str) and name.strip() for name in value
-    ):
-        raise ImproperlyConfigured(
-            "DJANGO_SSE['REDACTED_NAMES'] must be a list or tuple of non-empty strings "
-            f"(fragments of parameter names to hide), not {value!r}"
-        )
-    return tuple(value)
+    return tuple(conf.get("REDACTED_NAMES"))
 
 
 @functools.lru_cache(maxsize=16)

@@ -32,26 +32,14 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import SyncToAsync, ThreadSensitiveContext
-from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
 from django_sse import conf
 
-__all__ = ["RequestContext", "idle_limit", "release"]
+__all__ = ["RequestContext", "release"]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
-
-
-def idle_limit() -> int:
-    """The ``IDLE_REQUEST_THREADS`` setting, checked."""
-    value = conf.get("IDLE_REQUEST_THREADS")
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ImproperlyConfigured(
-            f"DJANGO_SSE['IDLE_REQUEST_THREADS'] is {value!r}; it must be a whole number, "
-            "0 or more."
-        )
-    return value
 
 
 class _RequestThread(ThreadPoolExecutor):
@@ -146,7 +134,7 @@ class _Pool:
 
     def _keep(self, executor: Executor) -> None:
         with self._lock:
-            if len(self.idle) < idle_limit():
+            if len(self.idle) < conf.get("IDLE_REQUEST_THREADS"):
                 self.idle.append(executor)
                 return
         executor.shutdown(wait=False)
@@ -173,7 +161,7 @@ class RequestContext(ThreadSensitiveContext):
     async def __aenter__(self) -> RequestContext:
         # asgiref's context manager methods are untyped.
         await super().__aenter__()  # type: ignore[no-untyped-call]
-        if self.token is not None and idle_limit():
+        if self.token is not None and conf.get("IDLE_REQUEST_THREADS"):
             SyncToAsync.context_to_thread_executor[self] = _pool.take()
         return self
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import ipaddress
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,26 +15,33 @@ from django.utils.module_loading import import_string
 
 from django_sse import conf
 from django_sse._handover import DJANGO_WATCHES_DISCONNECTS
-from django_sse._request_threads import idle_limit
 from django_sse.broadcast._pushpin import settings as pushpin_settings
-from django_sse.llm._provider import openai_endpoint
+from django_sse.llm._provider import openai_endpoint, provider_class
 
 __all__ = ["check_deployment"]
 
 GZIP_MIDDLEWARE = "django.middleware.gzip.GZipMiddleware"
+
+# The checks that report a setting of the wrong type or range; any other is E001.
+_SETTING_CHECKS: dict[str | None, str] = {
+    "LLM_PROVIDER": "django_sse.E003",
+    "IDLE_REQUEST_THREADS": "django_sse.E004",
+    "PUSHPIN": "django_sse.E005",
+    "METRICS_ADDRESSES": "django_sse.E008",
+    "STREAM_LIMIT_PER_USER": "django_sse.E009",
+    "STREAM_LIMIT_PER_ADDRESS": "django_sse.E009",
+}
 
 
 @checks.register(checks.Tags.compatibility)
 def check_deployment(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
-    messages: list[checks.CheckMessage] = []
-    try:
-        conf.get("KEEP_ALIVE")
-    except ImproperlyConfigured as error:
-        messages.append(checks.Error(str(error), id="django_sse.E001"))
-    else:
-        messages += _check_idle_request_threads()
+    messages: list[checks.CheckMessage] = [
+        checks.Error(problem, id=_SETTING_CHECKS.get(name, "django_sse.E001"))
+        for name, problem in conf.problems()
+    ]
+    if not messages:
         messages += _check_broadcast_layer()
         messages += _check_pushpin()
         messages += _check_llm_provider()
@@ -80,15 +86,6 @@ def check_deployment(
             )
         )
     return messages
-
-
-def _check_idle_request_threads() -> list[checks.CheckMessage]:
-    try:
-        idle_limit()
-    except ImproperlyConfigured as error:
-        hint = "How many request threads to keep idle; 0 turns the pool off."
-        return [checks.Error(str(error), hint=hint, id="django_sse.E004")]
-    return []
 
 
 def _check_broadcast_layer() -> list[checks.CheckMessage]:
@@ -144,30 +141,11 @@ def _check_metrics() -> list[checks.CheckMessage]:
                 id="django_sse.E007",
             )
         )
-    for network in conf.get("METRICS_ADDRESSES"):
-        try:
-            if not isinstance(network, str):
-                raise TypeError(network)
-            ipaddress.ip_network(network, strict=False)
-        except (TypeError, ValueError):
-            messages.append(
-                checks.Error(
-                    f"DJANGO_SSE['METRICS_ADDRESSES'] has {network!r}, which is not an "
-                    "address or network.",
-                    hint='Write addresses and networks as strings: "10.0.0.5", "10.0.0.0/8".',
-                    id="django_sse.E008",
-                )
-            )
     return messages
 
 
 def _check_stream_limits() -> list[checks.CheckMessage]:
     messages: list[checks.CheckMessage] = []
-    for setting in ("STREAM_LIMIT_PER_USER", "STREAM_LIMIT_PER_ADDRESS"):
-        try:
-            conf.limit(setting)
-        except ImproperlyConfigured as error:
-            messages.append(checks.Error(str(error), id="django_sse.E009"))
     alias = conf.get("STREAM_LIMIT_CACHE")
     limited = conf.get("STREAM_LIMIT_PER_USER") is not None or (
         conf.get("STREAM_LIMIT_PER_ADDRESS") is not None
@@ -189,9 +167,9 @@ def _check_llm_provider() -> list[checks.CheckMessage]:
     problem = None
     if configured is not None:
         try:
-            import_string(configured)
-        except ImportError as error:
-            problem = f"DJANGO_SSE['LLM_PROVIDER'] = {configured!r} cannot be imported: {error}"
+            provider_class(configured)
+        except ImproperlyConfigured as error:
+            problem = str(error)
     elif any(openai_endpoint()) and importlib.util.find_spec("openai") is None:
         problem = "An OpenAI API key or base URL is configured, but the openai package is missing."
     if problem is None:

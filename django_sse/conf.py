@@ -6,12 +6,15 @@ so ``override_settings`` in tests takes effect without a restart.
 
 from __future__ import annotations
 
+import ipaddress
+import math
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 
-__all__ = ["DEFAULTS", "get", "limit"]
+__all__ = ["DEFAULTS", "get", "limit", "problems"]
 
 DEFAULTS: dict[str, Any] = {
     # Seconds between keep-alive comments on an idle stream; 0 turns them off.
@@ -117,34 +120,160 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-# The settings dict last found free of unknown keys, and its size then. get() runs on
-# hot paths (each stream, each broadcast event): it checks a dict's keys once, again
-# only when settings.DJANGO_SSE is another dict (override_settings) or has grown.
+def _number(value: Any, minimum: float, *, zero: bool) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return value >= minimum if zero else value > minimum
+
+
+def _whole(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _network(value: Any) -> bool:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+# What each setting accepts: a test, and the words the error message uses for it.
+_Rule = tuple[Callable[[Any], bool], str]
+
+
+def _or_none(rule: _Rule) -> _Rule:
+    accepts, description = rule
+    return (lambda value: value is None or accepts(value)), f"None or {description}"
+
+
+_SECONDS: _Rule = (lambda v: _number(v, 0, zero=False), "a number of seconds above 0")
+_SECONDS_OR_ZERO: _Rule = (lambda v: _number(v, 0, zero=True), "a number of seconds, 0 or more")
+_COUNT: _Rule = (lambda v: _whole(v, 0), "a whole number, 0 or more")
+_SIZE: _Rule = (lambda v: _whole(v, 1), "a whole number, 1 or more")
+_FLAG: _Rule = (lambda v: isinstance(v, bool), "True or False")
+_TEXT: _Rule = (lambda v: isinstance(v, str) and v != "", "a non-empty string")
+_TEXTS: _Rule = (
+    lambda v: isinstance(v, (list, tuple)) and all(isinstance(i, str) and i.strip() for i in v),
+    "a list or tuple of non-empty strings",
+)
+
+_RULES: dict[str, _Rule] = {
+    "KEEP_ALIVE": _SECONDS_OR_ZERO,
+    "RETRY": _or_none(_COUNT),
+    "MAX_DURATION": _or_none(_SECONDS_OR_ZERO),
+    "LOG_STREAMS": _FLAG,
+    "CLIENT_ADDRESS_HEADER": _or_none(_TEXT),
+    "REDACTED_NAMES": _TEXTS,
+    "IDLE_REQUEST_THREADS": _COUNT,
+    "HANDLE_SIGNALS": _FLAG,
+    "CLEANUP_TIMEOUT": _SECONDS,
+    "METRICS": _or_none(_FLAG),
+    "METRICS_FLUSH_INTERVAL": _SECONDS,
+    "METRICS_STAFF": _FLAG,
+    "METRICS_TOKEN": _or_none(_TEXT),
+    "METRICS_ADDRESSES": (
+        lambda v: (
+            isinstance(v, (list, tuple)) and all(isinstance(i, str) and _network(i) for i in v)
+        ),
+        'a list or tuple of addresses and networks, as strings ("10.0.0.5", "10.0.0.0/8")',
+    ),
+    "STREAM_LIMIT_PER_USER": _or_none(_COUNT),
+    "STREAM_LIMIT_PER_ADDRESS": _or_none(_COUNT),
+    "STREAM_LIMIT_CACHE": _TEXT,
+    # Its keys are checked where it is read (django_sse.broadcast._pushpin).
+    "PUSHPIN": (lambda v: v is None or isinstance(v, dict), "None or a dict"),
+    "BROADCAST_LAYER": _TEXT,
+    "BROADCAST_HISTORY_SIZE": _or_none(_SIZE),
+    "BROADCAST_HISTORY_AGE": _or_none(_SECONDS),
+    "BROADCAST_QUEUE_SIZE": _SIZE,
+    "BROADCAST_POLL_INTERVAL": _or_none(_SECONDS),
+    "LLM_PROVIDER": _or_none((_TEXT[0], "the dotted path of a provider class")),
+    "LLM_API_KEY": _or_none(_TEXT),
+    "LLM_BASE_URL": _or_none(_TEXT),
+    "LLM_MODEL": _TEXT,
+    "LLM_TIMEOUT": _SECONDS,
+    "LLM_MAX_RETRIES": _COUNT,
+    "LLM_HTTP_CLIENT": (lambda v: v in ("aiohttp", "httpx"), '"aiohttp" or "httpx"'),
+    "LLM_GENERATIONS_PER_USER": _or_none(_COUNT),
+    "LLM_GENERATIONS_PER_ADDRESS": _or_none(_COUNT),
+    "LLM_GENERATION_MAX_TOKENS": _SIZE,
+    "LLM_GENERATION_ABANDON_AFTER": _or_none(_SECONDS),
+    "LLM_GENERATION_TIMEOUT": _SECONDS,
+    "LLM_MAX_MESSAGES": _SIZE,
+    "LLM_MAX_MESSAGE_LENGTH": _SIZE,
+    "LLM_MAX_CONVERSATION_LENGTH": _SIZE,
+}
+
+
+# The settings dict last found valid, and its size then. get() runs on hot paths (each
+# stream, each broadcast event): it checks a dict once, again only when
+# settings.DJANGO_SSE is another dict (override_settings) or has grown. All of it at
+# once: a bad value fails the first stream as it starts, not one that has run for an
+# hour as it closes.
 _checked: tuple[dict[str, Any], int] | None = None
 
 
 def get(name: str) -> Any:
+    """The setting's value, or its default; ImproperlyConfigured, naming the settings at
+    fault, if the project set any to something it cannot be."""
     global _checked
     if name not in DEFAULTS:
         raise KeyError(f"Unknown django_sse setting {name!r}")
+    configured = _configured()
+    if _checked is None or _checked[0] is not configured or _checked[1] != len(configured):
+        found = problems()
+        if found:
+            raise ImproperlyConfigured(" ".join(problem for _, problem in found))
+        _checked = (configured, len(configured))
+    return configured.get(name, DEFAULTS[name])
+
+
+def problems() -> list[tuple[str | None, str]]:
+    """Everything wrong with settings.DJANGO_SSE, for the system checks: the setting
+    at fault (None for the dict itself) and what is wrong with it."""
+    try:
+        configured = _configured()
+    except ImproperlyConfigured as error:
+        return [(None, str(error))]
+    unknown = _unknown(configured)
+    if unknown:
+        return [(None, unknown)]
+    found = ((name, _problem(name, configured)) for name in DEFAULTS)
+    return [(name, problem) for name, problem in found if problem is not None]
+
+
+def _configured() -> dict[str, Any]:
     configured = getattr(django_settings, "DJANGO_SSE", None) or {}
     if not isinstance(configured, dict):
         raise ImproperlyConfigured("settings.DJANGO_SSE must be a dict")
-    if _checked is None or _checked[0] is not configured or _checked[1] != len(configured):
-        unknown = set(configured) - set(DEFAULTS)
-        if unknown:
-            raise ImproperlyConfigured(
-                f"Unknown key(s) in settings.DJANGO_SSE: {', '.join(sorted(unknown))}. "
-                f"Known keys: {', '.join(DEFAULTS)}"
-            )
-        _checked = (configured, len(configured))
-    return configured.get(name, DEFAULTS[name])
+    return configured
+
+
+def _unknown(configured: dict[str, Any]) -> str | None:
+    unknown = set(configured) - set(DEFAULTS)
+    if not unknown:
+        return None
+    return (
+        f"Unknown key(s) in settings.DJANGO_SSE: {', '.join(sorted(unknown))}. "
+        f"Known keys: {', '.join(DEFAULTS)}"
+    )
+
+
+def _problem(name: str, configured: dict[str, Any]) -> str | None:
+    if name not in configured:
+        return None
+    value = configured[name]
+    accepts, description = _RULES[name]
+    if accepts(value):
+        return None
+    return f"DJANGO_SSE[{name!r}] is {value!r}; it must be {description}."
 
 
 def limit(setting: str, override: int | None = None) -> int | None:
     """A limit setting (a whole number, or None for none), or a view's ``override``."""
     value = get(setting) if override is None else override
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+    if value is not None and not _whole(value, 0):
         raise ImproperlyConfigured(
             f"{setting} (or the view's override) is {value!r}: use None or a whole number"
         )

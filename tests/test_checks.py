@@ -82,6 +82,34 @@ def test_an_openai_key_without_the_openai_package_is_an_error(
     assert "the openai package is missing" in error.msg
 
 
+@override_settings(DJANGO_SSE={"LLM_PROVIDER": "os.path"})
+def test_an_llm_provider_that_is_not_a_class_is_an_error() -> None:
+    (error,) = [m for m in check_deployment() if m.id == "django_sse.E003"]
+    assert "'os.path' is a module, not a provider class" in error.msg
+
+
+@override_settings(DJANGO_SSE={"LLM_PROVIDER": 123}, MIDDLEWARE=[])
+def test_an_llm_provider_that_is_not_a_dotted_path_is_an_error() -> None:
+    (error,) = check_deployment()
+    assert error.id == "django_sse.E003"
+    assert "it must be None or the dotted path of a provider class" in error.msg
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"CLEANUP_TIMEOUT": 0}, ["django_sse.E001"]),
+        ({"STREAM_LIMIT_CACHE": ["default"], "STREAM_LIMIT_PER_USER": 1}, ["django_sse.E001"]),
+        ({"PUSHPIN": "pushpin:5561"}, ["django_sse.E005"]),
+        ({"KEEP_ALIVE": "x", "STREAM_LIMIT_PER_USER": -1}, ["django_sse.E001", "django_sse.E009"]),
+    ],
+)
+def test_each_bad_value_is_its_own_error(settings: dict[str, object], expected: list[str]) -> None:
+    """Checks that would read a broken setting do not run: no traceback from check."""
+    with override_settings(DJANGO_SSE=settings, MIDDLEWARE=[]):
+        assert ids() == expected
+
+
 @override_settings(DJANGO_SSE={"LLM_PROVIDER": "django_sse.llm.LocalTextSource"})
 def test_an_importable_llm_provider_passes() -> None:
     assert [m for m in check_deployment() if m.id == "django_sse.E003"] == []
@@ -110,10 +138,11 @@ def test_metrics_required_without_prometheus_client_is_an_error(
     assert "prometheus-client is not installed" in error.msg
 
 
-@override_settings(DJANGO_SSE={"METRICS_ADDRESSES": ["10.0.0.0/8", "::1", "intranet", 10]})
-def test_metrics_addresses_must_be_addresses_or_networks() -> None:
-    errors = [m for m in check_deployment() if m.id == "django_sse.E008"]
-    assert [e.msg.split(" has ")[1].split(",")[0] for e in errors] == ["'intranet'", "10"]
+@pytest.mark.parametrize("value", [["10.0.0.0/8", "::1", "intranet"], ["10.0.0.0/8", 10], None])
+def test_metrics_addresses_must_be_addresses_or_networks(value: object) -> None:
+    with override_settings(DJANGO_SSE={"METRICS_ADDRESSES": value}):
+        (error,) = [m for m in check_deployment() if m.id == "django_sse.E008"]
+    assert f"['METRICS_ADDRESSES'] is {value!r}; it must be a list" in error.msg
 
 
 @override_settings(DJANGO_SSE={"METRICS": True, "METRICS_ADDRESSES": ["127.0.0.1"]})

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
@@ -37,3 +39,103 @@ def test_not_a_dict() -> None:
 def test_unknown_name_in_code() -> None:
     with pytest.raises(KeyError):
         conf.get("NOPE")
+
+
+def test_every_setting_has_a_rule_that_its_default_passes() -> None:
+    assert set(conf._RULES) == set(conf.DEFAULTS)
+    with override_settings(DJANGO_SSE=dict(conf.DEFAULTS)):
+        assert conf.problems() == []
+
+
+# What the audit tried, and values of the wrong kind for every sort of setting.
+BAD_VALUES = [
+    ("KEEP_ALIVE", "abc"),
+    ("KEEP_ALIVE", None),
+    ("KEEP_ALIVE", -1),
+    ("KEEP_ALIVE", float("nan")),
+    ("RETRY", 2.5),
+    ("MAX_DURATION", "10"),
+    ("MAX_DURATION", -1),
+    ("LOG_STREAMS", "no"),
+    ("HANDLE_SIGNALS", "no"),
+    ("CLIENT_ADDRESS_HEADER", 5),
+    ("CLIENT_ADDRESS_HEADER", ""),
+    ("REDACTED_NAMES", "token"),
+    ("IDLE_REQUEST_THREADS", True),
+    ("CLEANUP_TIMEOUT", "x"),
+    ("CLEANUP_TIMEOUT", None),
+    ("CLEANUP_TIMEOUT", 0),
+    ("CLEANUP_TIMEOUT", -1),
+    ("CLEANUP_TIMEOUT", float("inf")),
+    ("METRICS", "false"),
+    ("METRICS", 0),
+    ("METRICS_FLUSH_INTERVAL", -1),
+    ("METRICS_FLUSH_INTERVAL", 0),
+    ("METRICS_FLUSH_INTERVAL", "x"),
+    ("METRICS_STAFF", None),
+    ("METRICS_TOKEN", 123),
+    ("METRICS_ADDRESSES", None),
+    ("METRICS_ADDRESSES", "10.0.0.0/8"),
+    ("METRICS_ADDRESSES", [10]),
+    ("STREAM_LIMIT_PER_USER", "3"),
+    ("STREAM_LIMIT_CACHE", ["default"]),
+    ("PUSHPIN", "http://127.0.0.1:5561/"),
+    ("BROADCAST_LAYER", None),
+    ("BROADCAST_HISTORY_SIZE", 0),
+    ("BROADCAST_HISTORY_AGE", 0),
+    ("BROADCAST_QUEUE_SIZE", None),
+    ("BROADCAST_POLL_INTERVAL", -1),
+    ("BROADCAST_POLL_INTERVAL", "x"),
+    ("LLM_PROVIDER", 123),
+    ("LLM_MODEL", ""),
+    ("LLM_TIMEOUT", 0),
+    ("LLM_MAX_RETRIES", -1),
+    ("LLM_HTTP_CLIENT", "requests"),
+    ("LLM_GENERATIONS_PER_USER", -1),
+    ("LLM_GENERATION_MAX_TOKENS", 0),
+    ("LLM_GENERATION_ABANDON_AFTER", "60"),
+    ("LLM_GENERATION_TIMEOUT", None),
+    ("LLM_MAX_MESSAGES", "5"),
+    ("LLM_MAX_MESSAGE_LENGTH", None),
+    ("LLM_MAX_CONVERSATION_LENGTH", -1),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), BAD_VALUES)
+def test_a_value_a_setting_cannot_have_is_named_on_first_use(name: str, value: object) -> None:
+    """Any setting's first use, not only its own: nothing starts on a broken setting."""
+    expected = rf"DJANGO_SSE\['{name}'\] is {re.escape(repr(value))}; it must be "
+    with override_settings(DJANGO_SSE={name: value}):
+        assert [found for found, _ in conf.problems()] == [name]
+        with pytest.raises(ImproperlyConfigured, match=expected):
+            conf.get("KEEP_ALIVE")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("KEEP_ALIVE", 0),
+        ("KEEP_ALIVE", 2.5),
+        ("MAX_DURATION", 0),
+        ("RETRY", 0),
+        ("METRICS", False),
+        ("METRICS_ADDRESSES", ["10.0.0.0/8", "::1"]),
+        ("REDACTED_NAMES", ["tenant"]),
+        ("BROADCAST_HISTORY_SIZE", None),
+        ("BROADCAST_POLL_INTERVAL", None),
+        ("LLM_HTTP_CLIENT", "httpx"),
+        ("PUSHPIN", None),
+    ],
+)
+def test_values_the_docs_allow_pass(name: str, value: object) -> None:
+    with override_settings(DJANGO_SSE={name: value}):
+        assert conf.problems() == []
+        assert conf.get(name) == value
+
+
+def test_every_problem_is_named_at_once() -> None:
+    with override_settings(DJANGO_SSE={"KEEP_ALIVE": "x", "LLM_MAX_MESSAGES": "5"}):
+        with pytest.raises(ImproperlyConfigured) as error:
+            conf.get("RETRY")
+    assert "'KEEP_ALIVE'" in str(error.value)
+    assert "'LLM_MAX_MESSAGES'" in str(error.value)

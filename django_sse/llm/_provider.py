@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import AsyncGenerator, Sequence
-from typing import Protocol, cast
+from collections.abc import AsyncGenerator, Callable, Sequence
+from typing import Any, Protocol, cast
 
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
@@ -61,13 +61,23 @@ def get_provider() -> Provider:
 @functools.lru_cache(maxsize=8)
 def _configured_provider(path: str) -> Provider:
     """One instance per dotted path, so that requests share whatever it holds."""
+    return cast(Provider, provider_class(path)())
+
+
+def provider_class(path: str) -> Callable[[], Any]:
+    """What ``LLM_PROVIDER`` names: something that makes a provider when called."""
     try:
         factory = import_string(path)
     except ImportError as error:
         raise ImproperlyConfigured(
             f"DJANGO_SSE['LLM_PROVIDER'] = {path!r} cannot be imported: {error}"
         ) from error
-    return cast(Provider, factory())
+    if not callable(factory):
+        raise ImproperlyConfigured(
+            f"DJANGO_SSE['LLM_PROVIDER'] = {path!r} is a {type(factory).__name__}, "
+            "not a provider class"
+        )
+    return cast(Callable[[], Any], factory)
 
 
 def openai_endpoint() -> tuple[str | None, str | None]:
