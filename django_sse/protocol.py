@@ -203,6 +203,10 @@ class EventParser:
         if not chunk:
             return []
         buffer = self._pending
+        # What was pending is the start of a line, with no CR or LF in it: only the new
+        # bytes are searched. Searching it again with every chunk would be quadratic in
+        # the length of a long line that arrives in many chunks.
+        searched = len(buffer)
         buffer += chunk
         if not self._started:
             if len(buffer) < 3 and b"\xef\xbb\xbf".startswith(bytes(buffer)):
@@ -210,8 +214,9 @@ class EventParser:
             if buffer.startswith(b"\xef\xbb\xbf"):
                 del buffer[:3]
             self._started = True
+            searched = 0  # at most two bytes of a byte order mark were pending
         if self._after_cr and buffer[:1] == b"\n":
-            del buffer[:1]
+            del buffer[:1]  # nothing was pending: the CR ended the last chunk's last line
         self._after_cr = False
         events: list[MessageEvent | Comment] = []
         start = 0
@@ -219,8 +224,8 @@ class EventParser:
         # Each search resumes only once the line break it found is consumed: searching
         # afresh for every line would rescan the rest of the buffer for a CR that an
         # LF-only stream never sends, which is quadratic in the chunk size.
-        cr = buffer.find(b"\r")
-        lf = buffer.find(b"\n")
+        cr = buffer.find(b"\r", searched)
+        lf = buffer.find(b"\n", searched)
         while cr != -1 or lf != -1:
             if cr == -1 or (lf != -1 and lf < cr):
                 end, next_start = lf, lf + 1

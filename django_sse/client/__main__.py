@@ -10,8 +10,18 @@ from collections.abc import Sequence
 import httpx
 
 from django_sse.client._policy import SSEConnectionError, SSEResponseError
+from django_sse.client._redirects import SSERedirectError
 from django_sse.client._sync import connect
 from django_sse.protocol import MessageEvent
+
+# What ends a run with "error: ..." and status 1; anything else is a bug worth a traceback.
+FAILURES = (
+    SSEResponseError,
+    SSEConnectionError,
+    SSERedirectError,
+    httpx.HTTPError,
+    httpx.InvalidURL,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -19,14 +29,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m django_sse.client",
         description="Print the events of a Server-Sent Events stream, reconnecting as needed.",
     )
-    parser.add_argument("url")
+    parser.add_argument("url", type=_http_url)
     parser.add_argument(
         "-H", "--header", action="append", default=[], metavar="NAME: VALUE", help="repeatable"
     )
     parser.add_argument("--last-event-id", default="", help="resume after this id")
     parser.add_argument("--json", action="store_true", help="one JSON object per event")
     parser.add_argument("--max-retries", type=int, default=None)
-    parser.add_argument("--limit", type=int, default=None, help="stop after this many events")
+    parser.add_argument("--limit", type=_positive, default=None, help="stop after this many events")
     parser.add_argument("--no-reconnect", action="store_true")
     args = parser.parse_args(argv)
     headers = {}
@@ -34,6 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         name, colon, value = header.partition(":")
         if not colon or not name.strip():
             parser.error(f"--header takes 'Name: value', not {header!r}")
+        if not header.isascii():
+            # HTTP has no agreed encoding for other text in a header.
+            parser.error(f"--header takes ASCII only, not {header!r}")
         headers[name.strip()] = value.strip()
     try:
         with connect(
@@ -47,12 +60,32 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(_format(event, as_json=args.json), flush=True)
                 if count == args.limit:
                     break
-    except (SSEResponseError, SSEConnectionError, httpx.TransportError) as exc:
+    except FAILURES as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _http_url(text: str) -> str:
+    try:
+        url = httpx.URL(text)
+    except httpx.InvalidURL as exc:
+        raise argparse.ArgumentTypeError(f"not a URL: {text!r} ({exc})") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise argparse.ArgumentTypeError(f"not an http:// or https:// URL: {text!r}")
+    return text
+
+
+def _positive(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"takes a whole number from 1 up, not {text!r}")
+    return number
 
 
 def _format(event: MessageEvent, *, as_json: bool) -> str:

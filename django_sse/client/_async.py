@@ -10,37 +10,36 @@ from typing import Any
 
 import httpx
 
+from django_sse.client._redirects import Hop
 from django_sse.client._source import ERROR_BODY_BYTES, SourceOptions, StreamState
 from django_sse.protocol import MessageEvent
 
 __all__ = ["AsyncEventSource", "aconnect"]
 
 
-class AsyncEventSource(StreamState[httpx.AsyncClient]):
+class AsyncEventSource(StreamState[httpx.AsyncClient, asyncio.Event]):
     """An event stream that :func:`aconnect` opened: ``async for`` gives its events.
 
     It reconnects and resumes with ``Last-Event-ID`` on its own; ``await restart()``
-    reconnects at once, ``close()`` ends the iteration, ``last_event_id`` and
-    ``reconnection_time`` are what the stream has set so far.
+    reconnects at once, ``close()`` ends the iteration (``await aclose()`` from another
+    task also cuts a read that waits), ``last_event_id`` and ``reconnection_time`` are
+    what the stream has set so far.
     """
 
     def __init__(self, url: str, options: SourceOptions, client: httpx.AsyncClient) -> None:
-        super().__init__(url, options, client)
-        # Set to cut a wait between connections short: by restart() or aclose().
-        self._wake = asyncio.Event()
+        super().__init__(url, options, client, asyncio.Event())
 
     async def aclose(self) -> None:
         """Stop, and close the connection now (``aconnect()`` does this on exit)."""
         self.close()
-        self._wake.set()
         if self._response is not None:
             await self._response.aclose()
 
     async def restart(self) -> None:
         """Drop the connection now and open a new one at once, resuming after the last
-        event id; not a failure for the backoff."""
-        self._restarting = True
-        self._wake.set()
+        event id; not a failure for the backoff. During the wait between connections,
+        it ends the wait."""
+        self._ask_restart()
         if self._response is not None:
             await self._response.aclose()
 
@@ -59,18 +58,17 @@ class AsyncEventSource(StreamState[httpx.AsyncClient]):
                 return
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
-            self._wake.clear()
 
     async def _connection(self) -> AsyncIterator[MessageEvent]:
-        request = self._request()
-        chain = [str(request.url)]
-        response = self._response = await self._client.send(request, stream=True)
+        hop = self._first_hop()
+        chain = [str(hop.request.url)]
+        response = self._response = await self._send(hop)
         try:
             while self._follows(response):
                 await response.aclose()
-                response = self._response = await self._client.send(
-                    self._redirect(response, chain), stream=True
-                )
+                response = self._response = await self._send(self._redirect(response, chain))
+            if self._dropped():
+                return
             if not self._is_event_stream(response):
                 body = b""
                 async for chunk in response.aiter_raw():
@@ -85,6 +83,12 @@ class AsyncEventSource(StreamState[httpx.AsyncClient]):
         finally:
             self._response = None
             await response.aclose()
+
+    async def _send(self, hop: Hop) -> httpx.Response:
+        # Never the client's own redirect following: each hop is checked here.
+        return await self._client.send(
+            hop.request, stream=True, auth=self._auth(hop), follow_redirects=False
+        )
 
 
 @asynccontextmanager

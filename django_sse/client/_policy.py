@@ -2,7 +2,9 @@
 
 The spec's rule is to wait the server's ``retry`` (3 s unless it sent one) and reconnect
 with ``Last-Event-ID``. On top of it, consecutive failures back off exponentially with
-jitter up to a cap, so clients do not stampede a server that is coming back up.
+jitter up to a cap, so clients do not stampede a server that is coming back up. The cap
+bounds the server's ``retry`` too: a client that waits at most ``backoff_cap`` must not
+sleep for an hour, or past what ``threading`` can wait, because a server said so.
 """
 
 from __future__ import annotations
@@ -13,11 +15,27 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ClientStatus", "ReconnectPolicy", "SSEConnectionError", "SSEResponseError"]
+__all__ = [
+    "MAX_BACKOFF_CAP",
+    "MIN_BACKOFF",
+    "ClientStatus",
+    "ReconnectPolicy",
+    "SSEConnectionError",
+    "SSEResponseError",
+]
 
 logger = logging.getLogger("django_sse.client")
 
 DEFAULT_RETRY_MS = 3000
+# The least that consecutive failures back off from, in seconds: a server that sends
+# ``retry: 0`` wants its clients back at once after a stream ends, not a tight loop of
+# attempts while it is down.
+MIN_BACKOFF = 0.1
+# The largest backoff_cap: one day waits on every platform (threading.TIMEOUT_MAX is
+# about 49 days on Windows), and a longer pause is a job for a scheduler.
+MAX_BACKOFF_CAP = 86400.0
+# 2.0 ** 1024 overflows a float; 64 doublings of MIN_BACKOFF pass any allowed cap.
+_MAX_DOUBLINGS = 64
 
 
 class SSEResponseError(Exception):
@@ -86,10 +104,14 @@ class ReconnectPolicy:
             raise SSEConnectionError(
                 f"Gave up after {self.max_retries} reconnection attempt(s)"
             ) from error
-        base = (DEFAULT_RETRY_MS if retry_ms is None else retry_ms) / 1000
+        retry = DEFAULT_RETRY_MS if retry_ms is None else retry_ms
+        # Capped before dividing: a retry may have any number of digits, and an int that
+        # large does not fit in a float.
+        base = min(retry, self.backoff_cap * 1000) / 1000
         if self.failures == 1:
             return base
-        ceiling = min(self.backoff_cap, base * 2 ** (self.failures - 1))
+        doublings = min(self.failures - 1, _MAX_DOUBLINGS)
+        ceiling = min(self.backoff_cap, max(base, MIN_BACKOFF) * 2.0**doublings)
         return random.uniform(ceiling / 2, ceiling)
 
     def report(self, status: ClientStatus) -> None:

@@ -5,6 +5,8 @@ The sync and async event sources differ only in how they send, read and sleep.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -13,8 +15,13 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 
-from django_sse.client._policy import ClientStatus, ReconnectPolicy, SSEResponseError
-from django_sse.client._redirects import next_hop
+from django_sse.client._policy import (
+    MAX_BACKOFF_CAP,
+    ClientStatus,
+    ReconnectPolicy,
+    SSEResponseError,
+)
+from django_sse.client._redirects import Hop, next_hop
 from django_sse.protocol import Comment, EventParser, MessageEvent
 
 __all__ = ["ERROR_BODY_BYTES", "SourceOptions", "StreamState"]
@@ -24,13 +31,17 @@ ERROR_BODY_BYTES = 1024
 RETRY_LATER = (429, 503)
 # The longest Retry-After honoured; a server asking for more gets this.
 MAX_RETRY_AFTER = 3600.0
+# Errors in the request itself, which sending it again cannot mend: a header h11 will
+# not write (before a byte leaves), a URL that is not http(s).
+UNSENDABLE = (httpx.LocalProtocolError, httpx.UnsupportedProtocol)
 
 
 def seconds_until(retry_after: str) -> float | None:
     """A Retry-After value (seconds, or an HTTP date) as seconds from now; None if
     there is none or it cannot be read."""
     value = retry_after.strip()
-    if value.isdigit():
+    # isdigit() alone also takes "²" and other digits int() and float() refuse.
+    if value.isascii() and value.isdigit():
         return min(float(value), MAX_RETRY_AFTER)
     try:
         when = parsedate_to_datetime(value)
@@ -62,8 +73,17 @@ class SourceOptions:
     retry: int | None = None
     follow_redirects: bool = True
     max_redirects: int = 10
-    # Send Authorization and Proxy-Authorization on to another origin's redirect too.
+    # Send the caller's credentials on to another origin's redirect too: Authorization,
+    # Proxy-Authorization, the client's auth and its cookies without a domain.
     redirect_credentials: bool = False
+
+    def __post_init__(self) -> None:
+        # NaN fails every comparison, and no wait can honour infinity.
+        if not 0 <= self.backoff_cap <= MAX_BACKOFF_CAP:
+            raise ValueError(
+                f"backoff_cap must be from 0 to {MAX_BACKOFF_CAP:g} seconds, "
+                f"not {self.backoff_cap!r}"
+            )
 
     @property
     def timeout(self) -> httpx.Timeout:
@@ -80,14 +100,25 @@ class SourceOptions:
         )
 
 
+def resume_header(last_event_id: str) -> bytes:
+    """The Last-Event-ID header's value: the id's UTF-8 bytes, as EventSource sends them,
+    without the spaces and tabs at either end, which fetch strips from every header
+    value (and h11 refuses to send)."""
+    return last_event_id.encode().strip(b" \t")
+
+
 ClientT = TypeVar("ClientT", httpx.Client, httpx.AsyncClient)
+WakeT = TypeVar("WakeT", threading.Event, asyncio.Event)
 
 
-class StreamState(Generic[ClientT]):
-    def __init__(self, url: str, options: SourceOptions, client: ClientT) -> None:
+class StreamState(Generic[ClientT, WakeT]):
+    def __init__(self, url: str, options: SourceOptions, client: ClientT, wake: WakeT) -> None:
         self.url = url
         self._client: ClientT = client
-        # The response being read, so leaving the context manager can close it at once.
+        # Set to cut a wait between connections short: by restart() or close().
+        self._wake: WakeT = wake
+        # The response being read, so restart(), close() and leaving the context manager
+        # can cut it at once.
         self._response: httpx.Response | None = None
         self._options = options
         self._policy = options.policy()
@@ -96,7 +127,7 @@ class StreamState(Generic[ClientT]):
         )
         self._closed = False
         self._finished = False
-        # restart() was called: the connection's end is not a failure.
+        # restart() was called during this connection: its end is not a failure.
         self._restarting = False
 
     @property
@@ -109,10 +140,21 @@ class StreamState(Generic[ClientT]):
         return self._parser.reconnection_time
 
     def close(self) -> None:
-        """Stop: the iteration ends after the current event."""
+        """Stop: the iteration ends after the current event, and a wait for the next
+        connection ends now."""
         self._closed = True
+        self._wake.set()
 
-    def _request(self) -> httpx.Request:
+    def _ask_restart(self) -> None:
+        """restart()'s decision; the sync and async sources then cut the connection."""
+        self._restarting = True
+        self._wake.set()
+
+    def _first_hop(self) -> Hop:
+        # A restart asked before now is answered by this very connection. In this order,
+        # one asked in between still finds its flag, and the connection is dropped.
+        self._restarting = False
+        self._wake.clear()
         # Each connection is a new stream: whatever half-event the last one left is gone.
         self._parser = EventParser(
             last_event_id=self._parser.last_event_id,
@@ -120,11 +162,12 @@ class StreamState(Generic[ClientT]):
         )
         options = self._options
         # What EventSource sends: no-cache keeps any cache from answering for the server.
-        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        headers = httpx.Headers({"Accept": "text/event-stream", "Cache-Control": "no-cache"})
         headers.update(options.headers or {})
-        if self._parser.last_event_id:
-            headers["Last-Event-ID"] = self._parser.last_event_id
-        return self._client.build_request(
+        resume = resume_header(self._parser.last_event_id)
+        if resume:
+            headers.update({b"Last-Event-ID": resume})
+        request = self._client.build_request(
             options.method,
             self.url,
             headers=headers,
@@ -132,6 +175,17 @@ class StreamState(Generic[ClientT]):
             data=options.data,
             timeout=options.timeout,
         )
+        return Hop(request)
+
+    def _auth(self, hop: Hop) -> httpx.Auth | None:
+        """What to send ``hop`` with: the client's ``auth`` goes only where the caller's
+        credentials go (None still lets a URL's own user and password apply)."""
+        return self._client.auth if hop.credentials else None
+
+    def _dropped(self) -> bool:
+        """Whether restart() or close() came while this connection was being made: no
+        read was waiting to be cut then, so its answer is not read at all."""
+        return self._restarting or self._closed
 
     def _failure(self, exc: Exception) -> Exception:
         """``exc`` if the stream may go on after it (the loop then asks ``_delay()``);
@@ -139,17 +193,26 @@ class StreamState(Generic[ClientT]):
         if isinstance(exc, SSEResponseError):
             if exc.retry_after is None:
                 raise exc
-        # restart() closes the response under the read, whatever that raises.
-        elif not (self._restarting or isinstance(exc, httpx.TransportError)):
+            return exc
+        if self._restarting or self._closed:
+            # restart() and close() cut the connection under the read, whatever that raises.
+            return exc
+        if isinstance(exc, UNSENDABLE) or not isinstance(exc, httpx.TransportError):
             raise exc
         return exc
 
     def _follows(self, response: httpx.Response) -> bool:
         return self._options.follow_redirects and response.has_redirect_location
 
-    def _redirect(self, response: httpx.Response, chain: list[str]) -> httpx.Request:
+    def _redirect(self, response: httpx.Response, chain: list[str]) -> Hop:
         options = self._options
-        return next_hop(response, chain, options.max_redirects, options.redirect_credentials)
+        return next_hop(
+            response,
+            chain,
+            options.max_redirects,
+            options.redirect_credentials,
+            self._client.cookies,
+        )
 
     def _events(self, chunk: bytes) -> Iterator[MessageEvent]:
         """The events ``chunk`` completes. Its comments go to ``on_comment`` as the
@@ -165,9 +228,10 @@ class StreamState(Generic[ClientT]):
                 yield item
 
     def _is_event_stream(self, response: httpx.Response) -> bool:
-        content_type = response.headers.get("content-type", "")
+        # The media type alone, before any parameter; its case does not matter (RFC 9110).
+        media_type = response.headers.get("content-type", "").split(";", 1)[0]
         return response.status_code == 204 or (
-            response.status_code == 200 and content_type.startswith("text/event-stream")
+            response.status_code == 200 and media_type.strip().lower() == "text/event-stream"
         )
 
     def _refusal(self, response: httpx.Response, body: bytes) -> SSEResponseError:
@@ -197,7 +261,6 @@ class StreamState(Generic[ClientT]):
         if self._closed or self._finished:
             return None
         if self._restarting:
-            self._restarting = False
             self._policy.report(self._status("restarting", delay=0.0))
             return 0.0
         retry_after = error.retry_after if isinstance(error, SSEResponseError) else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,39 +11,60 @@ from typing import Any
 
 import httpx
 
+from django_sse.client._redirects import Hop
 from django_sse.client._source import ERROR_BODY_BYTES, SourceOptions, StreamState
 from django_sse.protocol import MessageEvent
 
 __all__ = ["EventSource", "connect"]
 
 
-class EventSource(StreamState[httpx.Client]):
+class EventSource(StreamState[httpx.Client, threading.Event]):
     """An event stream that :func:`connect` opened: iterating it gives its events.
 
     It reconnects and resumes with ``Last-Event-ID`` on its own; ``restart()``
     reconnects at once, ``close()`` ends the iteration, ``last_event_id`` and
-    ``reconnection_time`` are what the stream has set so far.
+    ``reconnection_time`` are what the stream has set so far. ``restart()``, ``close()``
+    and ``shutdown()`` act at once from another thread too, also on a read that waits.
     """
 
     def __init__(self, url: str, options: SourceOptions, client: httpx.Client) -> None:
-        super().__init__(url, options, client)
-        # Set to cut a wait between connections short: by restart() or shutdown().
-        self._wake = threading.Event()
+        super().__init__(url, options, client, threading.Event())
+
+    def close(self) -> None:
+        """Stop: the iteration ends after the current event, or, called from another
+        thread, at once."""
+        super().close()
+        self._cut()
 
     def shutdown(self) -> None:
         """Stop, and close the connection now (``connect()`` does this on exit)."""
         self.close()
-        self._wake.set()
+        # An iteration left at an event (a break) never reaches its own cleanup.
         if self._response is not None:
             self._response.close()
 
     def restart(self) -> None:
         """Drop the connection now and open a new one at once, resuming after the last
-        event id; not a failure for the backoff. Callable from any thread."""
-        self._restarting = True
-        self._wake.set()
-        if self._response is not None:
-            self._response.close()
+        event id; not a failure for the backoff. During the wait between connections,
+        it ends the wait. Callable from any thread."""
+        self._ask_restart()
+        self._cut()
+
+    def _cut(self) -> None:
+        """Make a read blocked in another thread return now. Closing the response does
+        not wake a thread blocked in recv() on Linux; shutting the socket down does, and
+        the reading thread then cleans up after itself."""
+        response = self._response
+        if response is None:
+            return
+        sock = _socket(response)
+        if sock is None:
+            response.close()
+            return
+        # socket.socket's own shutdown, also for TLS: SSLSocket.shutdown() would drop
+        # the SSL object under the thread that is reading through it.
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     def __iter__(self) -> Iterator[MessageEvent]:
         while not self._closed:
@@ -57,18 +80,17 @@ class EventSource(StreamState[httpx.Client]):
             if delay is None:
                 return
             self._wake.wait(delay)
-            self._wake.clear()
 
     def _connection(self) -> Iterator[MessageEvent]:
-        request = self._request()
-        chain = [str(request.url)]
-        response = self._response = self._client.send(request, stream=True)
+        hop = self._first_hop()
+        chain = [str(hop.request.url)]
+        response = self._response = self._send(hop)
         try:
             while self._follows(response):
                 response.close()
-                response = self._response = self._client.send(
-                    self._redirect(response, chain), stream=True
-                )
+                response = self._response = self._send(self._redirect(response, chain))
+            if self._dropped():
+                return
             if not self._is_event_stream(response):
                 body = b""
                 for chunk in response.iter_raw():
@@ -83,6 +105,22 @@ class EventSource(StreamState[httpx.Client]):
             self._response = None
             response.close()
 
+    def _send(self, hop: Hop) -> httpx.Response:
+        # Never the client's own redirect following: each hop is checked here.
+        return self._client.send(
+            hop.request, stream=True, auth=self._auth(hop), follow_redirects=False
+        )
+
+
+def _socket(response: httpx.Response) -> socket.socket | None:
+    """The socket under an HTTP/1 response, where the transport tells; never an HTTP/2
+    connection's, which other requests share."""
+    stream = response.extensions.get("network_stream")
+    if stream is None or not response.http_version.startswith("HTTP/1"):
+        return None
+    sock = stream.get_extra_info("socket")
+    return sock if isinstance(sock, socket.socket) else None
+
 
 @contextmanager
 def connect(
@@ -92,7 +130,8 @@ def connect(
 
     Options: ``method`` ("GET"), ``headers``, ``json`` / ``data`` (a request body),
     ``last_event_id`` (to resume from), ``reconnect`` (True), ``max_retries`` (None:
-    forever), ``backoff_cap`` (30 s), ``read_timeout`` (60 s of silence; keep-alive
+    forever), ``backoff_cap`` (30 s: the longest wait, but for a ``Retry-After``; up to
+    a day), ``read_timeout`` (60 s of silence; keep-alive
     comments count as activity), ``repeat_post`` (False: a POST is never sent twice),
     ``retry`` (ms before the first reconnection, until the server sends one),
     ``follow_redirects`` (True), ``max_redirects`` (10), ``redirect_credentials``
@@ -102,9 +141,11 @@ def connect(
     left open). ``source.restart()`` reconnects at once, resuming.
 
     When the stream ends or the network fails, the client waits the server's
-    ``retry`` (3 s by default), then backs off exponentially with jitter up to
-    ``backoff_cap``, and reconnects with ``Last-Event-ID``. HTTP 204 ends the stream
-    for good; another status or content type raises :class:`SSEResponseError`.
+    ``retry`` (3 s by default), then backs off exponentially (from at least 100 ms)
+    with jitter up to ``backoff_cap``, and reconnects with ``Last-Event-ID``. HTTP 204
+    ends the stream for good; another status or content type raises
+    :class:`SSEResponseError`. A request that cannot be sent at all (a URL that is not
+    http(s), a header value HTTP cannot carry) raises its httpx error, not retried.
     """
     settings = SourceOptions(**options)
     http = client if client is not None else httpx.Client()

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
 
-from django_sse.client import ClientStatus, aconnect, connect
+from django_sse.client import AsyncEventSource, ClientStatus, EventSource, aconnect, connect
 from django_sse.protocol import MessageEvent
 
 # The longest a client run may take before the test fails.
@@ -41,12 +41,76 @@ class Run:
         return [status for status in self.statuses if status.state == "reconnecting"]
 
 
+class Remote(ABC):
+    """A run's source, acted on from outside its loop as an application would: from
+    another thread (sync) or another task (async). Made on the test's event loop."""
+
+    def __init__(self, run: Run) -> None:
+        self._run = run
+        self._loop = asyncio.get_running_loop()
+        self._changed = asyncio.Event()
+
+    def on_status(self, status: ClientStatus) -> None:
+        """Record a status; called on the client's thread or task."""
+        self._run.statuses.append(status)
+        self._loop.call_soon_threadsafe(self._changed.set)
+
+    async def reached(self, state: str, count: int = 1) -> None:
+        """Wait until the client has reported ``state`` ``count`` times."""
+        # Each status is recorded before the event is set: none is missed between the
+        # check and the wait.
+        while self._run.states.count(state) < count:
+            await self._changed.wait()
+            self._changed.clear()
+
+    @abstractmethod
+    async def restart(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+
+class SyncRemote(Remote):
+    def __init__(self, run: Run) -> None:
+        super().__init__(run)
+        self._source: asyncio.Future[EventSource] = self._loop.create_future()
+
+    def opened(self, source: EventSource) -> None:
+        self._loop.call_soon_threadsafe(self._source.set_result, source)
+
+    async def restart(self) -> None:
+        await asyncio.to_thread((await self._source).restart)
+
+    async def close(self) -> None:
+        await asyncio.to_thread((await self._source).close)
+
+
+class AsyncRemote(Remote):
+    def __init__(self, run: Run) -> None:
+        super().__init__(run)
+        self._source: asyncio.Future[AsyncEventSource] = self._loop.create_future()
+
+    def opened(self, source: AsyncEventSource) -> None:
+        self._source.set_result(source)
+
+    async def restart(self) -> None:
+        await (await self._source).restart()
+
+    async def close(self) -> None:
+        (await self._source).close()
+
+
+RemoteScript = Callable[[Remote], Awaitable[object]]
+
+
 class Driver(ABC):
     """Runs a client to the end of its iteration and reports what it saw.
 
     ``stop_after``: call ``source.close()`` inside the loop after that many events.
     ``on_event``: called with each event inside the loop (on the sync client's thread).
     ``expect``: the exception the run must end with; any other is raised.
+    ``remote``: a coroutine run beside the client, handed a :class:`Remote` to act on
+    the source from outside the loop; the run waits for it too.
     """
 
     name: str
@@ -60,17 +124,26 @@ class Driver(ABC):
         on_event: Callable[[MessageEvent], object] | None = None,
         expect: type[BaseException] | None = None,
         restart_after: int | None = None,
+        remote: RemoteScript | None = None,
         **options: Any,
     ) -> Run:
         """``restart_after``: call ``source.restart()`` once, after that many events."""
         run = Run()
         self.restart_after = restart_after
-        await self._run(url, run, stop_after, on_event, options)
+        handle = self.remote(run)
+        iteration = self._run(url, run, stop_after, on_event, handle, options)
+        if remote is None:
+            await iteration
+        else:
+            await asyncio.wait_for(asyncio.gather(iteration, remote(handle)), RUN_LIMIT)
         if run.error is not None and (expect is None or not isinstance(run.error, expect)):
             raise run.error
         if expect is not None and run.error is None:
             pytest.fail(f"{self.name} client: expected {expect.__name__}, nothing was raised")
         return run
+
+    @abstractmethod
+    def remote(self, run: Run) -> Remote: ...
 
     @abstractmethod
     async def _run(
@@ -79,6 +152,7 @@ class Driver(ABC):
         run: Run,
         stop_after: int | None,
         on_event: Callable[[MessageEvent], object] | None,
+        remote: Remote,
         options: dict[str, Any],
     ) -> None: ...
 
@@ -105,20 +179,26 @@ def _after_event(
 class SyncDriver(Driver):
     name = "sync"
 
+    def remote(self, run: Run) -> SyncRemote:
+        return SyncRemote(run)
+
     async def _run(
         self,
         url: str,
         run: Run,
         stop_after: int | None,
         on_event: Callable[[MessageEvent], object] | None,
+        remote: Remote,
         options: dict[str, Any],
     ) -> None:
+        assert isinstance(remote, SyncRemote)
         sources: list[Any] = []
 
         def iterate() -> None:
             try:
-                with connect(url, on_status=run.statuses.append, **options) as source:
+                with connect(url, on_status=remote.on_status, **options) as source:
                     sources.append(source)
+                    remote.opened(source)
                     try:
                         for event in source:
                             if _after_event(run, event, stop_after, on_event):
@@ -150,17 +230,24 @@ class SyncDriver(Driver):
 class AsyncDriver(Driver):
     name = "async"
 
+    def remote(self, run: Run) -> AsyncRemote:
+        return AsyncRemote(run)
+
     async def _run(
         self,
         url: str,
         run: Run,
         stop_after: int | None,
         on_event: Callable[[MessageEvent], object] | None,
+        remote: Remote,
         options: dict[str, Any],
     ) -> None:
+        assert isinstance(remote, AsyncRemote)
+
         async def iterate() -> None:
             try:
-                async with aconnect(url, on_status=run.statuses.append, **options) as source:
+                async with aconnect(url, on_status=remote.on_status, **options) as source:
+                    remote.opened(source)
                     try:
                         async for event in source:
                             if _after_event(run, event, stop_after, on_event):

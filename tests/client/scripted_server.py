@@ -3,7 +3,8 @@
 Each incoming connection gets the next :class:`Reply` of the script: a status line and
 headers, then body steps played in order: ``bytes`` are written exactly as given (each
 its own write), :class:`Hold` waits for a :class:`Gate` the test opens (or for the peer
-to hang up), :class:`Pause` waits a fixed time (to pace keep-alives), ``ABORT`` resets
+to hang up), :class:`Signal` opens a gate the test waits on (the script got this far),
+:class:`Pause` waits a fixed time (to pace keep-alives), ``ABORT`` resets
 the connection (``SO_LINGER`` 0, so the peer sees a reset rather than an end of stream)
 and ``STOP_LISTENING`` closes the listening socket, so later connections are refused.
 After its last step a reply ends the connection cleanly. Bodies are never chunked: every
@@ -39,6 +40,7 @@ __all__ = [
     "RecordedRequest",
     "Reply",
     "ScriptedServer",
+    "Signal",
     "Step",
     "ThreadedScriptedServer",
     "dropped",
@@ -90,6 +92,14 @@ class Hold:
 
 
 @dataclass(frozen=True)
+class Signal:
+    """Open ``gate``: tells a waiting test that the script reached this step (a reply
+    with no status line yet: the client is waiting for the response headers)."""
+
+    gate: Gate
+
+
+@dataclass(frozen=True)
 class Pause:
     """Wait ``seconds`` before the next step (pacing, not synchronisation)."""
 
@@ -101,7 +111,7 @@ StopListening = Literal["stop listening"]
 ABORT: Final[Abort] = "abort"
 STOP_LISTENING: Final[StopListening] = "stop listening"
 
-Step = bytes | Hold | Pause | Abort | StopListening
+Step = bytes | Hold | Signal | Pause | Abort | StopListening
 
 
 @dataclass(frozen=True)
@@ -259,6 +269,8 @@ class ScriptedServer:
             elif isinstance(step, Hold):
                 if await _hold(step, reader):
                     return
+            elif isinstance(step, Signal):
+                step.gate.open()
             elif isinstance(step, Pause):
                 await asyncio.sleep(step.seconds)
             elif step == ABORT:

@@ -5,19 +5,17 @@ on ``connect()`` and ``aconnect()``, against the scripted raw HTTP server."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import AsyncIterator
 
 import pytest
 
-from django_sse.client import SSERedirectError, SSEResponseError, connect
+from django_sse.client import SSERedirectError, SSEResponseError
 from django_sse.protocol import MessageEvent
 from tests.client.drivers import Driver
 from tests.client.scripted_server import (
     Hold,
     Reply,
     ScriptedServer,
-    ThreadedScriptedServer,
     event_stream,
     no_content,
 )
@@ -238,23 +236,3 @@ def test_the_options_reach_both_clients_by_name() -> None:
     }
     assert {name: getattr(options, name) for name in promised} == promised
     assert json.dumps(promised)
-
-
-def test_restart_from_another_thread_cuts_a_blocked_read(
-    threaded_server: ThreadedScriptedServer,
-) -> None:
-    threaded_server.play(
-        event_stream(b"id: 1\ndata: a\n\n", Hold()),
-        event_stream(b"id: 2\ndata: b\n\n", Hold()),
-    )
-    events: list[MessageEvent] = []
-    with connect(threaded_server.url()) as source:
-        for event in source:
-            events.append(event)
-            if len(events) == 1:
-                # While this thread goes back to waiting for the held stream's next bytes.
-                threading.Thread(target=source.restart).start()
-            else:
-                source.close()
-    assert [event.data for event in events] == ["a", "b"]
-    assert threaded_server.requests[1].headers["last-event-id"] == "1"

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import operator
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, SupportsIndex
 
 import httpx
 import pytest
@@ -25,6 +27,7 @@ from django_sse.client import (
     SSEResponseError,
     connect,
 )
+from django_sse.client._policy import MIN_BACKOFF, ReconnectPolicy
 from django_sse.client._source import seconds_until
 from django_sse.protocol import EventParser, MessageEvent
 from tests.client.drivers import Driver
@@ -165,6 +168,35 @@ async def test_a_stream_of_comments_and_empty_blocks_yields_no_event(
     assert server.requests[1].headers["last-event-id"] == "3"
 
 
+class CountingBuffer(bytearray):
+    """A parser's pending bytes, counting how many bytes its searches for line ends cover."""
+
+    scanned = 0
+
+    def find(
+        self,
+        sub: Any,
+        start: SupportsIndex | None = None,
+        end: SupportsIndex | None = None,
+        /,
+    ) -> int:
+        self.scanned += len(self) - (0 if start is None else operator.index(start))
+        return super().find(sub, start, end)
+
+
+def test_a_long_line_in_small_chunks_is_searched_once() -> None:
+    # A socket hands a long line over in small chunks. Searching the whole pending line
+    # again with each one made a 32 MiB line take minutes (here: 256 million bytes
+    # searched); each byte is searched once for CR and once for LF, and the line ends
+    # found once more.
+    pending = CountingBuffer()
+    parser = EventParser(_pending=pending)
+    chunks = [b"data: ", *[b"x" * 64] * 2000, b"\n\n"]
+    events = [event for chunk in chunks for event in parser.feed(chunk)]
+    assert events == [ev("x" * 64 * 2000)]
+    assert pending.scanned < 3 * sum(map(len, chunks))
+
+
 # ---------------------------------------------------------------------------
 # Requests
 # ---------------------------------------------------------------------------
@@ -197,6 +229,37 @@ async def test_no_last_event_id_header_until_one_is_known(
     server.play(no_content())
     await sse.run(server.url())
     assert "last-event-id" not in server.requests[0].headers
+
+
+async def test_a_non_ascii_last_event_id_is_sent_as_its_utf8_bytes(
+    sse: Driver, server: ScriptedServer
+) -> None:
+    server.play(event_stream("retry: 1\nid: café ☕\ndata: a\n\n".encode()), no_content())
+    run = await sse.run(server.url(), last_event_id="naïve")
+    assert run.last_event_id == "café ☕"
+    # The server reads header bytes as Latin-1: encoding them back gives what was sent.
+    sent = [request.headers["last-event-id"].encode("latin-1") for request in server.requests]
+    assert sent == ["naïve".encode(), "café ☕".encode()]
+
+
+@pytest.mark.parametrize(
+    ("line", "header"),
+    [(b"id:  \ta b \t", b"Last-Event-ID: a b\r\n"), (b"id:    ", None)],
+    ids=["inner-space-kept", "only-spaces"],
+)
+async def test_spaces_around_an_id_are_left_out_of_the_header(
+    sse: Driver, server: ScriptedServer, line: bytes, header: bytes | None
+) -> None:
+    server.play(event_stream(b"retry: 1\n" + line + b"\ndata: a\n\n"), no_content())
+    # max_retries: a header h11 refuses to write used to fail every attempt, unsent.
+    run = await sse.run(server.url(), max_retries=1)
+    assert run.last_event_id == line[4:].decode()
+    assert server.connections == 2
+    resumed = server.requests[1].raw
+    if header is None:
+        assert b"last-event-id" not in resumed.lower()
+    else:
+        assert b"\r\n" + header in resumed
 
 
 async def test_a_passed_in_client_is_used_and_left_open(
@@ -337,6 +400,59 @@ async def test_a_refusal_raises_and_is_not_retried(
     assert server.connections == 1
 
 
+@pytest.mark.parametrize(
+    "content_type",
+    ["Text/Event-Stream; charset=utf-8", "TEXT/EVENT-STREAM", "text/event-stream ;x=y"],
+)
+async def test_the_media_type_is_matched_in_any_case(
+    sse: Driver, server: ScriptedServer, content_type: str
+) -> None:
+    server.play(Reply(headers=[("Content-Type", content_type)], body=[b"data: a\n\n"]))
+    run = await sse.run(server.url(), reconnect=False)
+    assert run.data == ["a"]
+
+
+@pytest.mark.parametrize("content_type", ["text/event-streamXYZ", "text/event-stream-x"])
+async def test_another_media_type_that_starts_the_same_is_refused(
+    sse: Driver, server: ScriptedServer, content_type: str
+) -> None:
+    server.play(Reply(headers=[("Content-Type", content_type)], body=[b"data: a\n\n"]))
+    run = await sse.run(server.url(), expect=SSEResponseError)
+    assert isinstance(run.error, SSEResponseError)
+    assert run.error.content_type == content_type
+    assert run.events == []
+
+
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        ("ftp://127.0.0.1/events", httpx.UnsupportedProtocol),
+        ("not-a-url", httpx.UnsupportedProtocol),
+        ("http://", httpx.UnsupportedProtocol),
+        ("http://[::1", httpx.InvalidURL),
+    ],
+)
+async def test_a_request_that_cannot_be_sent_is_not_retried(
+    sse: Driver, url: str, error: type[Exception]
+) -> None:
+    # Sending it again would fail the same way: the error comes at once, not after
+    # max_retries (or never, without one).
+    run = await sse.run(url, retry=1, max_retries=3, expect=error)
+    assert run.states == []
+
+
+async def test_an_id_a_header_cannot_carry_is_an_error_at_once(
+    sse: Driver, server: ScriptedServer
+) -> None:
+    # A vertical tab is allowed in an id, but h11 writes no header value with one.
+    server.play(event_stream(b"retry: 1\nid: a\x0bb\ndata: a\n\n"), event_stream(b"data: no\n\n"))
+    run = await sse.run(server.url(), max_retries=3, expect=httpx.LocalProtocolError)
+    assert run.data == ["a"]
+    assert run.states == ["connected", "reconnecting"]
+    # The second connection was opened, but no request went through it.
+    assert len(server.requests) == 1
+
+
 async def test_a_refusal_on_reconnecting_raises(sse: Driver, server: ScriptedServer) -> None:
     server.play(
         event_stream(b"retry: 1\ndata: a\n\n"),
@@ -401,7 +517,8 @@ async def test_a_retry_after_of_zero_waits_the_backoff(sse: Driver, server: Scri
     assert delay >= 0.001
 
 
-@pytest.mark.parametrize("retry_after", ["soon", "", "-1", "1.5"])
+# "²" (sent as the Latin-1 byte 0xB2) is a digit to str.isdigit(), not to float().
+@pytest.mark.parametrize("retry_after", ["soon", "", "-1", "1.5", "²"])
 async def test_a_retry_after_that_cannot_be_read_is_a_refusal(
     sse: Driver, server: ScriptedServer, retry_after: str
 ) -> None:
@@ -429,6 +546,8 @@ def test_retry_after_as_an_http_date() -> None:
     assert 100 < seconds <= 120
     assert seconds_until(format_datetime(later - timedelta(days=1), usegmt=True)) == 0.0
     assert seconds_until("99999999") == 3600.0
+    assert seconds_until("9" * 400) == 3600.0
+    assert seconds_until("²") is None
 
 
 # ---------------------------------------------------------------------------
@@ -503,22 +622,22 @@ async def test_repeat_post_repeats_it(sse: Driver, server: ScriptedServer) -> No
 
 async def test_backoff_grows_is_capped_and_gives_up(sse: Driver, server: ScriptedServer) -> None:
     # One stream that sets retry to 10 ms, then nothing listens: every reconnection is
-    # refused, and the delays back off from a 10 ms base up to the 50 ms cap.
+    # refused, and the delays back off from the 100 ms floor up to the 300 ms cap.
     server.play(event_stream(STOP_LISTENING, b"retry: 10\ndata: a\n\n"))
-    base, cap, max_retries = 0.010, 0.05, 5
+    base, cap, max_retries = 0.010, 0.3, 4
     run = await sse.run(
         server.url(), max_retries=max_retries, backoff_cap=cap, expect=SSEConnectionError
     )
     assert run.data == ["a"]
     assert run.states == ["connected", *["reconnecting"] * max_retries, "gave_up"]
     reconnecting = run.reconnecting()
-    assert [status.attempt for status in reconnecting] == [1, 2, 3, 4, 5]
+    assert [status.attempt for status in reconnecting] == [1, 2, 3, 4]
     # The first reconnection waits the server's retry; then jittered exponential backoff.
     assert reconnecting[0].delay == pytest.approx(base)
     assert reconnecting[0].error is None
-    ceilings = [min(cap, base * 2 ** (n - 1)) for n in range(1, max_retries + 1)]
-    assert ceilings == pytest.approx([0.01, 0.02, 0.04, 0.05, 0.05])
-    for status, ceiling in zip(reconnecting[1:], ceilings[1:], strict=True):
+    ceilings = [min(cap, max(base, MIN_BACKOFF) * 2 ** (n - 1)) for n in range(2, max_retries + 1)]
+    assert ceilings == pytest.approx([0.2, 0.3, 0.3])
+    for status, ceiling in zip(reconnecting[1:], ceilings, strict=True):
         assert status.delay is not None
         assert ceiling / 2 <= status.delay <= ceiling, (status.attempt, status.delay)
         assert isinstance(status.error, httpx.ConnectError)
@@ -551,10 +670,55 @@ async def test_a_successful_connection_resets_the_backoff(
         assert status.delay == pytest.approx(0.008)
         assert status.error is None
     for status in reconnecting[1::2]:
+        # The second failure in a row: the backoff, from its floor above the 8 ms retry.
         assert status.delay is not None
-        assert 0.008 <= status.delay <= 0.016
+        assert MIN_BACKOFF <= status.delay <= 2 * MIN_BACKOFF
         assert isinstance(status.error, httpx.TransportError)
     assert server.connections == 6
+
+
+async def test_a_retry_of_zero_still_backs_off_from_a_floor(
+    sse: Driver, server: ScriptedServer
+) -> None:
+    # "Come back at once" after the stream ends; then nothing listens. Each failure in a
+    # row used to wait 0 * 2**n, a tight loop of attempts.
+    server.play(event_stream(STOP_LISTENING, b"retry: 0\ndata: a\n\n"))
+    run = await sse.run(server.url(), max_retries=3, expect=SSEConnectionError)
+    delays = [status.delay for status in run.reconnecting()]
+    assert delays[0] == 0.0
+    for n, delay in enumerate(delays[1:], start=2):
+        ceiling = MIN_BACKOFF * 2 ** (n - 1)
+        assert delay is not None
+        assert ceiling / 2 <= delay <= ceiling, (n, delay)
+
+
+@pytest.mark.parametrize("retry", [b"60000", b"9" * 25], ids=["a-minute", "25-digits"])
+async def test_every_wait_is_capped_even_the_servers_retry(
+    sse: Driver, server: ScriptedServer, retry: bytes
+) -> None:
+    server.play(event_stream(b"retry: " + retry + b"\ndata: a\n\n"), no_content())
+    run = await sse.run(server.url(), backoff_cap=0.05)
+    assert run.data == ["a"]
+    assert [status.delay for status in run.reconnecting()] == [0.05]
+    assert run.states == ["connected", "reconnecting", "closed"]
+
+
+def test_backoff_survives_any_number_of_failures() -> None:
+    # 2 ** 1024 does not fit in a float: failure 1025 in a row raised OverflowError.
+    policy = ReconnectPolicy(backoff_cap=30.0, failures=5000)
+    delay = policy.next_delay(None, None)
+    assert 15.0 <= delay <= 30.0
+    assert ReconnectPolicy(backoff_cap=1.0).next_delay(10**400, None) == 1.0
+
+
+@pytest.mark.parametrize("cap", [math.inf, math.nan, -1.0, 86400.5])
+def test_backoff_cap_is_a_number_of_seconds_up_to_a_day(cap: float) -> None:
+    # threading cannot wait much longer (about 49 days on Windows), nor forever.
+    with (
+        pytest.raises(ValueError, match="backoff_cap"),
+        connect("http://127.0.0.1/", backoff_cap=cap),
+    ):
+        pass
 
 
 async def test_max_retries_counts_failed_reconnections(sse: Driver, server: ScriptedServer) -> None:
