@@ -47,7 +47,7 @@ from idle_streams import WARM_UP_STREAMS, StreamPool, Variant, database_env, set
 VARIANTS = {
     variant.name: variant
     for variant in idle_streams.VARIANTS
-    if variant.name in ("sse_view", "bare_released", "raw_asgi", "channel_view")
+    if variant.name in ("sse_view", "sse_view_logged", "bare_released", "raw_asgi", "channel_view")
 }
 SNAPSHOT_TIMEOUT = 120.0  # the census walks every live object; 20,000 streams take a while
 TOP = 25  # rows in the by-line and by-type tables

@@ -47,6 +47,9 @@ KEYS_FIRST_FROM = 1_000
 USER_IDS_UP_TO = 10_000
 # The date hierarchy probes at most this many periods (a month has 31 days).
 MAX_PROBES = 62
+# No table holds more rows than a signed 64-bit integer counts, and no database takes a
+# larger OFFSET (PostgreSQL refuses one as out of range).
+MAX_OFFSET = 2**63 - 1
 
 
 def is_postgresql(using: str) -> bool:
@@ -85,14 +88,17 @@ class RecordPaginator(_Paginator):
         return max(counted, planner_estimate(queryset))
 
     def validate_number(self, number: int | float | str) -> int:
-        """Any page of an estimated list may be asked for: the estimate may be short of
-        the rows there are, and a page past the last row is merely empty."""
+        """Any page of an estimated list may be asked for, up to the last a table could
+        have: the estimate may be short of the rows there are, and a page past the last
+        row is merely empty. Past MAX_OFFSET it is Django's invalid page."""
         try:
             return super().validate_number(number)
         except EmptyPage:
-            if not self.estimated or int(float(number)) < 1:
+            # Django's validation got as far as an int.
+            page = int(number)
+            if not self.estimated or page < 1 or (page - 1) * self.per_page > MAX_OFFSET:
                 raise
-            return int(float(number))
+            return page
 
     def page(self, number: int | str) -> _Page:
         """Past KEYS_FIRST_FROM rows, the page's keys first, then its rows by key.

@@ -185,7 +185,7 @@ _RULES: dict[str, _Rule] = {
     "PUSHPIN": (lambda v: v is None or isinstance(v, dict), "None or a dict"),
     "BROADCAST_LAYER": _TEXT,
     "BROADCAST_HISTORY_SIZE": _or_none(_SIZE),
-    "BROADCAST_HISTORY_AGE": _or_none(_SECONDS),
+    "BROADCAST_HISTORY_AGE": _or_none(_SECONDS_OR_ZERO),
     "BROADCAST_QUEUE_SIZE": _SIZE,
     "BROADCAST_POLL_INTERVAL": _or_none(_SECONDS),
     "LLM_PROVIDER": _or_none((_TEXT[0], "the dotted path of a provider class")),

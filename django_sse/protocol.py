@@ -48,7 +48,11 @@ def _lines(text: str) -> list[str]:
 
 
 def _dump_json(value: Any) -> str:
-    return json.dumps(value, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False)
+    # allow_nan=False: NaN and Infinity are not JSON, and a browser's JSON.parse refuses
+    # the event; better a ValueError where the value was given.
+    return json.dumps(
+        value, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""sse_prune_logs and sse_close_stale_logs."""
+"""sse_prune_logs and sse_close_stale_logs; every command on a database before migrate."""
 
 from __future__ import annotations
 
@@ -6,11 +6,17 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import timedelta
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.db.models import QuerySet
+from django.db.utils import OperationalError
 from django.utils import timezone
 
 from django_sse.models import StreamLog
@@ -65,6 +71,22 @@ def test_prune_rejects_bad_arguments(args: list[str]) -> None:
         call_command("sse_prune_logs", *args)
 
 
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["sse_prune_logs", "--days", "1000000000"], "--days"),  # past timedelta's range
+        (["sse_prune_logs", "--days", "999999999"], "--days"),  # past datetime's
+        (["sse_close_stale_logs", "--older-than", "nan"], "--older-than"),
+        (["sse_close_stale_logs", "--older-than", "inf"], "--older-than"),
+        (["sse_close_stale_logs", "--older-than", "1e20"], "--older-than"),
+        (["sse_close_stale_logs", "--all", "--older-than", "nan"], "--older-than"),
+    ],
+)
+def test_an_option_past_what_dates_hold_is_named(args: list[str], option: str) -> None:
+    with pytest.raises(CommandError, match=option):
+        call_command(*args)
+
+
 def dead_pid() -> int:
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     process.wait()
@@ -102,3 +124,46 @@ def test_all_marks_every_open_row() -> None:
     assert {row.outcome for row in StreamLog.objects.filter(pk__in=[r.pk for r in rows])} == {
         "shutdown"
     }
+
+
+@pytest.fixture
+def unmigrated() -> Iterator[None]:
+    """The database as it is before ``manage.py migrate`` first reaches django_sse."""
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("django_sse")
+    executor.migrate([("django_sse", None)])
+    try:
+        yield
+    finally:
+        MigrationExecutor(connection).migrate(latest)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("unmigrated")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["sse_prune_logs", "--days", "30"],
+        ["sse_prune_logs", "--days", "30", "--dry-run"],
+        ["sse_close_stale_logs"],
+        ["sse_close_stale_logs", "--all"],
+        ["sse_prune_history"],
+        ["sse_publish", "news", "hello"],
+    ],
+)
+def test_before_migrate_every_command_says_to_run_it(args: list[str]) -> None:
+    with pytest.raises(CommandError, match=r"run `manage.py migrate` first"):
+        call_command(*args)
+
+
+def test_another_database_error_is_not_blamed_on_migrations(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log(0, outcome="open")
+
+    def locked(*args: Any, **kwargs: Any) -> int:
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(QuerySet, "update", locked)
+    with pytest.raises(OperationalError, match="database is locked"):
+        call_command("sse_close_stale_logs", "--all")

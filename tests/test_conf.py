@@ -82,7 +82,7 @@ BAD_VALUES = [
     ("PUSHPIN", "http://127.0.0.1:5561/"),
     ("BROADCAST_LAYER", None),
     ("BROADCAST_HISTORY_SIZE", 0),
-    ("BROADCAST_HISTORY_AGE", 0),
+    ("BROADCAST_HISTORY_AGE", -1),
     ("BROADCAST_QUEUE_SIZE", None),
     ("BROADCAST_POLL_INTERVAL", -1),
     ("BROADCAST_POLL_INTERVAL", "x"),
@@ -134,8 +134,10 @@ def test_values_the_docs_allow_pass(name: str, value: object) -> None:
 
 
 def test_every_problem_is_named_at_once() -> None:
-    with override_settings(DJANGO_SSE={"KEEP_ALIVE": "x", "LLM_MAX_MESSAGES": "5"}):
-        with pytest.raises(ImproperlyConfigured) as error:
-            conf.get("RETRY")
+    with (
+        override_settings(DJANGO_SSE={"KEEP_ALIVE": "x", "LLM_MAX_MESSAGES": "5"}),
+        pytest.raises(ImproperlyConfigured) as error,
+    ):
+        conf.get("RETRY")
     assert "'KEEP_ALIVE'" in str(error.value)
     assert "'LLM_MAX_MESSAGES'" in str(error.value)

@@ -234,6 +234,12 @@ class TestEncodeJson:
     ) -> None:
         assert encoder(data) == expected
 
+    @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+    def test_numbers_json_cannot_carry_are_refused(self, value: float) -> None:
+        """NaN and Infinity are not JSON: a browser's JSON.parse refuses them."""
+        with pytest.raises(ValueError, match="not JSON compliant"):
+            Event(data={"x": value}).encode()
+
     def test_message_event_json_decodes_data(self) -> None:
         [event] = parse(encode({"id": 7, "tags": ["a", "b"]}))
         assert event.json() == {"id": 7, "tags": ["a", "b"]}

@@ -53,3 +53,31 @@ def test_without_pushpin_mode_it_says_what_to_set() -> None:
 def test_a_publish_port_pushpin_cannot_have_is_refused() -> None:
     with pytest.raises(CommandError, match="5561 plus an offset"):
         printed()
+
+
+@override_settings(
+    DJANGO_SSE={"PUSHPIN": {**PUSHPIN, "PUBLISH_URL": "http://127.0.0.1:abc/publish/"}}
+)
+def test_a_publish_url_that_does_not_parse_is_a_command_error() -> None:
+    with pytest.raises(CommandError, match=r"\['PUBLISH_URL'\] 'http://127.0.0.1:abc/publish/'"):
+        printed()
+
+
+@override_settings(DJANGO_SSE={"PUSHPIN": PUSHPIN})
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--port=0"], "--port"),
+        (["--port=65536"], "--port"),
+        (["--message-rate=0"], "--message-rate"),
+        (["--message-rate=-5"], "--message-rate"),
+        # Written into pushpin.conf and the routes file, where a line break starts a
+        # setting or a route of the caller's choosing.
+        (["--host=127.0.0.1\n[proxy]"], "--host"),
+        (["--origin=127.0.0.1:8000\n* evil:80"], "--origin"),
+        (["--origin= "], "--origin"),
+    ],
+)
+def test_a_port_or_message_rate_pushpin_cannot_use_is_refused(args: list[str], named: str) -> None:
+    with pytest.raises(CommandError, match=named):
+        printed(*args)

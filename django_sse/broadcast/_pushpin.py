@@ -14,13 +14,15 @@ import atexit
 import functools
 import importlib.util
 import logging
+import math
 import os
 import queue
 import ssl
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -48,16 +50,30 @@ class PushpinSettings:
     timeout: float
 
 
+# The PUSHPIN dict last read, and what it was read as: settings() runs for each publish
+# and each request of a ChannelView, and the URLs' checks are not free (9 µs each).
+_last: tuple[dict[str, Any], PushpinSettings] | None = None
+
+
 def settings() -> PushpinSettings | None:
     """The PUSHPIN setting, checked; None when Pushpin mode is off."""
+    global _last
     value = conf.get("PUSHPIN")
     if value is None:
         return None
-    if not isinstance(value, Mapping):
-        raise _error(f"must be a dict, not {type(value).__name__}")
+    if _last is None or _last[0] is not value:
+        _last = (value, _read(value))
+    return _last[1]
+
+
+def _read(value: dict[str, Any]) -> PushpinSettings:
     unknown = set(value) - _KEYS
     if unknown:
         raise _error(f"has unknown keys {sorted(unknown)}; known: {sorted(_KEYS)}")
+    if importlib.util.find_spec("httpx") is None:
+        raise ImproperlyConfigured(
+            "Pushpin mode publishes with httpx: pip install 'django-sse-kit[pushpin]'"
+        )
     urls = value.get("PUBLISH_URL")
     urls = (urls,) if isinstance(urls, str) else urls
     if (
@@ -66,12 +82,18 @@ def settings() -> PushpinSettings | None:
         or not all(isinstance(u, str) and u.startswith(("http://", "https://")) for u in urls)
     ):
         raise _error("['PUBLISH_URL'] must be Pushpin's publish URL (http://...) or a list")
+    for url in urls:
+        _check_publish_url(url)
     key = value.get("SIG_KEY")
     if not isinstance(key, str) or not key:
         raise _error(
             "['SIG_KEY'] must be Pushpin's sig_key (its [proxy] setting): without it, "
             "anyone could claim a request came through Pushpin"
         )
+    if "\r" in key or "\n" in key:
+        # sse_pushpin writes it into pushpin.conf, where a line break would end the
+        # setting and begin another.
+        raise _error("['SIG_KEY'] must not contain a line break")
     prefix = value.get("CHANNEL_PREFIX", "django_sse.")
     if not isinstance(prefix, str) or any(c in prefix for c in ',;=" '):
         raise _error("['CHANNEL_PREFIX'] must be a str without , ; = \" or spaces")
@@ -79,13 +101,31 @@ def settings() -> PushpinSettings | None:
     if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
         raise _error("['RECOVER_INTERVAL'] must be a whole number of seconds, 1 or more")
     timeout = value.get("TIMEOUT", 5.0)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
         raise _error("['TIMEOUT'] must be a number of seconds above 0")
-    if importlib.util.find_spec("httpx") is None:
-        raise ImproperlyConfigured(
-            "Pushpin mode publishes with httpx: pip install 'django-sse-kit[pushpin]'"
-        )
     return PushpinSettings(tuple(urls), key.encode(), prefix, interval, float(timeout))
+
+
+def _check_publish_url(url: str) -> None:
+    """Refuses a URL that httpx (the publisher) or urllib (``sse_pushpin``, for its port)
+    cannot parse: here it is a check error, while in the publisher it would fail every
+    publish."""
+    import httpx
+
+    try:
+        port = urlsplit(url).port
+        host = httpx.URL(url).host
+    except (ValueError, httpx.InvalidURL) as error:
+        raise _error(f"['PUBLISH_URL'] {url!r} is not a valid URL: {error}") from None
+    if not host:
+        raise _error(f"['PUBLISH_URL'] {url!r} has no host")
+    if port == 0:
+        raise _error(f"['PUBLISH_URL'] {url!r} has port 0")
 
 
 def _error(problem: str) -> ImproperlyConfigured:
@@ -185,6 +225,10 @@ class _Publisher:
                     items += batches[-1]
                 try:
                     self._send(client, items)
+                except Exception:
+                    # Whatever failed, the thread goes on: ended, it would leave every
+                    # later event unpublished for the life of the process.
+                    logger.exception("Publishing %d items to Pushpin failed", len(items))
                 finally:
                     with self._drained:
                         self._pending -= len(batches)

@@ -15,6 +15,7 @@ with a 400. The limits come from the ``LLM_MAX_*`` settings.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -28,6 +29,8 @@ from django_sse.llm._types import Message, Role
 __all__ = ["InvalidChat", "read_body", "read_chat"]
 
 _ROLES: tuple[Role, ...] = ("system", "user", "assistant")
+# JSON decodes a whole pair to one character: any surrogate left stands alone.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class InvalidChat(ValueError):
@@ -124,6 +127,10 @@ def _text(value: Any, where: str) -> str:
         raise InvalidChat(f"{where} must be a string")
     if "\x00" in value:
         raise InvalidChat(f"{where} contains a NUL character")
+    if _SURROGATE.search(value):
+        # JSON may escape half of a UTF-16 pair ("\ud800") on its own: not text, and
+        # the provider's request, encoded as UTF-8, would fail mid-answer.
+        raise InvalidChat(f"{where} contains a lone UTF-16 surrogate, which is not text")
     limit = conf.get("LLM_MAX_MESSAGE_LENGTH")
     if len(value) > limit:
         raise InvalidChat(f"{where} is too long: {len(value)} characters, at most {limit}")

@@ -110,6 +110,9 @@ async def test_longest_channel_name_is_accepted() -> None:
         (None, None, TypeError, "needs data"),
         (object(), None, TypeError, "JSON-serializable"),
         (b"bytes", None, TypeError, "JSON-serializable"),
+        # Not JSON: a browser's JSON.parse would refuse the event.
+        ([float("inf")], None, TypeError, "JSON-serializable"),
+        ({"x": float("nan")}, None, TypeError, "JSON-serializable"),
     ],
 )
 def test_bad_events_are_refused(data: Any, event: Any, error: type, message: str) -> None:
@@ -273,6 +276,9 @@ class TestPublishCommand:
         [
             (["bad name", "x"], "may only contain"),
             (["news", "{", "--json"], "not valid JSON"),
+            # Python's parser reads these; JSON has no such numbers.
+            (["news", "[1e999]", "--json"], "not JSON compliant"),
+            (["news", "NaN", "--json"], "not JSON compliant"),
             (["news", "x", "--event", "reset"], "reserved"),
         ],
     )

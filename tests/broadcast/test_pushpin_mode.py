@@ -34,16 +34,33 @@ def signed() -> dict[str, str]:
 @pytest.mark.parametrize(
     ("value", "named"),
     [
-        ([], "must be a dict"),
+        ([], "must be None or a dict"),
         ({**PUSHPIN, "PUBLISH_URLS": []}, "unknown keys ['PUBLISH_URLS']"),
         ({**PUSHPIN, "PUBLISH_URL": "127.0.0.1:5561"}, "['PUBLISH_URL']"),
         ({**PUSHPIN, "PUBLISH_URL": []}, "['PUBLISH_URL']"),
+        # URLs httpx cannot send to: the publisher thread would fail on each event.
+        ({**PUSHPIN, "PUBLISH_URL": "http://127.0.0.1:abc/publish/"}, "['PUBLISH_URL']"),
+        ({**PUSHPIN, "PUBLISH_URL": "http://[::1/"}, "['PUBLISH_URL']"),
+        ({**PUSHPIN, "PUBLISH_URL": "http://127.0.0.1:99999/publish/"}, "['PUBLISH_URL']"),
+        ({**PUSHPIN, "PUBLISH_URL": "http://127.0.0.1:0/publish/"}, "['PUBLISH_URL']"),
+        ({**PUSHPIN, "PUBLISH_URL": "http:///publish/"}, "['PUBLISH_URL']"),
+        ({**PUSHPIN, "PUBLISH_URL": "http://a:5561/pub\nlish/"}, "['PUBLISH_URL']"),
+        (
+            {**PUSHPIN, "PUBLISH_URL": ["http://a:5561/publish/", "http://b:x/publish/"]},
+            "'http://b:x/publish/'",
+        ),
         ({**PUSHPIN, "SIG_KEY": ""}, "['SIG_KEY']"),
+        ({**PUSHPIN, "SIG_KEY": "key\n[proxy]"}, "['SIG_KEY']"),
+        ({**PUSHPIN, "SIG_KEY": "key\r"}, "['SIG_KEY']"),
         ({"PUBLISH_URL": PUSHPIN["PUBLISH_URL"]}, "['SIG_KEY']"),
         ({**PUSHPIN, "CHANNEL_PREFIX": "a,b"}, "['CHANNEL_PREFIX']"),
         ({**PUSHPIN, "RECOVER_INTERVAL": 0}, "['RECOVER_INTERVAL']"),
         ({**PUSHPIN, "RECOVER_INTERVAL": True}, "['RECOVER_INTERVAL']"),
+        ({**PUSHPIN, "RECOVER_INTERVAL": float("inf")}, "['RECOVER_INTERVAL']"),
+        ({**PUSHPIN, "RECOVER_INTERVAL": float("nan")}, "['RECOVER_INTERVAL']"),
         ({**PUSHPIN, "TIMEOUT": -1}, "['TIMEOUT']"),
+        ({**PUSHPIN, "TIMEOUT": float("inf")}, "['TIMEOUT']"),
+        ({**PUSHPIN, "TIMEOUT": float("nan")}, "['TIMEOUT']"),
     ],
 )
 def test_a_bad_setting_is_an_error_and_a_check_naming_the_key(value: Any, named: str) -> None:

@@ -99,6 +99,20 @@ def test_an_outage_is_logged_once_and_its_end_once(endpoint: PublishEndpoint, ca
     assert "works again" in logged[1]
 
 
+def test_an_unexpected_error_is_logged_and_later_events_still_leave(
+    endpoint: PublishEndpoint, caplog: Any
+) -> None:
+    # Not JSON: the request fails before it is sent, with no httpx error.
+    _pushpin.publish_items([{"channel": "c", "id": "0", "formats": object()}])
+    assert _pushpin._publisher.drain(TIMEOUT)
+    _pushpin.publish_items([item(1)])
+    assert _pushpin._publisher.drain(TIMEOUT)
+    assert [[i["id"] for i in request] for request in endpoint.requests] == [["1"]]
+    [failed] = [r for r in caplog.records if "items to Pushpin failed" in r.getMessage()]
+    assert failed.exc_info is not None
+    assert failed.exc_info[0] is TypeError
+
+
 def test_without_pushpin_mode_nothing_is_queued() -> None:
     with override_settings(DJANGO_SSE={}):
         _pushpin.publish_items([item(1)])

@@ -59,3 +59,29 @@ async def test_the_demo_shows_its_metrics_to_staff_only() -> None:
     # The clock's first event, counted under its URL pattern's name.
     sent = parse(scraped.text)
     assert total(sent, "django_sse_events_sent_total", view="basic:stream") >= 1
+
+
+async def test_a_room_whose_name_makes_no_channel_is_not_found() -> None:
+    database = Path(tempfile.mkdtemp()) / "demo.sqlite3"
+    server = demo_runserver(database)
+    longest, too_long = "r" * 75, "r" * 76  # "room." and the name: 80 characters at most
+    try:
+        with server:
+            async with httpx.AsyncClient(base_url=server.url) as client:
+                found = await client.get(f"/examples/room/{longest}/")
+                # As the page posts: past CSRF, the post would reach apublish().
+                csrf = {"X-CSRFToken": client.cookies["csrftoken"], "Referer": server.url}
+                missing = [
+                    await client.get(f"/examples/room/{too_long}/"),
+                    await client.get(f"/examples/room/{too_long}/stream/"),
+                    await client.post(
+                        f"/examples/room/{too_long}/post/",
+                        data={"name": "Ada", "text": "hi"},
+                        headers=csrf,
+                    ),
+                ]
+    finally:
+        database.unlink(missing_ok=True)
+    assert found.status_code == 200
+    assert f"/examples/room/{longest}/stream/" in found.text
+    assert [response.status_code for response in missing] == [404, 404, 404]

@@ -74,6 +74,11 @@ def test_system_messages_only_when_allowed() -> None:
         ({"messages": [{"role": "user"}]}, "has no content"),
         ({"messages": [{"role": "user", "content": 3}]}, "must be a string"),
         ({"messages": [{"role": "user", "content": "a\x00b"}]}, "NUL"),
+        ({"prompt": "hi \ud800"}, "prompt contains a lone UTF-16 surrogate"),
+        (
+            {"messages": [{"role": "user", "parts": [{"type": "text", "text": "\udfff"}]}]},
+            r"messages\[0\].parts\[0\].text contains a lone UTF-16 surrogate",
+        ),
         ({"messages": [{"role": "user", "parts": [{"type": "file"}]}]}, "no text part"),
         ({"messages": [{"role": "user", "parts": ["x"]}]}, "must be an object with a type"),
         ({"messages": [{"role": "assistant", "content": "x"}]}, "last message must be the user's"),
@@ -84,6 +89,11 @@ def test_system_messages_only_when_allowed() -> None:
 def test_bad_conversations_are_named(body: Any, message: str) -> None:
     with pytest.raises(InvalidChat, match=message):
         chat(body)
+
+
+def test_a_surrogate_pair_is_the_character_it_encodes() -> None:
+    # json.dumps escapes the emoji as the pair "\ud83d\ude00".
+    assert chat({"prompt": "hi \U0001f600"}) == [{"role": "user", "content": "hi \U0001f600"}]
 
 
 def test_bad_bodies_are_named() -> None:

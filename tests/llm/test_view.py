@@ -20,6 +20,7 @@ from django_sse.llm import (
     TextDelta,
     _head_start,
 )
+from django_sse.llm.models import Generation
 from django_sse.models import StreamLog
 from django_sse.response import SSEResponse
 from tests.llm import vercel_schema
@@ -224,6 +225,27 @@ async def test_bad_input_is_refused_before_anything_goes_upstream(upstream: Upst
     }
     assert form.status_code == 400
     assert upstream.requests == []
+
+
+@pytest.mark.parametrize(
+    "path", ["/llm/chat/", "/llm/vercel/", "/llm/resumable/", "/llm/v1/chat/completions"]
+)
+async def test_a_lone_surrogate_is_refused_before_anything_starts(
+    upstream: Upstream, path: str
+) -> None:
+    """JSON may escape half a UTF-16 pair; such a string cannot go upstream as UTF-8."""
+    body = {"messages": [{"role": "user", "content": "hi \ud800"}], "stream": True}
+    with provider_at(upstream.base_url("answer")):
+        response = await post(path, body, headers={"Authorization": f"Bearer {API_KEY}"})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert (
+        error["message"]
+        == "messages[0].content contains a lone UTF-16 surrogate, which is not text"
+    )
+    assert upstream.requests == []
+    assert not await Generation.objects.aexists()
 
 
 # JSON that Python's json module refuses with something other than a JSONDecodeError.

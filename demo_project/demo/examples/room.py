@@ -13,7 +13,8 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.urls import path, reverse
+from django.urls import path, register_converter, reverse
+from django.urls.converters import SlugConverter
 from django.utils.html import format_html
 from django.views import View
 
@@ -24,11 +25,23 @@ app_name = "room"
 FEED = "feed"
 MAX_NAME = 40
 MAX_TEXT = 500
+ROOM_PREFIX = "room."
+
+
+class RoomConverter(SlugConverter):
+    """A room's name in its URLs: a slug short enough that its channel's name stays within
+    the 80 characters channel names have, so that the page, the stream and the post of a
+    room whose name makes no channel are all a 404."""
+
+    regex = f"[-a-zA-Z0-9_]{{1,{80 - len(ROOM_PREFIX)}}}"
+
+
+register_converter(RoomConverter, "room")
 
 
 def room_channel(room: str) -> str:
-    # <slug:room> in the URLs keeps this a valid channel name.
-    return f"room.{room}"
+    # <room:room> in the URLs keeps this a valid channel name.
+    return f"{ROOM_PREFIX}{room}"
 
 
 class RoomStream(ChannelView):
@@ -73,7 +86,7 @@ def page(request: HttpRequest, room: str = "lobby") -> HttpResponse:
 
 urlpatterns = [
     path("", page, name="page"),
-    path("<slug:room>/", page, name="room"),
-    path("<slug:room>/stream/", RoomStream.as_view(), name="stream"),
-    path("<slug:room>/post/", PostMessage.as_view(), name="post"),
+    path("<room:room>/", page, name="room"),
+    path("<room:room>/stream/", RoomStream.as_view(), name="stream"),
+    path("<room:room>/post/", PostMessage.as_view(), name="post"),
 ]

@@ -7,15 +7,17 @@ by default it only touches rows of processes on this host that are no longer run
 
 from __future__ import annotations
 
+import math
 import os
 import socket
-from datetime import timedelta
+from datetime import datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import F
 from django.utils import timezone
 
+from django_sse.management.commands._common import ago, migrated
 from django_sse.models import OPEN, StreamLog
 
 RECOVERED = "Marked by sse_close_stale_logs: the server process was no longer running."
@@ -48,15 +50,22 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, all: bool, older_than: float | None, **options: Any) -> None:
-        if older_than is not None and older_than < 0:
-            raise CommandError("--older-than must be 0 or more")
+        cutoff = None
+        if older_than is not None:
+            # float() takes "nan" and "inf" too.
+            if not math.isfinite(older_than) or older_than < 0:
+                raise CommandError("--older-than must be a number of hours, 0 or more")
+            cutoff = ago("--older-than", hours=older_than)
+        with migrated(StreamLog):
+            self._close(all, cutoff)
+
+    def _close(self, all: bool, cutoff: datetime | None) -> None:
         open_rows = StreamLog.objects.filter(outcome=OPEN)
         if all:
             stale = list(open_rows.values_list("pk", flat=True))
         else:
             stale = self._dead_on_this_host(open_rows)
-            if older_than is not None:
-                cutoff = timezone.now() - timedelta(hours=older_than)
+            if cutoff is not None:
                 stale += open_rows.filter(started_at__lt=cutoff).values_list("pk", flat=True)
         now = timezone.now()
         count = StreamLog.objects.filter(pk__in=set(stale), outcome=OPEN).update(

@@ -12,6 +12,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_sse.broadcast._history import PRUNE_BATCH, prune
+from django_sse.broadcast.models import BroadcastEvent
+from django_sse.management.commands._common import migrated
 
 
 class Command(BaseCommand):
@@ -26,5 +28,6 @@ class Command(BaseCommand):
     def handle(self, *args: Any, batch_size: int, **options: Any) -> None:
         if batch_size < 1:
             raise CommandError("--batch-size must be 1 or more")
-        deleted = prune(batch_size=batch_size)
+        with migrated(BroadcastEvent):
+            deleted = prune(batch_size=batch_size)
         self.stdout.write(f"Deleted {deleted} broadcast events.")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.utils import timezone
 
+from django_sse.management.commands._common import ago, migrated
 from django_sse.models import StreamLog
 
 
@@ -24,7 +24,11 @@ class Command(BaseCommand):
             raise CommandError("--days must be 0 or more")
         if batch_size < 1:
             raise CommandError("--batch-size must be 1 or more")
-        cutoff = timezone.now() - timedelta(days=days)
+        cutoff = ago("--days", days=days)
+        with migrated(StreamLog):
+            self._prune(cutoff, batch_size, dry_run)
+
+    def _prune(self, cutoff: datetime, batch_size: int, dry_run: bool) -> None:
         # started_at first, so the index narrows the scan; open rows have no ended_at.
         old = StreamLog.objects.filter(started_at__lt=cutoff, ended_at__lt=cutoff)
         if dry_run:

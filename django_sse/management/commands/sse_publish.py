@@ -8,6 +8,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_sse.broadcast import publish
+from django_sse.broadcast.models import BroadcastChannel
+from django_sse.management.commands._common import migrated
 
 
 class Command(BaseCommand):
@@ -34,7 +36,8 @@ class Command(BaseCommand):
             except ValueError as error:
                 raise CommandError(f"DATA is not valid JSON: {error}") from error
         try:
-            seq = publish(channel, value, event=event)
+            with migrated(BroadcastChannel):
+                seq = publish(channel, value, event=event)
         except (TypeError, ValueError) as error:
             raise CommandError(str(error)) from error
         self.stdout.write(str(seq))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_sse.broadcast import _pushpin, _pushpin_config
@@ -46,7 +47,21 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        pushpin = _pushpin.settings()
+        if not 1 <= options["port"] <= 65535:
+            raise CommandError(f"--port must be 1 to 65535, not {options['port']}")
+        if options["message_rate"] < 1:
+            raise CommandError(f"--message-rate must be 1 or more, not {options['message_rate']}")
+        for option, value in [("--host", options["host"])] + [
+            ("--origin", origin) for origin in options["origin"] or []
+        ]:
+            # Both are written into Pushpin's files, one setting or route a line.
+            if not value.strip() or any(c.isspace() or not c.isprintable() for c in value):
+                raise CommandError(f"{option} must be a host or host:port, not {value!r}")
+        try:
+            pushpin = _pushpin.settings()
+        except ImproperlyConfigured as error:
+            # The check (E005) says so too, unless --skip-checks left it out.
+            raise CommandError(str(error)) from error
         if pushpin is None:
             raise CommandError("Set DJANGO_SSE['PUSHPIN'] first (see the Pushpin docs).")
         publish_port = urlsplit(pushpin.publish_urls[0]).port
