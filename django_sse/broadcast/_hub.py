@@ -86,7 +86,12 @@ class _Feed:
     async def offer(self, stored: StoredEvent) -> None:
         async with self.lock:
             if self.last is not None and stored.seq > self.last + 1:
-                await self._fill(stored.seq - 1)
+                try:
+                    await self._fill(stored.seq - 1)
+                except Exception:
+                    # The event still goes out: each subscriber sees the gap and reads
+                    # it from history itself (see _subscription.py).
+                    logger.exception("Reading the missed events of %r failed", self.channel)
             self.fan_out(stored)
 
     async def catch_up(self, target: int) -> None:
@@ -143,11 +148,16 @@ class Hub:
                 self._start(self._receive())
                 self._start(self._tick())
             # Subscribers come and go during every await below: repeat until the
-            # layer's groups match the feeds.
+            # layer's groups match the feeds, and every feed has started.
             while True:
                 leaving = [channel for channel in self._joined if channel not in self._feeds]
                 joining = [channel for channel in self._feeds if channel not in self._joined]
-                if not leaving and not joining:
+                # Not only the joining ones: a feed made anew while its channel was still
+                # joined (its last subscriber left, a new one came, while another
+                # subscription held this lock), or one whose start a disconnect
+                # cancelled, has not started either.
+                unstarted = [channel for channel, feed in self._feeds.items() if feed.last is None]
+                if not leaving and not joining and not unstarted:
                     break
                 for channel in leaving:
                     await self._leave(channel)
@@ -156,8 +166,8 @@ class Hub:
                 self._joined.update(joining)
                 for channel in joining:
                     await self.layer.group_add(group_name(channel), self._channel_name)
-                if joining:
-                    await self._start_feeds(joining)
+                if unstarted:
+                    await self._start_feeds(unstarted)
             if not self._feeds and self._channel_name is not None:
                 self._stop()
 
@@ -174,7 +184,9 @@ class Hub:
         """Set where new feeds start: the sequence numbers once the groups are joined.
 
         Every later event reaches the hub through the layer or the poll. A subscriber
-        starts from a position it reads after this, so it needs nothing earlier.
+        starts from a position it reads after this, so it needs nothing earlier. Until
+        then a feed's ``last`` is None, and neither the poll nor a gap can repair it:
+        with an in-memory layer, no event of another process would ever reach it.
         """
         heads = await _history.in_worker(_history.heads, channels)
         for channel, head in heads.items():
@@ -216,7 +228,15 @@ class Hub:
                 # Whatever failed may have lost the group memberships too.
                 await self._rejoin()
                 continue
-            await self._dispatch(message)
+            try:
+                await self._dispatch(message)
+            except Exception:
+                # One message's failure must not end the only reader of the layer.
+                logger.exception(
+                    "Handling a channel layer message (%r, channel %r) failed",
+                    message.get("type"),
+                    message.get("channel"),
+                )
 
     async def _dispatch(self, message: dict[str, Any]) -> None:
         feed = self._feeds.get(message.get("channel", ""))

@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from django.db.utils import OperationalError
 from django.test import override_settings
 
 from django_sse.broadcast import _history, _hub, apublish, arevoke
@@ -204,3 +205,122 @@ async def test_a_stopped_hub_ends_even_if_the_layer_swallows_the_cancellation(
         assert [e.data for e in await take(events, 1)] == ["again"]
     await asyncio.wait(receivers)
     assert "Receiving from the channel layer failed" not in caplog.text
+
+
+def gate_group_add(
+    monkeypatch: pytest.MonkeyPatch, channel: str
+) -> tuple[asyncio.Event, asyncio.Event]:
+    """Hold the hub's join of ``channel``'s group, inside its membership lock: the
+    first event is set once the join waits, the second lets it go on."""
+    layer = get_layer()
+    add = layer.group_add
+    waiting, go = asyncio.Event(), asyncio.Event()
+
+    async def gated(group: str, layer_channel: str) -> None:
+        if group == f"django_sse.{channel}":
+            waiting.set()
+            await go.wait()
+        await add(group, layer_channel)
+
+    monkeypatch.setattr(layer, "group_add", gated)
+    return waiting, go
+
+
+async def until(condition: Any) -> None:
+    """Let the other tasks run until ``condition()`` holds (a bounded number of turns)."""
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("never happened")
+
+
+async def stored_elsewhere(channel: str, count: int) -> None:
+    """Events another process published: an in-memory layer never carries them."""
+    for n in range(count):
+        await _history.in_worker(_history.append, channel, "", str(n))
+
+
+@override_settings(DJANGO_SSE={"BROADCAST_POLL_INTERVAL": 0.05})
+async def test_a_feed_made_anew_while_its_channel_is_still_joined_is_polled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A page reload: the old stream's leaving and the new one's joining both wait for a
+    third subscription's join, and the channel never leaves the layer."""
+    hub = _hub.get_hub()
+    old = Subscription(["x"])
+    await old.__aenter__()
+    old_feed = hub._feeds["x"]
+    waiting, go = gate_group_add(monkeypatch, "y")
+    other = Subscription(["y"])
+    joining = asyncio.create_task(other.__aenter__())
+    await waiting.wait()
+    leaving = asyncio.create_task(old.__aexit__())
+    new = Subscription(["x"])
+    arriving = asyncio.create_task(new.__aenter__())
+    await until(lambda: hub._feeds.get("x") not in (None, old_feed))
+    go.set()
+    await asyncio.gather(joining, leaving, arriving)
+    try:
+        await stored_elsewhere("x", 3)
+        assert seqs(await take(aiter(new), 3)) == [1, 2, 3]
+    finally:
+        await new.__aexit__()
+        await other.__aexit__()
+
+
+@override_settings(DJANGO_SSE={"BROADCAST_POLL_INTERVAL": 0.05})
+async def test_a_join_cut_short_by_a_disconnect_leaves_the_channel_followed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The channel's first subscriber leaves while joining; the second one stays."""
+    waiting, _ = gate_group_add(monkeypatch, "x")
+    first, second = Subscription(["x"]), Subscription(["x"])
+    joining = asyncio.create_task(first.__aenter__())
+    await waiting.wait()
+    staying = asyncio.create_task(second.__aenter__())
+    hub = _hub.get_hub()
+    await until(lambda: second in hub._feeds["x"].subscribers)
+    joining.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await joining
+    await staying
+    try:
+        await stored_elsewhere("x", 3)
+        assert seqs(await take(aiter(second), 3)) == [1, 2, 3]
+    finally:
+        await second.__aexit__()
+
+
+@override_settings(DJANGO_SSE={"BROADCAST_POLL_INTERVAL": None})
+async def test_a_history_read_that_fails_does_not_stop_live_events(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The hub fills a gap from history; the database failing then (a lock, a restart)
+    only leaves the gap to the subscribers, who read it themselves."""
+    layer = get_layer()
+    group_send = layer.group_send
+
+    async def losing_the_first(group: str, message: dict[str, Any]) -> None:
+        if message["seq"] != 1:
+            await group_send(group, message)
+
+    catch_up = _history.catch_up
+    failures: list[dict[str, int]] = []
+
+    def failing_once(after: dict[str, int], targets: dict[str, int]) -> Any:
+        if not failures:
+            failures.append(targets)
+            raise OperationalError("database is locked")
+        return catch_up(after, targets)
+
+    monkeypatch.setattr(layer, "group_send", losing_the_first)
+    monkeypatch.setattr(_history, "catch_up", failing_once)
+    async with following(["chat"]) as events:
+        await apublish("chat", "lost by the layer")
+        await apublish("chat", "shows the gap")
+        assert [e.data for e in await take(events, 2)] == ["lost by the layer", "shows the gap"]
+        await apublish("chat", "live")
+        assert [e.data for e in await take(events, 1)] == ["live"]
+    assert failures == [{"chat": 1}]
+    assert "Reading the missed events of 'chat' failed" in caplog.text

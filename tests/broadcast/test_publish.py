@@ -113,6 +113,11 @@ async def test_longest_channel_name_is_accepted() -> None:
         # Not JSON: a browser's JSON.parse would refuse the event.
         ([float("inf")], None, TypeError, "JSON-serializable"),
         ({"x": float("nan")}, None, TypeError, "JSON-serializable"),
+        # What no database stores (PostgreSQL refuses NUL) and UTF-8 cannot send.
+        ("a\x00b", None, ValueError, "NUL or lone UTF-16 surrogates"),
+        ("a\ud800", None, ValueError, "NUL or lone UTF-16 surrogates"),
+        ({"text": "a\udfff"}, None, ValueError, "NUL or lone UTF-16 surrogates"),
+        ("x", "a\x00", ValueError, "NUL or lone UTF-16 surrogates"),
     ],
 )
 def test_bad_events_are_refused(data: Any, event: Any, error: type, message: str) -> None:
