@@ -24,6 +24,13 @@ async def server() -> AsyncIterator[ScriptedServer]:
 
 
 @pytest.fixture
+async def elsewhere() -> AsyncIterator[ScriptedServer]:
+    """Another origin: the same host on another port."""
+    async with ScriptedServer() as scripted:
+        yield scripted
+
+
+@pytest.fixture
 def threaded_server() -> Iterator[ThreadedScriptedServer]:
     """A scripted server in its own thread, for plain sync tests."""
     with ThreadedScriptedServer() as scripted:

@@ -142,6 +142,15 @@ class Driver(ABC):
             pytest.fail(f"{self.name} client: expected {expect.__name__}, nothing was raised")
         return run
 
+    async def run_through(self, client_options: dict[str, Any], url: str, **options: Any) -> Run:
+        """``run()`` with an httpx client of the caller's, made with ``client_options``
+        and closed afterwards."""
+        http = self.new_client(**client_options)
+        try:
+            return await self.run(url, client=http, **options)
+        finally:
+            await self.close_client(http)
+
     @abstractmethod
     def remote(self, run: Run) -> Remote: ...
 

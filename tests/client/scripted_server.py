@@ -142,6 +142,11 @@ def no_content() -> Reply:
     return Reply("204 No Content", headers=())
 
 
+def moved(status: str, location: str) -> Reply:
+    """A redirect (``status`` such as "307 Temporary Redirect") to ``location``."""
+    return Reply(status, [("Location", location), ("Content-Length", "0")])
+
+
 def dropped() -> Reply:
     """A connection reset once the request is read, before any response."""
     return Reply(None, body=(ABORT,))

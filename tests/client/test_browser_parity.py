@@ -5,7 +5,6 @@ on ``connect()`` and ``aconnect()``, against the scripted raw HTTP server."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -14,16 +13,11 @@ from django_sse.protocol import MessageEvent
 from tests.client.drivers import Driver
 from tests.client.scripted_server import (
     Hold,
-    Reply,
     ScriptedServer,
     event_stream,
+    moved,
     no_content,
 )
-
-
-def moved(status: str, location: str) -> Reply:
-    return Reply(status, [("Location", location), ("Content-Length", "0")])
-
 
 # ---------------------------------------------------------------------------
 # Redirects
@@ -92,13 +86,6 @@ async def test_redirects_can_be_refused(sse: Driver, server: ScriptedServer) -> 
     assert isinstance(run.error, SSEResponseError)
     assert run.error.status_code == 301
     assert server.connections == 1
-
-
-@pytest.fixture
-async def elsewhere() -> AsyncIterator[ScriptedServer]:
-    """Another origin: the same host on another port."""
-    async with ScriptedServer() as scripted:
-        yield scripted
 
 
 @pytest.mark.parametrize("redirect_credentials", [False, True])
