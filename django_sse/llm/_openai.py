@@ -157,7 +157,9 @@ class OpenAIProvider:
             )
         except openai.APIError as error:
             raise _translate(error) from error
-        reason, usage = "stop", None
+        # None until a chunk says why the answer ended: a stream that ends without one
+        # was cut short, however cleanly its connection closed.
+        reason, usage = None, None
         try:
             async for data in response:
                 chunk = cast(dict[str, Any], data)
@@ -182,14 +184,20 @@ class OpenAIProvider:
                     if choice.get("finish_reason"):
                         reason = choice["finish_reason"]
         except openai.APIError as error:
-            raise _translate(error) from error
+            raise _translate(error, answering=True) from error
         finally:
             await response.close()
+        if reason is None:
+            raise ProviderError("upstream_error", _MESSAGES["upstream_error"])
         yield Finish(reason, usage)
 
 
-def _translate(error: openai.APIError) -> ProviderError:
+def _translate(error: openai.APIError, *, answering: bool = False) -> ProviderError:
+    """``answering``: the answer had begun, so a lost connection is the upstream
+    failing mid-answer, not one that cannot be reached."""
     code = _code(error)
+    if answering and code == "unavailable":
+        code = "upstream_error"
     retry_after = None
     if isinstance(error, openai.APIStatusError) and code == "rate_limited":
         retry_after = _retry_after(error.response.headers)

@@ -134,14 +134,17 @@ class GenerationView(ChannelView):
         last = await last_event(generation)
         if last is None:
             return _not_found()
-        position = _position(request)
+        position = _position(last_event_id(request))
         if last.event in ENDINGS and position is not None and position >= last.seq:
             return HttpResponse(status=204)
         return None
 
     async def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        # A new viewer reads the answer from its beginning.
-        self.last_event_id = self.last_event_id or "0"
+        # A new viewer reads the answer from its beginning; so does one whose
+        # Last-Event-ID names no position in it, which would otherwise get a reset and
+        # then only what comes next (and, after the end, nothing at all).
+        if _position(self.last_event_id) is None:
+            self.last_event_id = "0"
         life = self._life
         async with following(self.kwargs["generation"]):
             async for event in super().stream(request, *args, **kwargs):
@@ -224,7 +227,7 @@ def _forbidden() -> JsonResponse:
     return error_response(403, "permission_denied", "This answer belongs to someone else.")
 
 
-def _position(request: HttpRequest) -> int | None:
-    """The sequence number the client's Last-Event-ID names, if it names one."""
-    value = last_event_id(request) or ""
+def _position(last_event_id: str | None) -> int | None:
+    """The sequence number a Last-Event-ID names, if it names one."""
+    value = last_event_id or ""
     return int(value) if value.isascii() and value.isdigit() else None

@@ -95,6 +95,18 @@ async def test_after_the_end_a_reconnect_gets_204(upstream: Upstream) -> None:
     assert [e.id for e in await replayed.rest()] == [e.id for e in events[-2:]]
 
 
+@pytest.mark.parametrize("last_event_id", ["abc", "-1", "1.5", "1e3"])
+async def test_an_id_that_names_no_position_reads_from_the_beginning(
+    upstream: Upstream, last_event_id: str
+) -> None:
+    """A hand-set or stale id: a reset, then only what came next (after the end, nothing
+    and no end) would lose the answer the docs promise every new follower."""
+    started = await start(upstream, "answer")
+    whole = await (await Answer.follow(started["stream_url"])).rest()
+    again = await (await Answer.follow(started["stream_url"], last_event_id=last_event_id)).rest()
+    assert [(e.event, e.data, e.id) for e in again] == [(e.event, e.data, e.id) for e in whole]
+
+
 async def test_provider_errors_end_the_answer(upstream: Upstream) -> None:
     started = await start(upstream, "unauthorized")
     events = await (await Answer.follow(started["stream_url"])).rest()

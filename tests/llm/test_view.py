@@ -97,6 +97,10 @@ async def test_tool_call_deltas(upstream: Upstream) -> None:
         ("context-length", "context_length", None),
         ("server-error", "upstream_error", None),
         ("mid-stream-error", "upstream_error", None),
+        # Not a finished answer, however cleanly the body ended.
+        ("cut-short-3", "upstream_error", None),
+        # Reached, then lost mid-answer: not "unavailable", which says check the URL.
+        ("dropped-3", "upstream_error", None),
     ],
 )
 async def test_provider_failures_become_error_events(

@@ -26,6 +26,9 @@ Scenarios:
                          default ``Upstream.slow_max_tokens`` (500)
 ``fast-<n>``             <n> content tokens, written as fast as the client takes them
                          (at most ``Upstream.fast_max_tokens``)
+``cut-short-<n>``        <n> content tokens, then the body ends cleanly, with no
+                         finish_reason and no ``[DONE]``: an answer cut short
+``dropped-<n>``          <n> content tokens, then the connection is reset
 ``unauthorized``         401 ``invalid_api_key``
 ``rate-limited[-<s>]``   429 ``rate_limit_exceeded`` with ``retry-after: <s>`` (default "1";
                          the SDK honours fractions such as ``rate-limited-0.01``)
@@ -73,6 +76,7 @@ Json = dict[str, Any]
 _ROUTE = re.compile(r"/(?P<scenario>[^/]+)/v1/chat/completions")
 _SLOW = re.compile(r"slow-(?P<ms>\d+)(?:-(?P<count>\d+))?")
 _FAST = re.compile(r"fast-(?P<count>\d+)")
+_CUT = re.compile(r"(?P<how>cut-short|dropped)-(?P<count>\d+)")
 _RATE_LIMITED = re.compile(r"rate-limited(?:-(?P<seconds>\d+(?:\.\d+)?))?")
 _RECORDING_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
 
@@ -674,6 +678,9 @@ class Upstream:
         if fast := _FAST.fullmatch(scenario):
             count = min(int(fast["count"]), self.fast_max_tokens)
             return _synthetic(model, prompt_tokens, count, None)
+        if cut := _CUT.fullmatch(scenario):
+            count = min(int(cut["count"]), self.fast_max_tokens)
+            return _synthetic(model, prompt_tokens, count, None, finished=False)
         if _RECORDING_NAME.fullmatch(scenario):
             path = self.recordings / f"{scenario}.jsonl"
             if path.is_file():
@@ -710,7 +717,14 @@ class Upstream:
                 await connection.write(_http_chunk(f"data: {payload}\n\n".encode()))
                 if chunk.token:
                     record.token_times.append(time.perf_counter())
-            await connection.write(_http_chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+            cut = _CUT.fullmatch(record.scenario)
+            if cut is None:
+                await connection.write(_http_chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+            elif cut["how"] == "cut-short":
+                await connection.write(b"0\r\n\r\n")
+            else:
+                connection.writer.transport.abort()
+                connection.mark_closed("server")
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -879,9 +893,10 @@ def _content(data: Json) -> str:
 
 
 def _synthetic(
-    model: str, prompt_tokens: int, count: int, interval: float | None
+    model: str, prompt_tokens: int, count: int, interval: float | None, *, finished: bool = True
 ) -> Iterator[_Chunk]:
-    """``count`` tokens ``"t{i} "``, one every ``interval`` seconds (None: no pauses)."""
+    """``count`` tokens ``"t{i} "``, one every ``interval`` seconds (None: no pauses);
+    then, if ``finished``, the finish_reason and the usage."""
     head: Json = {
         "id": "chatcmpl-" + "".join(secrets.choice(_ALPHANUMERIC) for _ in range(29)),
         "object": "chat.completion.chunk",
@@ -899,8 +914,9 @@ def _synthetic(
     for index in range(count):
         after = None if interval is None else interval * (index + 1)
         yield _Chunk(chunk({"content": f"t{index} "}), token=True, after=after)
-    yield _Chunk(chunk({}, "stop"))
-    yield _Chunk({**head, "choices": [], "usage": _usage(prompt_tokens, count)})
+    if finished:
+        yield _Chunk(chunk({}, "stop"))
+        yield _Chunk({**head, "choices": [], "usage": _usage(prompt_tokens, count)})
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> Json:
