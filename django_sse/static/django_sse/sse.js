@@ -405,9 +405,12 @@
     var canReconnect = this.method === "GET";
     var url = this.streamURL();
     var headers = Object.assign({ Accept: "text/event-stream" }, this.headers || {});
-    // A header can only carry Latin-1, and the server reads it as UTF-8 (what
-    // EventSource sends): any other id goes in the query, as after a fallback.
-    if (/^[\x20-\x7e]+$/.test(this.lastEventId)) headers["Last-Event-ID"] = this.lastEventId;
+    // A header can only carry Latin-1, which the server reads as UTF-8 (what EventSource
+    // sends), and fetch() trims its spaces: any other id goes in the query, as after a
+    // fallback.
+    if (/^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$/.test(this.lastEventId)) {
+      headers["Last-Event-ID"] = this.lastEventId;
+    }
     else if (this.lastEventId) url = withQuery(url, "lastEventId", this.lastEventId);
     if (this.method !== "GET" && sameOrigin(this.url)) {
       var token = csrfToken(this.element);
