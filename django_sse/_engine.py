@@ -28,7 +28,7 @@ from typing import Any
 
 from django.conf import settings
 
-from django_sse import _timers
+from django_sse import _timers, conf
 from django_sse._closing import settle
 from django_sse._direct_write import write_body
 from django_sse._request_channels import Send
@@ -53,8 +53,11 @@ class Engine:
     __slots__ = (
         "_buffer",
         "_closing",
+        "_consumer",
         "_deadline",
+        "_dropped",
         "_finished",
+        "_give_up",
         "_keep_alive",
         "_last_sent",
         "_loop",
@@ -101,13 +104,50 @@ class Engine:
         # _arm()), and the wheel's tick for that.
         self._tick: int | None = None
         self._timer_at = _NEVER
+        # Once stopped, how long a client that takes no bytes may hold the stream (see
+        # _drop()); the task that writes what poll() gives, where it is not the one
+        # that waits on poll() (Django's, serving the stream itself).
+        self._give_up: asyncio.TimerHandle | None = None
+        self._dropped = False
+        self._consumer: asyncio.Task[Any] | None = None
         self._pump = _Pump(self._fill(), loop)
 
     def stop(self, outcome: Outcome) -> None:
-        """End the stream from outside, once what the source produced has been sent."""
+        """End the stream from outside, once what the source produced has been sent:
+        within CLEANUP_TIMEOUT seconds, or without it (see _drop())."""
         self.interrupted(outcome)
         self._closing = True
+        if self._give_up is None and not self._dropped:
+            timeout = float(conf.get("CLEANUP_TIMEOUT"))
+            self._give_up = self._loop.call_later(timeout, self._drop)
         self._wake()
+
+    def served_by(self, task: asyncio.Task[Any] | None) -> None:
+        """Where Django writes what poll() gives: the task to cancel if its write of it
+        never ends (see _drop())."""
+        self._consumer = task
+
+    def _drop(self) -> None:
+        """A stopped stream whose client has not taken what was written for
+        CLEANUP_TIMEOUT seconds (it stopped reading, and the server waits for it) ends
+        without it: the write is dropped, and the connection with it. Otherwise such a
+        client would keep the stream, its limit slot and a server's shutdown waiting
+        for ever."""
+        self._give_up = None
+        self._dropped = True
+        if self._sending is not None:
+            self._sending.cancel()  # _written() wakes the stream's task
+        elif self._waiter is not None and not self._waiter.done():
+            self._wake()
+        elif self._consumer is not None:
+            # Django's task is in its own send() of our last bytes.
+            self._consumer.cancel()
+
+    @property
+    def dropped(self) -> bool:
+        """Whether the stream gave up on its client (see _drop()): nothing more may be
+        sent, not even the end of the body, which would wait just the same."""
+        return self._dropped
 
     def shutdown(self) -> None:
         self.stop(Outcome.SHUTDOWN)
@@ -137,13 +177,17 @@ class Engine:
         coroutine: an idle stream's task then waits in its own frame, not in one more.
         """
         self._waiter = None
-        if self._sending is not None:
-            # Nothing may overtake an offered event still being written; _written()
-            # wakes us (how that write ended is its business, not this wait's).
-            return self._wait()
         now = self._loop.time()
         if self._stats.outcome is None and now >= self._deadline:
             self.stop(Outcome.TIMEOUT)
+        if self._dropped:
+            return None
+        if self._sending is not None:
+            # Nothing may overtake a write still waiting for the client; _written()
+            # wakes us (how that write ended is its business, not this wait's). The
+            # deadline still counts, for a client that takes nothing.
+            self._arm(self._deadline)
+            return self._wait()
         if self._buffer:
             chunk = b"".join(self._buffer)
             self._buffer.clear()
@@ -213,8 +257,12 @@ class Engine:
             self._write_failed(exc)
             return
         if rest is not None:
-            self._sending = rest
-            rest.add_done_callback(self._written)
+            self.writing(rest)
+
+    def writing(self, rest: asyncio.Future[None]) -> None:
+        """The rest of a write that waits for the client: poll() waits for it too."""
+        self._sending = rest
+        rest.add_done_callback(self._written)
 
     def _written(self, rest: asyncio.Future[None]) -> None:
         self._sending = None
@@ -281,6 +329,9 @@ class Engine:
         """
         self._closing = True
         self._disarm()
+        if self._give_up is not None:
+            self._give_up.cancel()
+            self._give_up = None
         if self._sending is not None:
             self._sending.cancel()
         if not self._pump.done():

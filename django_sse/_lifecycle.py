@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from django_sse import _metrics, conf, shutdown
 from django_sse._closing import run_to_end, settle
+from django_sse._direct_write import write_body
 from django_sse._engine import Engine
 from django_sse._handover import DJANGO_WATCHES_DISCONNECTS, request_handover
 from django_sse._request_channels import Receive, Send
@@ -108,16 +109,21 @@ class Lifecycle:
                     await ready
                     continue
                 try:
-                    await send({"type": "http.response.body", "body": ready, "more_body": True})
+                    rest = write_body(send, ready)
                 except BaseException:
                     self._interrupted(stream)
                     raise
+                if rest is not None:
+                    # Awaited through poll(), not here: a stop ends that wait, also for
+                    # a client that no longer reads (Engine._drop()).
+                    stream.writing(rest)
         except asyncio.CancelledError:
             self._interrupted(stream)
             raise
         finally:
             await self._end(stream)
-        await send({"type": "http.response.body"})
+        if not stream.dropped:
+            await send({"type": "http.response.body"})
 
     async def run(self) -> AsyncIterator[bytes]:
         """What Django iterates when it serves the stream itself."""
@@ -126,6 +132,9 @@ class Lifecycle:
             handover.asgi_send if handover is not None and self.engine_served else None,
             None if handover is None or DJANGO_WATCHES_DISCONNECTS else handover.asgi_receive,
         )
+        # Django's task, which writes each chunk; a stop ends its write if the client
+        # no longer reads (Engine._drop()).
+        stream.served_by(asyncio.current_task())
         try:
             while (chunk := await stream.next_chunk()) is not None:
                 yield chunk

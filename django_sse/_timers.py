@@ -6,7 +6,8 @@ libuv timer), which with thousands of idle streams is a large share of their mem
 The wheel files each stream under the tick its time falls in (ticks of ``TICK``
 seconds) and keeps one event-loop timer per tick that has a stream in it: a stream
 costs a set entry, and thousands of streams whose times fall in the same tick share
-one timer. A stream is woken at most ``TICK`` late, never early.
+one timer. A stream is woken at most ``TICK`` late, never early; but for a time past
+``HORIZON``, which it is woken at, to look again.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import asyncio
 import math
 from typing import Protocol
 
-__all__ = ["TICK", "Alarm", "cancel", "schedule"]
+__all__ = ["HORIZON", "TICK", "Alarm", "cancel", "schedule"]
 
 TICK = 0.05  # seconds
+# A year: a time further away (a keep_alive of 1e308, say) is filed this far away, where
+# its tick number is still exact; well short of where it would overflow.
+HORIZON = 365 * 86400.0
 
 
 class Alarm(Protocol):
@@ -34,7 +38,7 @@ class _Wheel:
         self._ticks: dict[int, tuple[set[Alarm], asyncio.TimerHandle]] = {}
 
     def schedule(self, when: float, alarm: Alarm) -> int:
-        tick = math.ceil(when / TICK)
+        tick = math.ceil(min(when, self._loop.time() + HORIZON) / TICK)
         entry = self._ticks.get(tick)
         if entry is None:
             handle = self._loop.call_at(tick * TICK, self._fire, tick)

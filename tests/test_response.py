@@ -158,6 +158,18 @@ async def test_keep_alive_is_a_comment_sent_only_while_idle() -> None:
         assert await within(anext(content)) == KEEP_ALIVE
 
 
+@pytest.mark.parametrize(
+    "options", [{"keep_alive": 1e308}, {"keep_alive": 0, "max_duration": 1e308}]
+)
+async def test_a_time_too_far_to_count_in_ticks_is_no_time_at_all(options: dict[str, Any]) -> None:
+    """1e308 seconds overflowed the timer wheel's tick number on the stream's first wait."""
+    response = sse_response(items("a", "b"), **options)
+    async with aclosing(aiter(response)) as content:  # type: ignore[type-var]
+        chunks = [chunk async for chunk in content]
+    assert [e.data for e in EventParser().feed(b"".join(chunks))] == ["a", "b"]
+    assert response.stats.outcome == Outcome.COMPLETED
+
+
 async def test_closing_while_suspended_at_yield_runs_cleanup() -> None:
     """What Django does when the client leaves while send() is pending."""
     recorder = Recorder()

@@ -65,3 +65,13 @@ async def test_cancelling_what_already_rang_is_harmless() -> None:
     _timers.cancel(loop, tick, alarm)
     await asyncio.wait_for(other.rung, timeout=10)
     assert len(alarm.rung_at) == 1
+
+
+async def test_a_time_past_the_horizon_is_filed_at_it() -> None:
+    """A keep_alive or max_duration of 1e308 overflowed the tick number."""
+    loop = asyncio.get_running_loop()
+    alarm = Alarm()
+    tick = _timers.schedule(1e308, alarm)
+    assert tick * _timers.TICK <= loop.time() + _timers.HORIZON + _timers.TICK
+    _timers.cancel(loop, tick, alarm)
+    assert loop not in _timers._wheels

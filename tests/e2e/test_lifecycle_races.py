@@ -388,6 +388,22 @@ async def test_generator_finally_completes_when_max_duration_ends_as_client_leav
     verdict.check()
 
 
+async def test_a_client_that_stops_reading_cannot_hold_its_stream_past_the_deadline(
+    server: LiveServer,
+) -> None:
+    """The clients read the headers, then nothing: the server's writes wait for them (on
+    uvicorn; daphne buffers everything, and its streams simply run to their end). Once
+    the deadline stops a stream, a write its client does not take within
+    CLEANUP_TIMEOUT is dropped with the connection: the stream closes, and with it its
+    generator, on_close, its row and its limit slot."""
+    tokens = new_tokens(3)
+    async with opened(server, tokens, n=2000, size=20_000, keep_alive=0, max_duration=0.5):
+        verdict = await verify(
+            server, "a client that stops reading", tokens, {"timeout", "completed"}
+        )
+    verdict.check()
+
+
 # --- 3. a stream blocked in sync code lends its busy request thread --------------------
 
 
