@@ -111,6 +111,9 @@ class Engine:
         self._dropped = False
         self._consumer: asyncio.Task[Any] | None = None
         self._pump = _Pump(self._fill(), loop)
+        # From the start: a stream that never waits idle (a flood, a write that waits)
+        # still ends on time.
+        self._arm(self._deadline)
 
     def stop(self, outcome: Outcome) -> None:
         """End the stream from outside, once what the source produced has been sent:
@@ -184,9 +187,7 @@ class Engine:
             return None
         if self._sending is not None:
             # Nothing may overtake a write still waiting for the client; _written()
-            # wakes us (how that write ended is its business, not this wait's). The
-            # deadline still counts, for a client that takes nothing.
-            self._arm(self._deadline)
+            # wakes us (how that write ended is its business, not this wait's).
             return self._wait()
         if self._buffer:
             chunk = b"".join(self._buffer)
@@ -311,13 +312,20 @@ class Engine:
         """The timer wheel's call: a keep-alive or the deadline may be due."""
         self._tick = None
         self._timer_at = _NEVER
+        now = self._loop.time()
+        if self._stats.outcome is None and now >= self._deadline:
+            # Here, not in poll(): the task that polls may be in a write that waits.
+            self.stop(Outcome.TIMEOUT)
+            return
         due = min(self._keep_alive_at(), self._deadline)
-        if self._waiter is not None and due > self._loop.time():
+        if self._waiter is not None and due > now:
             # Events written by offer() moved the keep-alive on, so nothing is due yet:
             # the timer moves on by itself, without waking the engine's task. A busy
             # broadcast stream then costs no task wake-up per keep-alive interval.
             self._arm(due)
         else:
+            # The deadline stays armed while the task is busy (in Django's write).
+            self._arm(self._deadline)
             self._wake()
 
     async def close(self, timeout: float) -> None:

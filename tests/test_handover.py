@@ -8,6 +8,7 @@ against what the stream does after it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import weakref
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 from asgiref.testing import ApplicationCommunicator
+from django.core.handlers.asgi import ASGIHandler
 from django.core.signals import request_finished
 from django.http import HttpRequest
 from django.test import override_settings
@@ -102,7 +104,16 @@ async def body_length(request: HttpRequest) -> SSEResponse:
     return keep(sse_response(events(), request=request, keep_alive=0))
 
 
+async def flood(request: HttpRequest) -> SSEResponse:
+    async def events() -> AsyncIterator[str]:
+        while True:
+            yield "x" * 1000
+
+    return keep(sse_response(events(), request=request, keep_alive=0, max_duration=0.2))
+
+
 urlpatterns = [
+    path("flood/", flood),
     path("idle/", idle),
     path("unkept/", unkept),
     path("french/", french),
@@ -362,3 +373,33 @@ async def test_a_stop_and_the_clients_disconnect_at_once_end_the_stream_once(
     # The stop is made before the loop turns, so it comes first either way.
     assert [response.stats.outcome for response in responses] == [Outcome.SHUTDOWN] * 20
     assert errors == []
+
+
+@pytest.mark.parametrize("application", [get_asgi_application, ASGIHandler])
+async def test_a_client_that_stops_reading_cannot_hold_a_stream_past_its_deadline(
+    application: Any,
+) -> None:
+    """The server's send() of the first body bytes never returns, as when the client
+    reads nothing and the socket's buffers are full; on django_sse's application (the
+    stream taken over) and on Django's own (Django writes each chunk)."""
+    requests = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive() -> Mapping[str, Any]:
+        if requests:
+            return requests.pop()
+        await asyncio.get_running_loop().create_future()  # no disconnect: the client stays
+        raise AssertionError("unreachable")
+
+    async def send(message: Mapping[str, Any]) -> None:
+        if message.get("body"):
+            await asyncio.get_running_loop().create_future()
+
+    with (
+        override_settings(DJANGO_SSE={"LOG_STREAMS": False, "CLEANUP_TIMEOUT": 0.2}),
+        # Django 4.2 writes from the application's own task, whose send() is cancelled.
+        contextlib.suppress(asyncio.CancelledError),
+    ):
+        await asyncio.wait_for(application()(get_scope("/flood/"), receive, send), LIMIT)
+    (response,) = responses
+    assert response.stats.outcome == Outcome.TIMEOUT
+    assert response.stats.ended_at is not None
