@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from typing import Any
 
 from django.conf import settings
@@ -31,6 +31,7 @@ from django.conf import settings
 from django_sse import _timers, conf
 from django_sse._closing import settle
 from django_sse._direct_write import write_body
+from django_sse._pump import Pump
 from django_sse._request_channels import Send
 from django_sse._request_threads import release as release_request_thread
 from django_sse._text import safe_text
@@ -110,7 +111,7 @@ class Engine:
         self._give_up: asyncio.TimerHandle | None = None
         self._dropped = False
         self._consumer: asyncio.Task[Any] | None = None
-        self._pump = _Pump(self._fill(), loop)
+        self._pump = Pump(self._fill(), loop)
         # From the start: a stream that never waits idle (a flood, a write that waits)
         # still ends on time.
         self._arm(self._deadline)
@@ -412,22 +413,3 @@ class Engine:
 def _resolve(future: asyncio.Future[None] | None) -> None:
     if future is not None and not future.done():
         future.set_result(None)
-
-
-class _Pump(asyncio.Task[None]):
-    """The pump's task, which remembers being cancelled.
-
-    A ``CancelledError`` out of the source means the event loop is stopping only if
-    something cancelled this task; otherwise the source raised it itself.
-    ``Task.cancelling()`` would tell, but not on Python 3.10.
-    """
-
-    __slots__ = ("cancel_requested",)
-
-    def __init__(self, coroutine: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop):
-        self.cancel_requested = False
-        super().__init__(coroutine, loop=loop)
-
-    def cancel(self, msg: Any = None) -> bool:
-        self.cancel_requested = True
-        return super().cancel(msg)

@@ -9,12 +9,28 @@ RENEW_EVERY seconds, and a stream's close deletes its key. A process killed hard
 its slots taken until their leases run out: LEASE seconds at most. With Django's
 default local-memory cache the slots, and so the limit, are per process.
 
+A view's own limit counts the subject's streams of every view, whatever their limits.
+So all of a subject's streams take their slots among as many as the largest limit that
+the settings or any view give (``allow()``), and a stream gets in while fewer of them
+than its own limit are taken: counted before its slot is taken, and again after. The
+cache has no way to count and take in one step; the second count is what keeps streams
+that start at the same moment from all getting in, as the one whose slot was taken last
+counts the others'. It may count too many, when they all took theirs before any
+counted: each then gives its slot back and tries again after a random moment.
+
+A slot taken for a stream that never starts (the view failed, a middleware replaced its
+response, the client left before it was sent) is given back too. It belongs to the task
+that took it until the stream opens, as a head start does (django_sse.llm._head_start,
+which tells why neither ``close()`` nor garbage collection would do), and is given back
+soon after that task has ended.
+
 A cache that fails lets the stream through, with an error in the log: a broken cache
 must not take every stream down with it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import random
@@ -22,14 +38,16 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from django.core.cache import caches
+from django.core.cache import BaseCache, caches
 from django.http import HttpRequest, HttpResponse
 
 from django_sse import conf
+from django_sse._closing import run_to_end
 from django_sse.stats import StreamStats
 
-__all__ = ["LEASE", "RETRY_AFTER", "Slots", "acquire"]
+__all__ = ["LEASE", "RETRY_AFTER", "Slots", "acquire", "allow"]
 
 logger = logging.getLogger("django_sse")
 
@@ -39,6 +57,32 @@ LEASE = 60.0
 RENEW_EVERY = 20.0
 # Seconds a refused client is told to wait: slots free up as other streams close.
 RETRY_AFTER = 5
+# Seconds a slot waits for its stream to open once the task that took it has ended:
+# behind a middleware that only runs sync, Django runs the view in a task of its own,
+# which ends just before the response is sent (as for a head start).
+GRACE = 1.0
+# Tries at a slot for streams that keep starting at the same moment as others, and the
+# longest random wait between two: far longer than the cache takes to answer, so that
+# they seldom meet again.
+ATTEMPTS = 3
+BACKOFF = 0.05
+
+# The largest limit each setting's subjects are given anywhere: all their streams take
+# their slots among that many, so that each view counts them all.
+_largest: dict[str, int] = {}
+# Slots being given back because their streams never started: the event loop holds
+# only weak references to tasks.
+_giving_back: set[asyncio.Task[None]] = set()
+
+
+def allow(setting: str, limit: int | None) -> None:
+    """Note that a view lets the subjects ``setting`` counts have ``limit`` streams.
+
+    Views declare their limits as they are defined and routed, before any request, so
+    that every process that runs the same code counts the same slots."""
+    # Anything but a whole number is refused where it is used (conf.limit).
+    if isinstance(limit, int) and limit > _largest.get(setting, 0):
+        _largest[setting] = limit
 
 
 @dataclass(frozen=True)
@@ -72,7 +116,11 @@ def subject_of(
 
 class Slots:
     """The slot one stream holds; a stream observer that renews it while the stream is
-    open and gives it back when the stream closes."""
+    open and gives it back when the stream closes, or, for a stream that never opens,
+    soon after the task that took it has ended."""
+
+    # One of these lives as long as each open stream.
+    __slots__ = ("_expiry", "_given_back", "_owner", "alias", "key", "token")
 
     description = "Giving back the stream's slot"
 
@@ -80,12 +128,60 @@ class Slots:
         self.alias = alias
         self.key = key
         self.token = token
+        # The task that took the slot, until the stream opens, and the timer that gives
+        # the slot back once that task has ended.
+        self._owner: asyncio.Task[Any] | None = None
+        self._expiry: asyncio.TimerHandle | None = None
+        self._given_back = False
+
+    def belong_to(self, owner: asyncio.Task[Any]) -> None:
+        """Give the slot back GRACE seconds after ``owner`` ends, unless its stream has
+        opened by then."""
+        self._owner = owner
+        owner.add_done_callback(self._orphaned)
 
     def opened(self, stats: StreamStats) -> None:
-        _renewer.hold(self)
+        self._disown()
+        # Renewing a slot given back could take it from another stream: a stream that
+        # opens that late goes uncounted instead.
+        if not self._given_back:
+            _renewer.hold(self)
 
     async def closed(self, stats: StreamStats) -> None:
         _renewer.drop(self)
+        await self._delete()
+
+    async def give_back(self) -> None:
+        """For a stream that will not open: give its slot back now, to the end whatever
+        cancels the caller."""
+        self._let_go()
+        await run_to_end(self._delete())
+
+    def _orphaned(self, owner: asyncio.Task[Any]) -> None:
+        # The stream may have opened between the task's end and this call.
+        if self._owner is not None:
+            self._expiry = owner.get_loop().call_later(GRACE, self._abandon, owner)
+
+    def _abandon(self, owner: asyncio.Task[Any]) -> None:
+        """Nobody opened the stream in time: give its slot back, in a task of its own."""
+        self._let_go()
+        task = owner.get_loop().create_task(self._delete())
+        _giving_back.add(task)
+        task.add_done_callback(_giving_back.discard)
+
+    def _let_go(self) -> None:
+        self._disown()
+        self._given_back = True
+
+    def _disown(self) -> None:
+        if self._owner is not None:
+            self._owner.remove_done_callback(self._orphaned)
+            self._owner = None
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+
+    async def _delete(self) -> None:
         cache = caches[self.alias]
         try:
             # Only if still ours: a lease that ran out may have gone to another stream.
@@ -98,35 +194,67 @@ class Slots:
 async def acquire(request: HttpRequest, subject: Subject) -> Slots | HttpResponse | None:
     """A free slot of ``subject``'s, the 429 that tells the client to come back, or None
     when the cache cannot be reached."""
+    owner = asyncio.current_task()
+    if owner is None:
+        raise RuntimeError("A stream slot belongs to a task: take it in one")
     alias = str(conf.get("STREAM_LIMIT_CACHE"))
-    token = secrets.token_hex(8)
-    limit = subject.limit
-    # From a random slot on: with a few streams open, the first try mostly succeeds.
-    first = random.randrange(limit) if limit else 0
+    space = max(subject.limit, conf.limit(subject.setting) or 0, _largest.get(subject.setting, 0))
+    keys = [f"django_sse:stream-slot:{subject.key}:{number}" for number in range(space)]
     try:
-        cache = caches[alias]
-        for step in range(limit):
-            key = f"django_sse:stream-slot:{subject.key}:{(first + step) % limit}"
-            if await cache.aadd(key, token, LEASE):
-                return Slots(alias, key, token)
+        slot = await _take(caches[alias], alias, keys, subject.limit) if subject.limit else None
     except Exception:
         logger.exception("Stream limits could not reach cache %r; the stream is let through", alias)
         return None
+    if slot is not None:
+        slot.belong_to(owner)
+        return slot
     logger.warning(
         "Refused a stream at %s: %s %d open, the most %s allows",
         request.path,
         subject.key,
-        limit,
+        subject.limit,
         subject.setting,
     )
     response = HttpResponse(
-        f"Too many streams: {subject.described} {limit} open, the most allowed at once. "
-        f"Close one, or try again in {RETRY_AFTER} s.",
+        f"Too many streams: {subject.described} {subject.limit} open, the most allowed at "
+        f"once. Close one, or try again in {RETRY_AFTER} s.",
         status=429,
         content_type="text/plain; charset=utf-8",
     )
     response["Retry-After"] = str(RETRY_AFTER)
     return response
+
+
+async def _take(cache: BaseCache, alias: str, keys: list[str], limit: int) -> Slots | None:
+    """One of ``keys`` while fewer than ``limit`` of them are taken; None once as many
+    are, or when streams starting at the same moment kept taking the last ones too."""
+    token = secrets.token_hex(8)
+    for attempt in range(ATTEMPTS):
+        if attempt:
+            await asyncio.sleep(random.uniform(0, BACKOFF))
+        taken = await cache.aget_many(keys)
+        if len(taken) >= limit:
+            return None
+        # A random free one: streams starting at the same moment mostly try different ones.
+        slot = Slots(alias, random.choice([key for key in keys if key not in taken]), token)
+        if await _try(cache, slot, keys, limit):
+            return slot
+    return None
+
+
+async def _try(cache: BaseCache, slot: Slots, keys: list[str], limit: int) -> bool:
+    """Whether ``slot`` is taken, with no more than ``limit`` of ``keys``."""
+    try:
+        if not await cache.aadd(slot.key, slot.token, LEASE):
+            return False
+        if len(await cache.aget_many(keys)) <= limit:
+            return True
+    except BaseException:
+        # A cancellation can come between the add and its answer: the slot may be ours.
+        await slot.give_back()
+        raise
+    await slot.give_back()
+    return False
 
 
 class _Renewer:

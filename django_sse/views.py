@@ -5,7 +5,7 @@ response: permissions, Last-Event-ID, and the stream log."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -17,7 +17,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.views import View
 
 from django_sse import conf
-from django_sse._limits import Slots, acquire, subject_of
+from django_sse._limits import Slots, acquire, allow, subject_of
 from django_sse._metrics import UNNAMED
 from django_sse.protocol import FINISHED_ID, MAX_LAST_EVENT_ID
 from django_sse.response import WSGI_REFUSAL, SSEResponse
@@ -56,6 +56,17 @@ class SSEView(View):
 
     last_event_id: str | None = None
 
+    # Every limit a view may have is known before any request: a subject's streams take
+    # their slots among as many as the largest, so that each view counts them all.
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _allow(cls.stream_limit_per_user, cls.stream_limit_per_address)
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Callable[..., HttpResponseBase]:
+        _allow(initkwargs.get("stream_limit_per_user"), initkwargs.get("stream_limit_per_address"))
+        return super().as_view(**initkwargs)
+
     async def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         """Yield Events, str data, JSON-able data or bytes. Subclasses override this."""
         raise NotImplementedError(f"{type(self).__name__} must define async def stream()")
@@ -87,6 +98,17 @@ class SSEView(View):
         slot = await self._take_slot(request)
         if isinstance(slot, HttpResponseBase):
             return slot
+        try:
+            return self._response(request, slot, *args, **kwargs)
+        except BaseException:
+            # Only the stream's close gives a slot back, and this stream will not open.
+            if slot is not None:
+                await slot.give_back()
+            raise
+
+    def _response(
+        self, request: HttpRequest, slot: Slots | None, *args: Any, **kwargs: Any
+    ) -> SSEResponse:
         source = self.stream(request, *args, **kwargs)
         if not hasattr(source, "__aiter__"):
             raise TypeError(
@@ -127,6 +149,11 @@ class SSEView(View):
         user_id = user.pk if user is not None and user.is_authenticated else None
         subject = subject_of(user_id, client_address(request), per_user, per_address)
         return None if subject is None else await acquire(request, subject)
+
+
+def _allow(per_user: int | None, per_address: int | None) -> None:
+    allow("STREAM_LIMIT_PER_USER", per_user)
+    allow("STREAM_LIMIT_PER_ADDRESS", per_address)
 
 
 async def _is_authenticated(request: HttpRequest) -> bool:

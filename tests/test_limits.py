@@ -3,6 +3,7 @@ slots given back at every ending, and the ways around a limit that must not work
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -11,12 +12,15 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.cache import caches
-from django.test import AsyncClient, override_settings
+from django.core.cache.backends.locmem import LocMemCache
+from django.http import HttpRequest
+from django.test import AsyncClient, AsyncRequestFactory, override_settings
 
-from django_sse import _limits
+from django_sse import SSEView, _limits
 from django_sse.response import SSEResponse
 from django_sse.stats import StreamStats
 from tests.sse import collect
+from tests.views import GateView
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,6 +36,41 @@ def limits(**values: Any) -> Any:
     return override_settings(DJANGO_SSE=values)
 
 
+# Seconds to wait for what must happen at once; only a failing test waits that long.
+WAIT = 5.0
+
+
+class Narrow(GateView):
+    stream_limit_per_address = 1
+
+
+class Pair(GateView):
+    stream_limit_per_address = 2
+
+
+class Roomy(GateView):
+    stream_limit_per_address = 5
+
+
+class SyncStream(SSEView):
+    # A sync generator, which SSEView refuses.
+    def stream(  # type: ignore[override]
+        self, request: HttpRequest, *args: Any, **kwargs: Any
+    ) -> Iterator[Any]:
+        yield "sync"
+
+
+class BadRetry(GateView):
+    retry = -1
+
+
+async def call(view: type[SSEView], **initkwargs: Any) -> Any:
+    """Run an async class-based view outside any URL, for the test client's address;
+    django-stubs types as_view() as sync."""
+    request = AsyncRequestFactory().get("/", {"probe": uuid.uuid4().hex})
+    return await view.as_view(**initkwargs)(request)  # type: ignore[misc]
+
+
 class Held:
     """Streams opened and held open by a test, closed at its end."""
 
@@ -39,7 +78,13 @@ class Held:
         self.engines: list[Any] = []
 
     async def open(self, client: AsyncClient, path: str = "/gate/", **extra: Any) -> Any:
-        response = await client.get(path, {"probe": uuid.uuid4().hex}, **extra)
+        return await self.start(await client.get(path, {"probe": uuid.uuid4().hex}, **extra))
+
+    async def call(self, view: type[SSEView], **initkwargs: Any) -> Any:
+        return await self.start(await call(view, **initkwargs))
+
+    async def start(self, response: Any) -> Any:
+        """Stream ``response`` up to its first bytes, if it is a stream."""
         if isinstance(response, SSEResponse):
             engine = response._engine
             assert await anext(engine) == b":\n"
@@ -157,6 +202,111 @@ async def test_a_view_sets_its_own_limits(django_user_model: Any, held: Held) ->
     assert_refused(await held.open(ada, "/limited-gate/"))
     # Its limit counts the user's streams of every view; other views have none here.
     assert (await held.open(ada, "/gate/")).status_code == 200
+
+
+async def test_a_views_own_limit_counts_the_streams_of_every_view(held: Held) -> None:
+    await held.call(Narrow)
+    await held.call(Roomy)
+    await held.close(1)
+    # The slot Narrow's first stream had is free, but Roomy's stream is open.
+    assert_refused(await held.call(Narrow))
+    for _ in range(4):
+        assert (await held.call(Roomy)).status_code == 200
+    assert_refused(await held.call(Roomy))
+
+
+async def test_a_limit_given_to_as_view_counts_in_every_view(held: Held) -> None:
+    for _ in range(7):
+        await held.call(GateView, stream_limit_per_address=7)
+    # As if the leases of all but the two slots numbered highest had run out.
+    slots = [f"django_sse:stream-slot:address:127.0.0.1:{number}" for number in range(5)]
+    await caches["default"].adelete_many(slots)
+    assert_refused(await held.call(Pair))
+
+
+async def test_streams_starting_together_for_the_last_place_let_one_in(
+    held: Held, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await held.call(Pair)
+    await held.call(Pair)
+    await held.call(Roomy)
+    await held.close(2)
+    # Each of the three takes a slot before any of them counts again: all three count
+    # one too many, and only after trying again one of them gets the last place.
+    adds, all_added = 0, asyncio.Event()
+    add = LocMemCache.aadd
+
+    async def add_together(cache: LocMemCache, *args: Any, **kwargs: Any) -> bool:
+        nonlocal adds
+        added = await add(cache, *args, **kwargs)
+        adds += 1
+        if adds == 3:
+            all_added.set()
+        await all_added.wait()
+        return added
+
+    monkeypatch.setattr(LocMemCache, "aadd", add_together)
+    racing = await asyncio.wait_for(asyncio.gather(*(held.call(Pair) for _ in range(3))), WAIT)
+    assert sorted(response.status_code for response in racing) == [200, 429, 429]
+
+
+@pytest.mark.parametrize(("view", "error"), [(SyncStream, TypeError), (BadRetry, ValueError)])
+async def test_a_stream_that_fails_to_start_gives_its_slot_back(
+    view: type[SSEView], error: type[Exception], held: Held
+) -> None:
+    with limits(STREAM_LIMIT_PER_ADDRESS=1):
+        with pytest.raises(error):
+            await call(view)
+        assert (await held.open(AsyncClient())).status_code == 200
+
+
+async def test_a_request_cancelled_as_its_slot_is_taken_gives_it_back(
+    held: Held, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Django cancels a view whose client has left: here, once the slot is taken and
+    before the view has the cache's answer."""
+    taken = asyncio.Event()
+    add = LocMemCache.aadd
+
+    async def add_unanswered(cache: LocMemCache, *args: Any, **kwargs: Any) -> bool:
+        await add(cache, *args, **kwargs)
+        taken.set()
+        await asyncio.Event().wait()
+        raise AssertionError("never answered")
+
+    with limits(STREAM_LIMIT_PER_ADDRESS=1):
+        monkeypatch.setattr(LocMemCache, "aadd", add_unanswered)
+        request = asyncio.create_task(AsyncClient().get("/gate/"))
+        await asyncio.wait_for(taken.wait(), WAIT)
+        monkeypatch.undo()
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+        assert (await held.open(AsyncClient())).status_code == 200
+
+
+async def test_a_slot_whose_stream_never_opens_is_given_back_after_its_task(
+    held: Held, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A response made in a task that ends without sending it, as when a middleware
+    replaced it or the client left before it was sent, gives its slot back; one sent
+    after its task ended (behind a sync-only middleware) keeps it."""
+    monkeypatch.setattr(_limits, "GRACE", 0.0)
+    given_back = asyncio.Event()
+    delete = LocMemCache.adelete
+
+    async def delete_and_tell(cache: LocMemCache, *args: Any, **kwargs: Any) -> bool:
+        deleted = await delete(cache, *args, **kwargs)
+        given_back.set()
+        return deleted
+
+    monkeypatch.setattr(LocMemCache, "adelete", delete_and_tell)
+    with limits(STREAM_LIMIT_PER_ADDRESS=2):
+        await held.start(await asyncio.create_task(call(GateView)))
+        assert isinstance(await asyncio.create_task(call(GateView)), SSEResponse)
+        await asyncio.wait_for(given_back.wait(), WAIT)
+        assert (await held.call(GateView)).status_code == 200
+        assert_refused(await held.call(GateView))
 
 
 async def test_a_cache_that_fails_lets_streams_through(
