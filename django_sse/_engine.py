@@ -118,10 +118,12 @@ class Engine:
 
     def stop(self, outcome: Outcome) -> None:
         """End the stream from outside, once what the source produced has been sent:
-        within CLEANUP_TIMEOUT seconds, or without it (see _drop())."""
+        within CLEANUP_TIMEOUT seconds, or without it (see _drop()). But for a slow
+        consumer cut off from a broadcast: it is reading, however slowly, and gets
+        everything it was sent before it resumes from history."""
         self.interrupted(outcome)
         self._closing = True
-        if self._give_up is None and not self._dropped:
+        if outcome is not Outcome.SLOW_CONSUMER and self._give_up is None and not self._dropped:
             timeout = float(conf.get("CLEANUP_TIMEOUT"))
             self._give_up = self._loop.call_later(timeout, self._drop)
         self._wake()
