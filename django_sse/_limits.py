@@ -19,10 +19,8 @@ counts the others'. It may count too many, when they all took theirs before any
 counted: each then gives its slot back and tries again after a random moment.
 
 A slot taken for a stream that never starts (the view failed, a middleware replaced its
-response, the client left before it was sent) is given back too. It belongs to the task
-that took it until the stream opens, as a head start does (django_sse.llm._head_start,
-which tells why neither ``close()`` nor garbage collection would do), and is given back
-soon after that task has ended.
+response, the client left before it was sent) is given back too: it is a claim of the
+task that took it until the stream opens (django_sse._claim).
 
 A cache that fails lets the stream through, with an error in the log: a broken cache
 must not take every stream down with it.
@@ -44,7 +42,9 @@ from django.core.cache import BaseCache, caches
 from django.http import HttpRequest, HttpResponse
 
 from django_sse import conf
+from django_sse._claim import Claim
 from django_sse._closing import run_to_end
+from django_sse._workers import in_worker
 from django_sse.stats import StreamStats
 
 __all__ = ["LEASE", "RETRY_AFTER", "Slots", "acquire", "allow"]
@@ -57,10 +57,6 @@ LEASE = 60.0
 RENEW_EVERY = 20.0
 # Seconds a refused client is told to wait: slots free up as other streams close.
 RETRY_AFTER = 5
-# Seconds a slot waits for its stream to open once the task that took it has ended:
-# behind a middleware that only runs sync, Django runs the view in a task of its own,
-# which ends just before the response is sent (as for a head start).
-GRACE = 1.0
 # Tries at a slot for streams that keep starting at the same moment as others, and the
 # longest random wait between two: far longer than the cache takes to answer, so that
 # they seldom meet again.
@@ -70,9 +66,6 @@ BACKOFF = 0.05
 # The largest limit each setting's subjects are given anywhere: all their streams take
 # their slots among that many, so that each view counts them all.
 _largest: dict[str, int] = {}
-# Slots being given back because their streams never started: the event loop holds
-# only weak references to tasks.
-_giving_back: set[asyncio.Task[None]] = set()
 
 
 def allow(setting: str, limit: int | None) -> None:
@@ -120,7 +113,7 @@ class Slots:
     soon after the task that took it has ended."""
 
     # One of these lives as long as each open stream.
-    __slots__ = ("_expiry", "_given_back", "_owner", "alias", "key", "token")
+    __slots__ = ("_claim", "alias", "key", "token")
 
     description = "Giving back the stream's slot"
 
@@ -128,23 +121,16 @@ class Slots:
         self.alias = alias
         self.key = key
         self.token = token
-        # The task that took the slot, until the stream opens, and the timer that gives
-        # the slot back once that task has ended.
-        self._owner: asyncio.Task[Any] | None = None
-        self._expiry: asyncio.TimerHandle | None = None
-        self._given_back = False
+        self._claim: Claim | None = None
 
     def belong_to(self, owner: asyncio.Task[Any]) -> None:
-        """Give the slot back GRACE seconds after ``owner`` ends, unless its stream has
-        opened by then."""
-        self._owner = owner
-        owner.add_done_callback(self._orphaned)
+        """Give the slot back soon after ``owner`` ends, unless its stream has opened."""
+        self._claim = Claim(owner, self._delete)
 
     def opened(self, stats: StreamStats) -> None:
-        self._disown()
         # Renewing a slot given back could take it from another stream: a stream that
         # opens that late goes uncounted instead.
-        if not self._given_back:
+        if self._claim is not None and self._claim.take():
             _renewer.hold(self)
 
     async def closed(self, stats: StreamStats) -> None:
@@ -154,39 +140,19 @@ class Slots:
     async def give_back(self) -> None:
         """For a stream that will not open: give its slot back now, to the end whatever
         cancels the caller."""
-        self._let_go()
+        if self._claim is not None:
+            self._claim.take()
         await run_to_end(self._delete())
 
-    def _orphaned(self, owner: asyncio.Task[Any]) -> None:
-        # The stream may have opened between the task's end and this call.
-        if self._owner is not None:
-            self._expiry = owner.get_loop().call_later(GRACE, self._abandon, owner)
-
-    def _abandon(self, owner: asyncio.Task[Any]) -> None:
-        """Nobody opened the stream in time: give its slot back, in a task of its own."""
-        self._let_go()
-        task = owner.get_loop().create_task(self._delete())
-        _giving_back.add(task)
-        task.add_done_callback(_giving_back.discard)
-
-    def _let_go(self) -> None:
-        self._disown()
-        self._given_back = True
-
-    def _disown(self) -> None:
-        if self._owner is not None:
-            self._owner.remove_done_callback(self._orphaned)
-            self._owner = None
-        if self._expiry is not None:
-            self._expiry.cancel()
-            self._expiry = None
-
     async def _delete(self) -> None:
+        await in_worker(self.delete)
+
+    def delete(self) -> None:
         cache = caches[self.alias]
         try:
             # Only if still ours: a lease that ran out may have gone to another stream.
-            if await cache.aget(self.key) == self.token:
-                await cache.adelete(self.key)
+            if cache.get(self.key) == self.token:
+                cache.delete(self.key)
         except Exception:
             logger.exception("Could not give back stream slot %s", self.key)
 
@@ -209,15 +175,15 @@ async def acquire(request: HttpRequest, subject: Subject) -> Slots | HttpRespons
         slot.belong_to(owner)
         return slot
     logger.warning(
-        "Refused a stream at %s: %s %d open, the most %s allows",
+        "Refused a stream at %s: %s has %d open or opening, the most %s allows",
         request.path,
         subject.key,
         subject.limit,
         subject.setting,
     )
     response = HttpResponse(
-        f"Too many streams: {subject.described} {subject.limit} open, the most allowed at "
-        f"once. Close one, or try again in {RETRY_AFTER} s.",
+        f"Too many streams: {subject.described} {subject.limit} open or opening, the most "
+        f"allowed at once. Close one, or try again in {RETRY_AFTER} s.",
         status=429,
         content_type="text/plain; charset=utf-8",
     )
@@ -262,6 +228,9 @@ class _Renewer:
 
     def __init__(self) -> None:
         self._held: dict[Slots, None] = {}
+        # The slots of the renewal under way that closed while it ran: their stream's
+        # close may have deleted a key that the renewal then wrote again.
+        self._closed_while_renewing: set[Slots] | None = None
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -276,7 +245,8 @@ class _Renewer:
 
     def drop(self, slots: Slots) -> None:
         with self._lock:
-            self._held.pop(slots, None)
+            if self._held.pop(slots, 0) is None and self._closed_while_renewing is not None:
+                self._closed_while_renewing.add(slots)
 
     def _run(self) -> None:
         while True:
@@ -284,20 +254,32 @@ class _Renewer:
             self.renew()
 
     def renew(self) -> None:
+        """Renew every held lease without holding the lock through the cache's answer
+        (the event loop takes it to drop a slot); then delete again what closed meanwhile."""
         with self._lock:
             held = list(self._held)
-        by_cache: dict[str, dict[str, str]] = {}
-        for slots in held:
-            by_cache.setdefault(slots.alias, {})[slots.key] = slots.token
-        for alias, leases in by_cache.items():
-            try:
-                caches[alias].set_many(leases, LEASE)
-            except Exception:
-                logger.exception("Could not renew %d stream slots in cache %r", len(leases), alias)
+            self._closed_while_renewing = set()
+        try:
+            by_cache: dict[str, dict[str, str]] = {}
+            for slots in held:
+                by_cache.setdefault(slots.alias, {})[slots.key] = slots.token
+            for alias, leases in by_cache.items():
+                try:
+                    caches[alias].set_many(leases, LEASE)
+                except Exception:
+                    logger.exception(
+                        "Could not renew %d stream slots in cache %r", len(leases), alias
+                    )
+        finally:
+            with self._lock:
+                closed, self._closed_while_renewing = self._closed_while_renewing, None
+        for slots in closed:
+            slots.delete()
 
     def forget(self) -> None:
         """In a forked child: the parent's thread and streams are not there."""
         self._held = {}
+        self._closed_while_renewing = None
         self._lock = threading.Lock()
         self._thread = None
 

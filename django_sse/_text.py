@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["is_storable", "safe_text"]
+__all__ = ["safe_text", "unstorable"]
 
 # What UTF-8 cannot encode (lone surrogates, as text decoded with "surrogateescape"
 # holds) and what PostgreSQL refuses in a text column (NUL).
@@ -18,6 +18,14 @@ def safe_text(text: str) -> str:
     return _UNSAFE.sub("\ufffd", text)
 
 
-def is_storable(text: str) -> bool:
-    """Whether ``text`` can be stored and sent as it is (see safe_text())."""
-    return _UNSAFE.search(text) is None
+def unstorable(text: str) -> str | None:
+    """What in ``text`` cannot be stored or sent as it is (see safe_text()), said so
+    that a client can find it; None if nothing."""
+    found = _UNSAFE.search(text)
+    if found is None:
+        return None
+    if found.group() == "\x00":
+        return "a NUL character"
+    # JSON may escape half of a UTF-16 pair ("\ud800") on its own: it decodes to a
+    # surrogate that no UTF-8 encoder takes.
+    return f"a lone UTF-16 surrogate (U+{ord(found.group()):04X}), which is not text"

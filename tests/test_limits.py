@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from django.core.cache import caches
 from django.core.cache.backends.locmem import LocMemCache
 from django.http import HttpRequest
 from django.test import AsyncClient, AsyncRequestFactory, override_settings
 
-from django_sse import SSEView, _limits
+from django_sse import SSEView, _claim, _limits
 from django_sse.response import SSEResponse
 from django_sse.stats import StreamStats
 from tests.sse import collect
@@ -291,16 +292,16 @@ async def test_a_slot_whose_stream_never_opens_is_given_back_after_its_task(
     """A response made in a task that ends without sending it, as when a middleware
     replaced it or the client left before it was sent, gives its slot back; one sent
     after its task ended (behind a sync-only middleware) keeps it."""
-    monkeypatch.setattr(_limits, "GRACE", 0.0)
-    given_back = asyncio.Event()
-    delete = LocMemCache.adelete
+    monkeypatch.setattr(_claim, "GRACE", 0.0)
+    given_back, loop = asyncio.Event(), asyncio.get_running_loop()
+    delete = LocMemCache.delete
 
-    async def delete_and_tell(cache: LocMemCache, *args: Any, **kwargs: Any) -> bool:
-        deleted = await delete(cache, *args, **kwargs)
-        given_back.set()
+    def delete_and_tell(cache: LocMemCache, *args: Any, **kwargs: Any) -> bool:
+        deleted = delete(cache, *args, **kwargs)
+        loop.call_soon_threadsafe(given_back.set)
         return deleted
 
-    monkeypatch.setattr(LocMemCache, "adelete", delete_and_tell)
+    monkeypatch.setattr(LocMemCache, "delete", delete_and_tell)
     with limits(STREAM_LIMIT_PER_ADDRESS=2):
         await held.start(await asyncio.create_task(call(GateView)))
         assert isinstance(await asyncio.create_task(call(GateView)), SSEResponse)
@@ -342,6 +343,36 @@ def test_renewing_keeps_the_slots_of_open_streams() -> None:
         _limits._renewer.drop(slot)
     cache.delete(slot.key)
     _limits._renewer.renew()
+    assert cache.get(slot.key) is None
+
+
+def test_a_stream_that_closes_during_a_renewal_leaves_its_slot_free(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The renewal writes what it read before the close: the close must still win."""
+    cache = caches["default"]
+    slot = _limits.Slots("default", "django_sse:stream-slot:test:0", "token")
+    cache.set(slot.key, slot.token)
+    _limits._renewer.hold(slot)
+    writing, closed = threading.Event(), threading.Event()
+    set_many = LocMemCache.set_many
+
+    def set_many_after_the_close(self: LocMemCache, *args: Any, **kwargs: Any) -> Any:
+        writing.set()
+        assert closed.wait(WAIT)
+        return set_many(self, *args, **kwargs)
+
+    monkeypatch.setattr(LocMemCache, "set_many", set_many_after_the_close)
+    renewal = threading.Thread(target=_limits._renewer.renew)
+    renewal.start()
+    try:
+        assert writing.wait(WAIT)
+        async_to_sync(slot.closed)(StreamStats())
+        assert cache.get(slot.key) is None
+    finally:
+        closed.set()
+        renewal.join(WAIT)
+    assert not renewal.is_alive()
     assert cache.get(slot.key) is None
 
 

@@ -21,7 +21,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.db import transaction
 
 from django_sse import _metrics
-from django_sse._text import is_storable
+from django_sse._text import unstorable
 from django_sse.broadcast import _history, _pushpin
 from django_sse.broadcast._channels import ANSWER_PREFIX, group_name, validate_channel
 from django_sse.broadcast._grip import publish_item
@@ -108,12 +108,11 @@ def _checked(
             raise TypeError(
                 f"publish() data must be a str or JSON-serializable: {error}"
             ) from error
-    if not (is_storable(text) and is_storable(event or "")):
-        # History could not store it (PostgreSQL refuses NUL; no database takes a lone
-        # surrogate), nor UTF-8 send it.
-        raise ValueError(
-            "publish() data and event type must not contain NUL or lone UTF-16 surrogates"
-        )
+    # History could not store it (PostgreSQL refuses NUL; no database takes a lone
+    # surrogate), nor UTF-8 send it.
+    for name, value in (("data", text), ("event type", event or "")):
+        if (problem := unstorable(value)) is not None:
+            raise ValueError(f"publish() {name} must not contain {problem}")
     return channel, event or "", text
 
 

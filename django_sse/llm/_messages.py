@@ -15,7 +15,6 @@ with a 400. The limits come from the ``LLM_MAX_*`` settings.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -24,13 +23,12 @@ from django.http import HttpRequest
 from django.http.multipartparser import MultiPartParserError
 
 from django_sse import conf
+from django_sse._text import unstorable
 from django_sse.llm._types import Message, Role
 
 __all__ = ["InvalidChat", "read_body", "read_chat"]
 
 _ROLES: tuple[Role, ...] = ("system", "user", "assistant")
-# JSON decodes a whole pair to one character: any surrogate left stands alone.
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class InvalidChat(ValueError):
@@ -125,12 +123,9 @@ def _parts(value: Any, where: str) -> str:
 def _text(value: Any, where: str) -> str:
     if not isinstance(value, str):
         raise InvalidChat(f"{where} must be a string")
-    if "\x00" in value:
-        raise InvalidChat(f"{where} contains a NUL character")
-    if _SURROGATE.search(value):
-        # JSON may escape half of a UTF-16 pair ("\ud800") on its own: not text, and
-        # the provider's request, encoded as UTF-8, would fail mid-answer.
-        raise InvalidChat(f"{where} contains a lone UTF-16 surrogate, which is not text")
+    # The provider's request, encoded as UTF-8, would fail mid-answer.
+    if (problem := unstorable(value)) is not None:
+        raise InvalidChat(f"{where} contains {problem}")
     limit = conf.get("LLM_MAX_MESSAGE_LENGTH")
     if len(value) > limit:
         raise InvalidChat(f"{where} is too long: {len(value)} characters, at most {limit}")

@@ -114,10 +114,15 @@ async def test_longest_channel_name_is_accepted() -> None:
         ([float("inf")], None, TypeError, "JSON-serializable"),
         ({"x": float("nan")}, None, TypeError, "JSON-serializable"),
         # What no database stores (PostgreSQL refuses NUL) and UTF-8 cannot send.
-        ("a\x00b", None, ValueError, "NUL or lone UTF-16 surrogates"),
-        ("a\ud800", None, ValueError, "NUL or lone UTF-16 surrogates"),
-        ({"text": "a\udfff"}, None, ValueError, "NUL or lone UTF-16 surrogates"),
-        ("x", "a\x00", ValueError, "NUL or lone UTF-16 surrogates"),
+        ("a\x00b", None, ValueError, "data must not contain a NUL character"),
+        ("a\ud800", None, ValueError, r"data must not contain a lone UTF-16 surrogate \(U\+D800\)"),
+        (
+            {"text": "a\udfff"},
+            None,
+            ValueError,
+            r"data must not contain a lone UTF-16 surrogate \(U\+DFFF\)",
+        ),
+        ("x", "a\x00", ValueError, "event type must not contain a NUL character"),
     ],
 )
 def test_bad_events_are_refused(data: Any, event: Any, error: type, message: str) -> None:

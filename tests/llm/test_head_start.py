@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator
 
 import pytest
 
-from django_sse.llm import _head_start
+from django_sse import _claim
 from django_sse.llm._head_start import HeadStart
 
 WAIT = 5.0
@@ -92,7 +92,7 @@ async def test_a_consumer_cancelled_while_it_waits_cancels_the_fetch() -> None:
 async def test_a_head_start_its_owner_did_not_hand_over_is_closed(
     items: list[int], then_wait: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_head_start, "GRACE", 0.0)
+    monkeypatch.setattr(_claim, "GRACE", 0.0)
     source = Source(items, then_wait=then_wait)
 
     async def owner() -> HeadStart[int]:
@@ -128,3 +128,31 @@ async def test_a_head_start_handed_over_outlives_its_owner() -> None:
     taken = await asyncio.create_task(owner())
     assert taken is not None
     assert [item async for item in taken] == [1, 2]
+
+
+async def test_a_head_start_taken_as_its_owner_ends_is_not_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Taken between its owner's end and the callback that tells it so: the consumer
+    has it, and the owner's end must not close it a moment later."""
+    monkeypatch.setattr(_claim, "GRACE", 0.0)
+    kept, dropped = Source([1, 2], then_wait=True), Source([], then_wait=True)
+    heads: list[HeadStart[int]] = []
+    taken: list[HeadStart[int] | None] = []
+
+    async def owner() -> None:
+        # Registered before the head starts are made, so it runs before theirs.
+        current = asyncio.current_task()
+        assert current is not None
+        current.add_done_callback(lambda _: taken.append(heads[0].take()))
+        heads.extend([HeadStart(kept.run()), HeadStart(dropped.run())])
+
+    await asyncio.create_task(owner())
+    # The head start nobody took is closed; the taken one, given up first if at all,
+    # would have been closed by then.
+    await asyncio.wait_for(dropped.closed.wait(), WAIT)
+    assert not kept.closed.is_set()
+    assert taken[0] is not None
+    assert [await anext(taken[0]), await anext(taken[0])] == [1, 2]
+    await taken[0].aclose()
+    assert kept.closed.is_set()

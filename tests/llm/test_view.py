@@ -12,13 +12,13 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import AsyncClient, AsyncRequestFactory
 
+from django_sse import _claim
 from django_sse.llm import (
     ChatView,
     LocalTextSource,
     OpenAICompatibleView,
     OpenAIProvider,
     TextDelta,
-    _head_start,
 )
 from django_sse.llm.models import Generation
 from django_sse.models import StreamLog
@@ -181,7 +181,7 @@ async def handled(path: str, upstream: Upstream) -> SSEResponse:
 async def test_an_answer_that_is_never_streamed_closes_its_upstream_request(
     upstream: Upstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_head_start, "GRACE", 0.0)
+    monkeypatch.setattr(_claim, "GRACE", 0.0)
     with provider_at(upstream.base_url("slow-20")):
         await handled("/llm/chat/", upstream)
     (request,) = upstream.requests
@@ -206,7 +206,7 @@ async def test_an_answer_streamed_once_its_view_task_ended_keeps_its_request(
 async def test_an_answer_streamed_after_its_request_was_given_up_asks_again(
     upstream: Upstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_head_start, "GRACE", 0.0)
+    monkeypatch.setattr(_claim, "GRACE", 0.0)
     # Slow, so that the answer given up is still being written: closing it must close
     # the connection (a complete one may go back to the client's pool).
     with provider_at(upstream.base_url("slow-20-5")):
@@ -246,7 +246,7 @@ async def test_a_lone_surrogate_is_refused_before_anything_starts(
     assert error["code"] == "invalid_request"
     assert (
         error["message"]
-        == "messages[0].content contains a lone UTF-16 surrogate, which is not text"
+        == "messages[0].content contains a lone UTF-16 surrogate (U+D800), which is not text"
     )
     assert upstream.requests == []
     assert not await Generation.objects.aexists()
