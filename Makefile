@@ -22,12 +22,14 @@ $(STAMP): setup.cfg pyproject.toml
 test: setup
 	$(BIN)/python -m pytest
 
-# The database-heavy tests (broadcast history, stream logs, admin, commands) again on
+# The database-heavy tests (broadcast history, stream logs, admin and its dashboard,
+# commands) again on
 # PostgreSQL at $(PGHOST) (user postgres, trust auth; it creates test_django_sse).
 PGHOST ?= 127.0.0.1
 test-postgres: setup
 	SSE_TEST_POSTGRES=$(PGHOST) $(BIN)/python -m pytest -q -p no:cacheprovider \
 		tests/broadcast tests/test_tracking.py tests/test_log_writes.py tests/test_admin.py tests/test_commands.py \
+		tests/test_dashboard.py tests/test_dashboard_access.py \
 		tests/llm/test_generation_guards.py tests/llm/test_resumable.py
 
 # The same tests on MariaDB/MySQL at $(MYSQLHOST) (user root, no password; it creates
@@ -39,6 +41,7 @@ test-mysql: setup
 	$(BIN)/python -m pip install --quiet -e '.[mysql]'
 	SSE_TEST_MYSQL=$(MYSQLHOST) $(BIN)/python -m pytest -q -p no:cacheprovider \
 		tests/broadcast tests/test_tracking.py tests/test_log_writes.py tests/test_admin.py tests/test_commands.py \
+		tests/test_dashboard.py tests/test_dashboard_access.py \
 		tests/llm/test_generation_guards.py tests/llm/test_resumable.py
 
 # The chaos and soak tests (tests/chaos/, about two minutes; `make test` leaves them
