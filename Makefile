@@ -23,8 +23,8 @@ test: setup
 	$(BIN)/python -m pytest
 
 # The database-heavy tests (broadcast history, stream logs, admin and its dashboard,
-# commands) again on
-# PostgreSQL at $(PGHOST) (user postgres, trust auth; it creates test_django_sse).
+# commands) again on PostgreSQL at $(PGHOST) (user postgres, trust auth; it creates
+# test_django_sse).
 PGHOST ?= 127.0.0.1
 test-postgres: setup
 	SSE_TEST_POSTGRES=$(PGHOST) $(BIN)/python -m pytest -q -p no:cacheprovider \
