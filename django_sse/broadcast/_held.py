@@ -64,11 +64,12 @@ async def held_response(
     subscription = Subscription(channels, last_event_id, user=user)
     events, more = await subscription.backlog(PAGE_EVENTS)
     body = opening + b"".join(event.encode() for event in events)
-    state = signing.dumps(
-        {"c": list(subscription.channels), "u": user, "k": keep_alive},
-        salt=_SALT,
-        compress=True,
-    )
+    stream: dict[str, object] = {"c": list(subscription.channels), "u": user, "k": keep_alive}
+    if more:
+        # Pushpin fetches the next page of a stream it does not hold yet without
+        # Grip-Last: the link itself says where the page ends.
+        stream["p"] = subscription.positions
+    state = signing.dumps(stream, salt=_SALT, compress=True)
     headers = _grip.hold_headers(
         subscription.positions,
         prefix=pushpin.channel_prefix,
@@ -112,13 +113,26 @@ class GripRecoveryView(View):
             stream = signing.loads(state, salt=_SALT, max_age=3 * pushpin.recover_interval)
             channels = validate_channels(stream["c"])
             user, keep_alive = stream["u"], float(stream["k"])
+            page_end = _page_end(stream.get("p"), channels)
         except (signing.BadSignature, KeyError, TypeError, ValueError):
             # A 4xx would make Pushpin retry for half a minute: end the stream instead.
             return _stream(b"", {})
-        positions = _grip.last_ids(request.headers.get("Grip-Last", ""), pushpin.channel_prefix)
-        known = {channel: positions[channel] for channel in channels if channel in positions}
+        if page_end is not None:
+            known = page_end
+        else:
+            positions = _grip.last_ids(request.headers.get("Grip-Last", ""), pushpin.channel_prefix)
+            known = {channel: positions[channel] for channel in channels if channel in positions}
         last_event_id = format_id(known) if len(known) == len(channels) else None
         response, _ = await held_response(
             pushpin, channels, last_event_id, user=user, keep_alive=keep_alive
         )
         return response
+
+
+def _page_end(positions: object, channels: tuple[str, ...]) -> dict[str, int] | None:
+    """Where the page before ends, from a next page's link; None on a recovery link."""
+    if positions is None:
+        return None
+    if not isinstance(positions, dict) or set(positions) != set(channels):
+        raise ValueError("a page's positions name the stream's channels")
+    return {channel: int(positions[channel]) for channel in channels}

@@ -13,12 +13,14 @@ from __future__ import annotations
 import atexit
 import functools
 import importlib.util
+import json
 import logging
 import math
 import os
-import queue
+import re
 import ssl
 import threading
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +35,10 @@ __all__ = ["PushpinSettings", "publish_items", "settings"]
 logger = logging.getLogger("django_sse")
 
 _KEYS = {"PUBLISH_URL", "SIG_KEY", "CHANNEL_PREFIX", "RECOVER_INTERVAL", "TIMEOUT"}
+# The prefix goes into GRIP headers (where , ; = " and spaces are syntax, and a line
+# break would end the header) and into the id format of build-id, where % and ( )
+# are: a stream of several channels would end at its first event.
+_PREFIX = re.compile(r"[A-Za-z0-9_.:/-]*")
 
 
 @dataclass(frozen=True)
@@ -95,8 +101,8 @@ def _read(value: dict[str, Any]) -> PushpinSettings:
         # setting and begin another.
         raise _error("['SIG_KEY'] must not contain a line break")
     prefix = value.get("CHANNEL_PREFIX", "django_sse.")
-    if not isinstance(prefix, str) or any(c in prefix for c in ',;=" '):
-        raise _error("['CHANNEL_PREFIX'] must be a str without , ; = \" or spaces")
+    if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
+        raise _error("['CHANNEL_PREFIX'] must be a str of ASCII letters, digits and - _ . : / only")
     interval = value.get("RECOVER_INTERVAL", 300)
     if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
         raise _error("['RECOVER_INTERVAL'] must be a whole number of seconds, 1 or more")
@@ -162,15 +168,19 @@ class _Outage:
 _outage = _Outage()
 
 
-def publish_items(items: list[dict[str, Any]]) -> None:
+def publish_items(items: list[dict[str, Any]], *, must_arrive: bool = False) -> None:
     """Queue GRIP publish items for every Pushpin instance; they leave in the background.
 
     Returns at once: Pushpin answers a publish only once it has sent the one before to
     every connection (about 0.6 s at 20,000 of them, bench/README.md), and whoever
     publishes, a view most often, must not wait that long.
+
+    Items that ``must_arrive`` (revoke()'s closes: nothing else would end the streams)
+    are sent again until each Pushpin takes them; the others are events in history,
+    which Pushpin fetches itself when one does not arrive.
     """
     if items and settings() is not None:
-        _publisher.put(items)
+        _publisher.put(items, must_arrive=must_arrive)
 
 
 class _Publisher:
@@ -180,75 +190,137 @@ class _Publisher:
     A thread, not a task: sync code publishes from event loops that end with each call.
     At exit, what is still queued gets up to the publish timeout to leave, so that a
     short-lived process (``manage.py sse_publish``) has published when it ends.
+
+    The queue is bounded: while Pushpin takes fewer events than are published (it is
+    slow, or its publishes time out), the oldest events are dropped, newest kept. Each
+    is in history, and the next one of its channel tells Pushpin what it missed.
     """
 
     BATCH_ITEMS = 100
+    # Events queued at most: about 10 MB of small events.
+    MAX_QUEUED_ITEMS = 10_000
+    # Seconds between tries of items that must arrive, while a Pushpin refuses them.
+    RETRY_DELAY = 1.0
 
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[list[dict[str, Any]]] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._pending = 0
-        self._drained = threading.Condition(self._lock)
+        self._changed = threading.Condition(self._lock)
+        # (item, must_arrive), in the order published.
+        self._queue: deque[tuple[dict[str, Any], bool]] = deque()
+        # Items that must arrive, per publish URL that has not taken them yet.
+        self._retry: dict[str, list[dict[str, Any]]] = {}
+        self._sending = False
+        self._dropping = False
+        self._thread: threading.Thread | None = None
 
-    def put(self, items: list[dict[str, Any]]) -> None:
-        with self._lock:
-            self._pending += 1
+    def put(self, items: list[dict[str, Any]], must_arrive: bool = False) -> None:
+        with self._changed:
+            self._queue.extend((item, must_arrive) for item in items)
+            if len(self._queue) > self.MAX_QUEUED_ITEMS:
+                self._drop_oldest()
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="django_sse pushpin publisher", daemon=True
                 )
                 self._thread.start()
-        self._queue.put(items)
+            self._changed.notify_all()
+
+    def _drop_oldest(self) -> None:
+        """Down to half the bound at once, so that a publish pays for this rarely."""
+        excess = len(self._queue) - self.MAX_QUEUED_ITEMS // 2
+        kept: deque[tuple[dict[str, Any], bool]] = deque()
+        for entry in self._queue:
+            if excess > 0 and not entry[1]:
+                excess -= 1
+            else:
+                kept.append(entry)
+        self._queue = kept
+        if not self._dropping:
+            self._dropping = True
+            logger.warning(
+                "Pushpin takes fewer events than are published: the oldest queued for it "
+                "are dropped (its subscribers get them from history). Not logged again "
+                "until the queue empties."
+            )
 
     def drain(self, timeout: float) -> bool:
-        """Wait until everything queued has been sent (or failed); False on timeout."""
-        with self._drained:
-            return self._drained.wait_for(lambda: self._pending == 0, timeout)
+        """Wait until everything queued has been sent (or failed, or given up on: items
+        that must arrive are retried meanwhile); False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: not self._queue and not self._sending and not self._retry, timeout
+            )
 
     def forget(self) -> None:
         """In a forked child: the thread and what it had stayed in the parent."""
         self.__init__()  # type: ignore[misc]
+
+    def _next(self) -> tuple[list[dict[str, Any]], set[int]]:
+        """The next batch, and the ids of its items that must arrive; waits for one, or
+        until items that must arrive are due again."""
+        with self._changed:
+            while not self._queue:
+                if self._retry:
+                    if not self._changed.wait(self.RETRY_DELAY) and not self._queue:
+                        self._sending = True
+                        return [], set()
+                else:
+                    self._dropping = False
+                    self._changed.wait()
+            batch = [self._queue.popleft() for _ in range(min(self.BATCH_ITEMS, len(self._queue)))]
+            self._sending = True
+        return [item for item, _ in batch], {id(item) for item, must in batch if must}
 
     def _run(self) -> None:
         import httpx
 
         with httpx.Client(verify=_tls()) as client:
             while True:
-                batches = [self._queue.get()]
-                items = list(batches[0])
-                while len(items) < self.BATCH_ITEMS:
-                    try:
-                        batches.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
-                    items += batches[-1]
+                items, must_arrive = self._next()
                 try:
-                    self._send(client, items)
+                    self._send(client, items, must_arrive)
                 except Exception:
                     # Whatever failed, the thread goes on: ended, it would leave every
                     # later event unpublished for the life of the process.
                     logger.exception("Publishing %d items to Pushpin failed", len(items))
                 finally:
-                    with self._drained:
-                        self._pending -= len(batches)
-                        self._drained.notify_all()
+                    with self._changed:
+                        self._sending = False
+                        self._changed.notify_all()
 
-    @staticmethod
-    def _send(client: Any, items: list[dict[str, Any]]) -> None:
+    def _send(self, client: Any, items: list[dict[str, Any]], must_arrive: set[int]) -> None:
         import httpx
 
         pushpin = settings()
         if pushpin is None:
+            with self._lock:
+                self._retry.clear()
             return
         for url in pushpin.publish_urls:
+            with self._lock:
+                retried = self._retry.pop(url, [])
+            # What this Pushpin refused before goes first: a close before later events.
+            payload = retried + items
+            if not payload:
+                continue
             try:
-                response = client.post(url, json={"items": items}, timeout=pushpin.timeout)
+                response = client.post(url, json={"items": payload}, timeout=pushpin.timeout)
                 response.raise_for_status()
-            except httpx.HTTPError as error:
+            except Exception as error:
+                again = retried + [item for item in items if id(item) in must_arrive]
+                if again:
+                    with self._lock:
+                        self._retry[url] = _unique(again)
+                if not isinstance(error, httpx.HTTPError):
+                    raise  # logged with its traceback by _run()
                 _outage.failed(url, error)
             else:
                 _outage.succeeded(url)
+
+
+def _unique(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Without repeats, in order: a revoke() repeated during an outage is sent once."""
+    return list({json.dumps(item, sort_keys=True): item for item in items}.values())
 
 
 _publisher = _Publisher()

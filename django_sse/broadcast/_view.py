@@ -212,7 +212,7 @@ async def arevoke(user: Any, channel: str) -> None:
     await get_layer().group_send(group_name(channel), message)
     pushpin = settings()
     if pushpin is not None:
-        publish_items([close_item(pushpin.channel_prefix, str(pk), channel)])
+        publish_items([close_item(pushpin.channel_prefix, str(pk), channel)], must_arrive=True)
 
 
 # Stream log writes of streams handed to Pushpin, until done: the event loop holds

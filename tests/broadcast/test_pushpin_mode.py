@@ -54,6 +54,13 @@ def signed() -> dict[str, str]:
         ({**PUSHPIN, "SIG_KEY": "key\r"}, "['SIG_KEY']"),
         ({"PUBLISH_URL": PUSHPIN["PUBLISH_URL"]}, "['SIG_KEY']"),
         ({**PUSHPIN, "CHANNEL_PREFIX": "a,b"}, "['CHANNEL_PREFIX']"),
+        # In Pushpin's id format %(name)s: the name would end at ")".
+        ({**PUSHPIN, "CHANNEL_PREFIX": "app)"}, "['CHANNEL_PREFIX']"),
+        ({**PUSHPIN, "CHANNEL_PREFIX": "app%"}, "['CHANNEL_PREFIX']"),
+        # A header with a line break is refused by Django: every stream a 500.
+        ({**PUSHPIN, "CHANNEL_PREFIX": "app\n"}, "['CHANNEL_PREFIX']"),
+        ({**PUSHPIN, "CHANNEL_PREFIX": "app\t"}, "['CHANNEL_PREFIX']"),
+        ({**PUSHPIN, "CHANNEL_PREFIX": "caf\u00e9."}, "['CHANNEL_PREFIX']"),
         ({**PUSHPIN, "RECOVER_INTERVAL": 0}, "['RECOVER_INTERVAL']"),
         ({**PUSHPIN, "RECOVER_INTERVAL": True}, "['RECOVER_INTERVAL']"),
         ({**PUSHPIN, "RECOVER_INTERVAL": float("inf")}, "['RECOVER_INTERVAL']"),

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from django_sse.broadcast import _pushpin
+from django_sse.broadcast import _grip, _pushpin, revoke
 
 TIMEOUT = 10.0
 
@@ -23,6 +23,8 @@ class PublishEndpoint:
 
     def __init__(self) -> None:
         self.requests: list[list[dict[str, Any]]] = []
+        # The requests answered with 200: what Pushpin took.
+        self.accepted: list[list[dict[str, Any]]] = []
         self.hold = threading.Event()
         self.hold.set()
         self.status = 200
@@ -35,7 +37,10 @@ class PublishEndpoint:
                 endpoint.requests.append(json.loads(body)["items"])
                 endpoint.arrived.set()
                 endpoint.hold.wait(TIMEOUT)
-                self.send_response(endpoint.status)
+                status = endpoint.status
+                if status == 200:
+                    endpoint.accepted.append(endpoint.requests[-1])
+                self.send_response(status)
                 self.send_header("Content-Length", "10")
                 self.end_headers()
                 self.wfile.write(b"Published\n")
@@ -117,3 +122,38 @@ def test_without_pushpin_mode_nothing_is_queued() -> None:
     with override_settings(DJANGO_SSE={}):
         _pushpin.publish_items([item(1)])
     assert _pushpin._publisher.drain(0)
+
+
+def test_a_revoke_pushpin_refused_is_sent_again_until_it_is_taken(
+    endpoint: PublishEndpoint,
+) -> None:
+    # Only this close ends the user's streams that Pushpin holds: its recovery requests
+    # carry no cookie, so nothing else would ever check the user's access again.
+    endpoint.status = 503
+    revoke("7", "private.room")
+    assert endpoint.arrived.wait(TIMEOUT)
+    endpoint.status = 200
+    assert _pushpin._publisher.drain(TIMEOUT)
+    assert endpoint.accepted == [[_grip.close_item("django_sse.", "7", "private.room")]]
+
+
+def test_while_pushpin_lags_the_oldest_events_are_dropped_never_a_revoke(
+    endpoint: PublishEndpoint, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    monkeypatch.setattr(_pushpin._Publisher, "MAX_QUEUED_ITEMS", 20, raising=False)
+    endpoint.hold.clear()  # Pushpin slow with a publish
+    _pushpin.publish_items([item(0)])
+    assert endpoint.arrived.wait(TIMEOUT)
+    _pushpin.publish_items([item(1)])
+    revoke("7", "c")
+    for n in range(2, 100):
+        _pushpin.publish_items([item(n)])
+    endpoint.hold.set()
+    assert _pushpin._publisher.drain(TIMEOUT)
+    sent = [i.get("id", "close") for request in endpoint.requests[1:] for i in request]
+    # Memory stays bounded; the newest events leave, each in history already (Pushpin
+    # fetches the ones it missed when the next event of their channel comes).
+    assert len(sent) <= 20
+    assert sent[0] == "close"
+    assert sent[1:] == [str(n) for n in range(100 - len(sent) + 1, 100)]
+    assert sum("oldest queued for it" in r.getMessage() for r in caplog.records) == 1

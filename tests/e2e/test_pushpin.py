@@ -254,3 +254,16 @@ async def test_pushpin_restarting_loses_nothing(tmp_path: Path) -> None:
     log = "".join(edge.django.output)
     assert log.count("Publishing to Pushpin at") == 2  # failed once, then works again
     assert "works again" in log
+
+
+async def test_a_backlog_longer_than_a_page_arrives_whole(edge: Edge) -> None:
+    # Django answers with 500 events at most; Pushpin fetches the rest from the answer's
+    # link, a request that carries no Grip-Last (the stream is not held yet).
+    channel = new_channel()
+    assert await edge.publish(channel, 1000) == 1000
+    url = f"{edge.pushpin.url}/broadcast/rooms/{channel}/"
+    async with RawStream(url, headers={"Last-Event-ID": "0"}) as stream:
+        events = await read(stream, 1000)
+        await edge.publish(channel, 1)
+        events += await read(stream, 1)
+    assert ids(events) == [str(seq) for seq in range(1, 1002)]
