@@ -78,8 +78,26 @@ class ChannelView(SSEView):
         )
         self._since = None  # The subscription's now, and only until it starts.
         async with subscription:
+            if not await self._still_allowed(request):
+                self._end(Outcome.REVOKED)
+                return
             async for event in subscription:
                 yield event
+
+    async def _still_allowed(self, request: HttpRequest) -> bool:
+        """Access asked again once the stream has joined the hub, before it sends anything.
+
+        A stream can pass its check just before access changes and join just after the
+        revoke() that follows the change went out: that revoke misses it, but this
+        check sees the change. Once joined, no later revoke() misses it. Skipped when
+        the hook is the default, which allows everything.
+        """
+        if type(self).has_channel_permission is ChannelView.has_channel_permission:
+            return True
+        for channel in self.subscribed:
+            if not await self.has_channel_permission(request, channel):
+                return False
+        return True
 
     async def _check_access(self, request: HttpRequest) -> HttpResponseBase | None:
         denied = await super()._check_access(request)

@@ -215,6 +215,21 @@ async def test_revoke_ends_that_users_streams_of_that_channel(
     await ada_lobby.close()
 
 
+async def test_a_stream_revoked_between_its_check_and_joining_the_hub_ends(
+    django_user_model: Any, refused: set[tuple[str, str]]
+) -> None:
+    """Its check passed before access changed; the revoke() after the change went out
+    before it joined the hub, so the revoke itself cannot reach it."""
+    ada = await logged_in(django_user_model, "ada")
+    response = await respond("/broadcast/rooms/private.news/", ada, headers=FROM_START)
+    refused.add(("ada", "private.news"))
+    await arevoke(await django_user_model.objects.aget(username="ada"), "private.news")
+    await apublish("private.news", "news 1")
+    stream = await Stream.start(response)
+    assert await asyncio.wait_for(stream.rest(), READ_TIMEOUT) == []
+    assert stream.outcome == "revoked"
+
+
 async def test_revoke_from_sync_code_and_by_primary_key(django_user_model: Any) -> None:
     ada = await logged_in(django_user_model, "ada")
     stream = await Stream.open("/broadcast/rooms/private.news/", ada, headers=FROM_START)
