@@ -18,8 +18,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
+from django.core.exceptions import EmptyResultSet, ImproperlyConfigured, SuspiciousOperation
 from django.core.paginator import EmptyPage, Page, Paginator
 from django.db import connections, models
 from django.db.models import Max, Min, Q, QuerySet
@@ -188,7 +190,28 @@ class RecordQuerySet(_QuerySet):
 
 class RecordChangeList(ChangeList):
     """Tells the date hierarchy's queryset when the selection is big, from the count the
-    paginator has already made, so that small selections keep Django's query."""
+    paginator has already made, so that small selections keep Django's query; and turns
+    lookup values that cannot become SQL into Django's "invalid lookup" redirect."""
+
+    def get_queryset(self, request: HttpRequest, *args: Any, **kwargs: Any) -> _QuerySet:
+        """Django's queryset, compiled once to check the values of its lookups.
+
+        Django catches any error while it builds the filter from the query string, but a
+        value is converted only when the query is compiled, and a year of 9999 in the
+        date hierarchy fails before either: ``?duration__gt=abc``, a date that leaves
+        datetime's range once converted from TIME_ZONE to UTC (``0001-01-01`` east of
+        UTC), ``?started_at__year=9999`` would each be a 500.
+        """
+        try:
+            queryset: _QuerySet = super().get_queryset(request, *args, **kwargs)
+            queryset.query.sql_with_params()
+        except EmptyResultSet:  # a lookup that matches nothing, such as pk__in=[]
+            pass
+        except (SuspiciousOperation, ImproperlyConfigured, IncorrectLookupParameters):
+            raise  # a disallowed lookup stays a 400, as in Django
+        except Exception as error:  # Django's own catch-all for lookup parameters
+            raise IncorrectLookupParameters(error) from error
+        return queryset
 
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)

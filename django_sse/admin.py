@@ -7,6 +7,9 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
+from django.db import DatabaseError, router, transaction
 from django.http import HttpRequest, HttpResponse
 from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
@@ -51,6 +54,20 @@ class _RecordAdmin(_ModelAdmin):
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[RecordChangeList]:
         return RecordChangeList
+
+    def get_changelist_instance(self, request: HttpRequest) -> ChangeList:
+        """The list, or Django's "invalid lookup" redirect (``?e=1``) for a value the
+        database refuses: a NUL character on PostgreSQL, a regular expression it cannot
+        compile (``?path__regex=(``). RecordChangeList checks what Python can; these
+        show only when the count runs, here, and would otherwise be a 500. The savepoint
+        leaves PostgreSQL's transaction usable for what the response does next.
+        """
+        try:
+            with transaction.atomic(using=router.db_for_read(self.model)):
+                changelist = super().get_changelist_instance(request)
+        except DatabaseError as error:
+            raise IncorrectLookupParameters(error) from error
+        return changelist
 
     def get_search_results(
         self, request: HttpRequest, queryset: Any, search_term: str

@@ -256,6 +256,48 @@ def test_bars_are_drawn_one_per_nonzero_value_and_stacked() -> None:
     assert "8" in [t.text for t in svg_elements(svg, "text")]
 
 
+def axis_labels(svg: str) -> dict[str, float]:
+    """The time axis' labels, each with its x position."""
+    return {
+        str(label.text): float(label.get("x", 0))
+        for label in svg_elements(svg, "text")
+        if label.get("text-anchor") == "middle" and ":" in str(label.text)
+    }
+
+
+@pytest.mark.parametrize(
+    ("zone", "first_label", "minutes_after_first"),
+    [
+        # +5:45: the buckets start at :05, :15 ... :55 local time, none on an hour.
+        ("Asia/Kathmandu", "21:00", 155),  # 15:15 UTC, 2:35 after FIRST
+        ("Pacific/Chatham", "03:00", 35),  # +13:45 in January: 13:15 UTC
+        ("Asia/Kolkata", "21:00", 170),  # +5:30: 15:30 UTC
+        ("UTC", "15:00", 140),
+    ],
+)
+def test_the_time_axis_is_labelled_every_three_local_hours_in_any_zone(
+    zone: str, first_label: str, minutes_after_first: int
+) -> None:
+    with override_settings(TIME_ZONE=zone):
+        svg = stacked_bar_chart("S", Window.ending_at(NOW).starts(), timedelta(minutes=10), [])
+    labels = axis_labels(svg)
+    assert len(labels) == 8
+    assert next(iter(labels)) == first_label
+    # Each label stands where its local hour falls, between bucket starts if need be.
+    per_minute = (720 - 58 - 6) / 144 / 10
+    assert labels[first_label] == pytest.approx(58 + minutes_after_first * per_minute, abs=0.01)
+
+
+def test_the_time_axis_spans_real_hours_across_a_dst_change() -> None:
+    """New York springs forward at 02:00 on 2025-03-09: 00:00 to 03:00 is two hours."""
+    window = Window.ending_at(datetime(2025, 3, 9, 12, 0, tzinfo=timezone.utc))
+    with override_settings(TIME_ZONE="America/New_York"):
+        labels = axis_labels(stacked_bar_chart("S", window.starts(), timedelta(minutes=10), []))
+    hour = 6 * (720 - 58 - 6) / 144
+    assert labels["03:00"] - labels["00:00"] == pytest.approx(2 * hour, abs=0.01)
+    assert labels["06:00"] - labels["03:00"] == pytest.approx(3 * hour, abs=0.01)
+
+
 def test_lines_break_where_a_bucket_has_no_value() -> None:
     starts = Window.ending_at(NOW).starts()
     p50: list[float | None] = [None] * 144

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import Permission, User
+from django.contrib.sessions.models import Session
 from django.test import AsyncClient, Client
 from django.utils import timezone
 
@@ -207,3 +208,50 @@ async def test_the_stream_refreshes_the_charts(monkeypatch: pytest.MonkeyPatch) 
         assert "gpt-z" in seen[1].data
     finally:
         await response.streaming_content.aclose()  # type: ignore[attr-defined]
+
+
+def revoke(made: User, how: str) -> None:
+    """Take the dashboard away from ``made`` as an administrator (or the user) would."""
+    if how == "logged out":
+        Session.objects.all().delete()
+    elif how == "deactivated":
+        User.objects.filter(pk=made.pk).update(is_active=False)
+    elif how == "no longer staff":
+        User.objects.filter(pk=made.pk).update(is_staff=False)
+    elif how == "permission removed":
+        made.user_permissions.clear()
+    else:  # "password changed": the session's hash no longer matches
+        made.set_password("changed")
+        made.save()
+
+
+@pytest.mark.usefixtures("fast_polls")
+@pytest.mark.parametrize(
+    "how",
+    ["logged out", "deactivated", "no longer staff", "permission removed", "password changed"],
+)
+async def test_the_stream_ends_when_its_user_loses_access(how: str) -> None:
+    made = await sync_to_async(user)("staff-with-view")
+    assert made is not None
+    client = AsyncClient()
+    await sync_to_async(client.login)(username=made.username, password="x")
+    response = await client.get(STREAM)
+    events = events_of(response)
+    try:
+        first = await asyncio.wait_for(anext(events), 10)
+        assert SECRET_VIEW in first.data
+        await sync_to_async(revoke)(made, how)
+        # A new open stream changes the panel: a user still allowed would be sent it.
+        await StreamLog.objects.acreate(
+            view_name="opened-after", path="/a/", started_at=timezone.now(), outcome="open"
+        )
+        rest = await asyncio.wait_for(collect(events), 10)
+        assert all("opened-after" not in event.data for event in rest)
+    finally:
+        await response.streaming_content.aclose()  # type: ignore[attr-defined]
+    again = await client.get(STREAM)
+    assert again.status_code == 403
+
+
+async def collect(events: AsyncIterator[MessageEvent]) -> list[MessageEvent]:
+    return [event async for event in events]

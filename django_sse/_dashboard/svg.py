@@ -150,18 +150,28 @@ def _gridline(y: float, label: str) -> str:
 
 
 def _time_axis(starts: Sequence[datetime]) -> str:
-    """The baseline, with the local time every LABEL_EVERY hours."""
+    """The baseline, with the local time every LABEL_EVERY hours.
+
+    Buckets are cut in UTC, so in a zone whose offset is not a multiple of 10 minutes
+    (Nepal's +5:45, Chatham's +12:45) no bucket starts on a local hour: each label is
+    placed where its hour falls inside its bucket, not only at a bucket's start.
+    """
     slot = PLOT_WIDTH / len(starts)
+    width = (starts[1] - starts[0]) if len(starts) > 1 else timedelta(minutes=10)
     labels = []
     for index, start in enumerate(starts):
         local = timezone.localtime(start)
-        if local.minute == 0 and local.hour % LABEL_EVERY == 0:
-            x = LEFT + index * slot
+        # From the bucket's start to the next local hour (offsets in use today are
+        # whole minutes); 0 when the bucket starts on one.
+        to_hour = timedelta(minutes=-local.minute % 60)
+        mark = timezone.localtime(start + to_hour)
+        if to_hour < width and mark.minute == 0 and mark.hour % LABEL_EVERY == 0:
+            x = LEFT + (index + to_hour / width) * slot
             labels.append(
                 f'<line class="sse-grid" x1="{x:.2f}" x2="{x:.2f}" y1="{TOP + PLOT_HEIGHT}" '
                 f'y2="{TOP + PLOT_HEIGHT + 4}"/>'
                 f'<text class="sse-tick" x="{x:.2f}" y="{HEIGHT - 6}" text-anchor="middle">'
-                f"{local:%H:%M}</text>"
+                f"{mark:%H:%M}</text>"
             )
     baseline = (
         f'<line class="sse-axis" x1="{LEFT}" x2="{WIDTH - RIGHT}" '

@@ -70,9 +70,18 @@ def allowed(request: HttpRequest) -> bool:
     if networks:
         address = client_address(request)
         if address is not None and any(
-            ipaddress.ip_address(address) in ipaddress.ip_network(network, strict=False)
+            _address_in(address, ipaddress.ip_network(network, strict=False))
             for network in networks
         ):
             return True
     user = getattr(request, "user", None)
     return bool(conf.get("METRICS_STAFF") and user is not None and user.is_active and user.is_staff)
+
+
+def _address_in(address: str, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    """Whether ``address`` is in ``network``, an IPv4 client seen by a dual-stack socket
+    included: a server listening on ``::`` reports 10.1.2.3 as ``::ffff:10.1.2.3``,
+    which an IPv4 network such as 10.0.0.0/8 does not contain as it is written."""
+    ip = ipaddress.ip_address(address)
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return ip in network or (mapped is not None and mapped in network)

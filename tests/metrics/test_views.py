@@ -111,6 +111,19 @@ def test_scrapers_from_allowed_addresses(address: str, status: int) -> None:
     assert response.status_code == status
 
 
+@pytest.mark.parametrize(
+    ("address", "status"),
+    [("::ffff:10.1.2.3", 200), ("::ffff:192.168.0.9", 200), ("::ffff:11.0.0.1", 403)],
+)
+def test_an_ipv4_scraper_seen_by_a_dual_stack_server_is_let_in(address: str, status: int) -> None:
+    """A server listening on "::" reports IPv4 clients as IPv4-mapped IPv6 addresses."""
+    with settings(METRICS_STAFF=False, METRICS_ADDRESSES=["10.0.0.0/8", "192.168.0.9"]):
+        response = Client(REMOTE_ADDR=address).get(URL)
+    assert response.status_code == status
+    if status == 403:
+        assert_refused(response)
+
+
 def test_a_forwarded_address_is_trusted_only_from_the_configured_header() -> None:
     allowed = {"METRICS_ADDRESSES": ["10.0.0.0/8"]}
     spoofed = {"X-Forwarded-For": "10.0.0.1"}
