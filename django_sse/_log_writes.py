@@ -19,14 +19,14 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from django.db import DatabaseError, connections, router
+from django.db import DatabaseError, InterfaceError, OperationalError, connections, router
 
 from django_sse._workers import in_worker
 
 if TYPE_CHECKING:
     from django_sse.models import StreamLog
 
-__all__ = ["insert", "write"]
+__all__ = ["finish", "insert"]
 
 logger = logging.getLogger("django_sse")
 
@@ -35,13 +35,58 @@ _R = TypeVar("_R")
 # first rows in quickly.
 _BATCH_ROWS = 500
 
+# Seconds before each new try of a stream's final write that the database refused for a
+# reason that passes (locked past its own timeout, restarting, a connection lost): the
+# row would otherwise stay open, counted among the open streams for as long as its
+# process lives, out of reach of sse_close_stale_logs' default mode.
+RETRY_DELAYS: tuple[float, ...] = (1.0, 4.0, 15.0, 60.0)
+
 # A row to insert, built in the worker, and its key once it is in.
 _Waiting = tuple[Callable[[], "StreamLog"], "asyncio.Future[int | None]"]
 
 
-async def write(function: Callable[..., _R], *args: Any) -> _R | None:
-    """``function(*args)`` in a worker thread; None if it failed (which is logged)."""
-    return await in_worker(_guarded, function, *args)
+async def finish(function: Callable[..., object], *args: Any) -> None:
+    """``function(*args)`` in a worker thread, once; tried again in the background,
+    RETRY_DELAYS apart, while the database refuses it for a reason that passes.
+
+    Returns after the first try: a stream's close does not wait for the database to
+    come back.
+    """
+    if await in_worker(_refused_for_now, function, *args):
+        _keep(asyncio.get_running_loop().create_task(_retry(function, args)))
+
+
+async def _retry(function: Callable[..., object], args: tuple[Any, ...]) -> None:
+    for delay in RETRY_DELAYS:
+        await asyncio.sleep(delay)
+        if not await in_worker(_refused_for_now, function, *args):
+            return
+    logger.error("Gave up writing a StreamLog row after %d tries", len(RETRY_DELAYS) + 1)
+
+
+# Retries under way: the event loop keeps only weak references to tasks.
+_retries: set[asyncio.Task[None]] = set()
+
+
+def _keep(task: asyncio.Task[None]) -> None:
+    _retries.add(task)
+    task.add_done_callback(_retries.discard)
+
+
+def _refused_for_now(function: Callable[..., object], *args: Any) -> bool:
+    """Call ``function(*args)``; whether it failed in a way that may pass. In a worker."""
+    try:
+        function(*args)
+    except (OperationalError, InterfaceError) as exc:
+        # A missing table is an OperationalError too (SQLite's "no such table").
+        if _table_missing(exc):
+            _warn_table_missing()
+            return False
+        logger.exception("Could not write a StreamLog row; trying again")
+        return True
+    except Exception as exc:
+        _reported(exc)
+    return False
 
 
 def insert(row: Callable[[], StreamLog]) -> asyncio.Future[int | None]:
@@ -174,11 +219,16 @@ def _guarded(function: Callable[..., _R], *args: Any) -> _R | None:
     try:
         return function(*args)
     except Exception as exc:
-        if _table_missing(exc):
-            _warn_table_missing()
-        else:
-            logger.exception("Could not write a StreamLog row")
+        _reported(exc)
         return None
+
+
+def _reported(exc: Exception) -> None:
+    """Log a failed write; called from within the ``except`` that caught ``exc``."""
+    if _table_missing(exc):
+        _warn_table_missing()
+    else:
+        logger.exception("Could not write a StreamLog row")
 
 
 _warned_table_missing = False

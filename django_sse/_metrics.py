@@ -14,6 +14,8 @@ settings and the value types.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import threading
 import time
@@ -27,6 +29,8 @@ from django_sse.stats import Outcome, StreamStats
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
 
+logger = logging.getLogger("django_sse")
+
 __all__ = [
     "StreamMeter",
     "answer_started",
@@ -36,6 +40,7 @@ __all__ = [
     "event_delivered",
     "event_published",
     "flush",
+    "forget_dead_processes",
     "meter",
     "multiprocess",
 ]
@@ -226,7 +231,10 @@ def count_finished(view: str | None, stats: StreamStats) -> None:
 
 
 def flush() -> None:
-    """Count what every open stream of this process has sent since the last flush."""
+    """Count what every open stream of this process has sent since the last flush; in
+    multiprocess mode, first let go of the live gauges of processes that have died."""
+    if multiprocess():
+        forget_dead_processes()
     if _families is None:
         return
     with _lock:
@@ -236,6 +244,42 @@ def flush() -> None:
             before = sent.get(stream.view, (0, 0))
             sent[stream.view] = (before[0] + events, before[1] + sent_bytes)
         _count_sent(_families, sent)
+
+
+def forget_dead_processes() -> None:
+    """Remove the live gauges' files (``django_sse_streams_open``) of processes that no
+    longer run from the multiprocess directory, as prometheus-client's
+    ``mark_process_dead`` does.
+
+    gunicorn can call that from ``child_exit``; uvicorn --workers, hypercorn and granian
+    have no such hook, and a worker killed hard (the OOM killer) would leave its open
+    streams counted for as long as the directory lives. The directory holds the files of
+    one host's processes (their pids name them), so a pid that no process has is dead.
+    """
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        # gauge_livesum_<pid>.db, and the other live modes'.
+        pid = name[: -len(".db")].rpartition("_")[2]
+        if not (name.startswith("gauge_live") and name.endswith(".db") and pid.isdigit()):
+            continue
+        if int(pid) != os.getpid() and not _running(int(pid)):
+            # Another process may be removing it too.
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(directory, name))
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # Someone else's process: alive.
+        pass
+    return True
 
 
 def _count_sent(families: _Families, sent: dict[str, tuple[int, int]]) -> None:
@@ -295,7 +339,12 @@ class _Flusher:
     def _run(self) -> None:
         while True:
             time.sleep(float(conf.get("METRICS_FLUSH_INTERVAL")))
-            flush()
+            try:
+                flush()
+            except Exception:
+                # The thread must go on: it is the only one that flushes for scrapes
+                # that other workers answer.
+                logger.exception("Flushing the stream metrics failed")
 
     def forget(self) -> None:
         """In a forked child: the parent's thread is not there."""

@@ -7,7 +7,8 @@ run, right after them and together with the rows that waited: _log_writes.py): a
 stream that dies at once, even with its process, leaves its row (bench/llm_relay.py
 measured no cost to the first token; see docs/stream-logs.md). A failed write is
 logged and never disturbs the stream; a failed insert is tried again, with the whole
-row, at the close.
+row, at the close, and a close's write the database refused for a moment (locked,
+restarting) a few times more, in the background (_log_writes.RETRY_DELAYS).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from django.http import HttpRequest
 from django.http.request import HttpHeaders
 
 from django_sse import conf
-from django_sse._log_writes import insert, write
+from django_sse._log_writes import finish, insert
 from django_sse._redaction import redact_path, redact_query, redact_text
 from django_sse._text import safe_text
 from django_sse.stats import StreamStats
@@ -170,13 +171,25 @@ class StreamTracker:
 
     async def closed(self, stats: StreamStats) -> None:
         """Finish the row; insert it whole if it was never opened (a stream Pushpin
-        holds) or its insert failed."""
-        ending = _ending(stats)
+        holds) or its insert failed.
+
+        In a task the close's own cancellation does not reach: a close that stops
+        waiting (CLEANUP_TIMEOUT) for an insert the database holds up would otherwise
+        cancel the insert's key, and the row, once in, would stay open.
+        """
+        finishing = asyncio.get_running_loop().create_task(
+            self._finish(stats.started_at, _ending(stats))
+        )
+        _finishing.add(finishing)
+        finishing.add_done_callback(_finishing.discard)
+        await asyncio.shield(finishing)
+
+    async def _finish(self, started_at: float, ending: dict[str, Any]) -> None:
         pk = self._pk if self._opening is None else await self._opening
         if pk is None:
-            await write(self._insert, stats.started_at, ending)
+            await finish(self._insert, started_at, ending)
         else:
-            await write(self._update, pk, ending)
+            await finish(self._update, pk, ending)
 
     def _as_row(self, started_at: float, ending: dict[str, Any] | None = None) -> StreamLog:
         """The row as the stream opened, or with ``ending`` as it closed; not saved."""
@@ -197,6 +210,10 @@ class StreamTracker:
         from django_sse.models import StreamLog
 
         StreamLog.objects.filter(pk=pk).update(**_storable(ending))
+
+
+# Rows being finished: the event loop keeps only weak references to tasks.
+_finishing: set[asyncio.Task[None]] = set()
 
 
 def _storable(fields: dict[str, Any]) -> dict[str, Any]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -171,3 +174,25 @@ async def test_clients_leaving_at_every_step_leave_nothing_open() -> None:
     assert opened.change("django_sse_streams_open") == 0
     # A stream closed before it was first read never started: nothing to count.
     assert ended.change("django_sse_streams_total") == 40
+
+
+def test_a_scrape_forgets_the_open_streams_of_processes_that_died(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The live gauges' files of a dead process go, as mark_process_dead would remove
+    them; a live process's files and every process's counters stay."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    dead, alive = process.pid, os.getppid()
+    names = [
+        f"gauge_livesum_{dead}.db",
+        f"gauge_liveall_{dead}.db",
+        f"counter_{dead}.db",
+        f"gauge_livesum_{alive}.db",
+        f"gauge_livesum_{os.getpid()}.db",
+    ]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    _metrics.flush()
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(names[2:])

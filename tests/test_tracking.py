@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError
+from django.db import DatabaseError, OperationalError
 from django.test import AsyncClient, AsyncRequestFactory, override_settings
 
 from django_sse import _log_writes
@@ -346,3 +346,62 @@ async def test_text_no_database_takes_is_stored_with_replacement_characters(
     await tracker.closed(stats)
     row = await StreamLog.objects.aget()
     assert (row.outcome, row.error, row.model) == ("error", f"ValueError: {stored}", stored)
+
+
+@pytest.fixture
+async def finished(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Set once a close's update of a row has gone through, from its worker thread."""
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    update = StreamTracker._update
+
+    def observed(self: StreamTracker, *args: Any) -> Any:
+        result = update(self, *args)
+        loop.call_soon_threadsafe(done.set)
+        return result
+
+    monkeypatch.setattr(StreamTracker, "_update", observed)
+    return done
+
+
+@override_settings(DJANGO_SSE={"LOG_STREAMS": True, "CLEANUP_TIMEOUT": 0.05})
+async def test_a_close_that_gives_up_on_a_slow_insert_still_finishes_the_row(
+    held: tuple[threading.Event, threading.Event], finished: asyncio.Event
+) -> None:
+    """The database is locked through the insert (a migration building an index, say)
+    for longer than CLEANUP_TIMEOUT: the close stops waiting for it, and the row, once
+    in, must still get its outcome, not stay open for as long as its process lives."""
+    entered, release = held
+    answer = await Answer.follow("/idle/")
+    await answer.read(1)
+    await asyncio.to_thread(entered.wait, 10)
+    await answer.leave()  # Returns once the close has given up on the insert.
+    release.set()
+    await asyncio.wait_for(finished.wait(), 5)
+    row = await StreamLog.objects.aget()
+    assert (row.outcome, row.events_sent) == ("client_disconnected", 1)
+    assert row.ended_at is not None
+
+
+async def test_a_final_update_the_database_refuses_is_tried_again(
+    monkeypatch: pytest.MonkeyPatch, finished: asyncio.Event, caplog: Any
+) -> None:
+    """A lock held past the database's own timeout ("database is locked") as the stream
+    closes: the row must not stay open, counted in the admin's open streams, until
+    someone runs sse_close_stale_logs --older-than."""
+    monkeypatch.setattr(_log_writes, "RETRY_DELAYS", (0.0, 0.0, 0.0), raising=False)
+    update = StreamTracker._update
+    refusals = [OperationalError("database is locked")] * 2
+
+    def locked_twice(self: StreamTracker, *args: Any) -> Any:
+        if refusals:
+            raise refusals.pop()
+        return update(self, *args)
+
+    monkeypatch.setattr(StreamTracker, "_update", locked_twice)
+    events = await stream("/counter/")
+    assert len(events) == 3
+    await asyncio.wait_for(finished.wait(), 5)
+    row = await StreamLog.objects.aget()
+    assert (row.outcome, row.events_sent, row.last_event_id) == ("completed", 3, "2")
+    assert "Could not write a StreamLog row" in caplog.text

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import sys
 import tempfile
 import uuid
@@ -36,11 +38,13 @@ async def scrape(server: LiveServer) -> Samples:
     return parse(response.text)
 
 
-async def scrape_until(server: LiveServer, done: Callable[[Samples], bool]) -> Samples:
+async def scrape_until(
+    server: LiveServer, done: Callable[[Samples], bool], deadline: float = DEADLINE
+) -> Samples:
     """Scrape until ``done`` holds. Another process's counts reach the files within its
     flush interval, and no event tells this process when: so it asks again."""
     loop = asyncio.get_running_loop()
-    give_up = loop.time() + DEADLINE
+    give_up = loop.time() + deadline
     while True:
         samples = await scrape(server)
         if done(samples) or loop.time() > give_up:
@@ -168,3 +172,39 @@ async def test_two_workers_add_up(tmp_path: Path) -> None:
         assert total(ended, "django_sse_bytes_sent_total", **GATE) == sum(
             len(s.raw) for _, s in streams
         )
+
+
+async def test_the_open_streams_of_a_worker_killed_hard_are_no_longer_counted(
+    tmp_path: Path,
+) -> None:
+    """uvicorn --workers has no hook like gunicorn's child_exit: a worker killed by the
+    OOM killer left its open streams in django_sse_streams_open for good, and the gauge
+    never came back to zero."""
+    directory = Path(tempfile.mkdtemp(dir=tmp_path))
+    workers = LiveServer(
+        "uvicorn",
+        command=lambda port: [
+            *(sys.executable, "-m", "uvicorn", "tests.asgi:application", "--workers", "2"),
+            *("--host", "127.0.0.1", "--port", str(port), "--no-access-log"),
+        ],
+        env={
+            "SSE_TEST_SETTINGS": json.dumps(SETTINGS),
+            "PROMETHEUS_MULTIPROC_DIR": str(directory),
+        },
+    )
+    with workers:
+        await listening(workers)
+        streams = await open_gates(workers, 10)
+        while len(worker_pids(directory)) < 2 and len(streams) < 200:
+            streams += await open_gates(workers, 10)
+        assert len(worker_pids(directory)) == 2
+        os.kill(int(min(worker_pids(directory))), signal.SIGKILL)
+        for _, stream in streams:
+            stream.close()
+
+        def none_open(samples: Samples) -> bool:
+            return total(samples, "django_sse_streams_open", **GATE) == 0
+
+        # A failure waits this long; a pass, only for the surviving worker's closes.
+        ended = await scrape_until(workers, none_open, deadline=8.0)
+        assert total(ended, "django_sse_streams_open", **GATE) == 0
