@@ -20,15 +20,14 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from django_sse._background import keep
+
 __all__ = ["GRACE", "Claim"]
 
 # Seconds a claim waits to be taken once its owner task has ended. Enough for Django to
 # start sending a response its view made in another task; short enough that a slot
 # comes back, or an answer nobody will read is cut off, after a second.
 GRACE = 1.0
-
-# Claims being given up: the event loop holds only weak references to tasks.
-_giving_up: set[asyncio.Task[None]] = set()
 
 
 class Claim:
@@ -65,6 +64,4 @@ class Claim:
     def _abandon(self, owner: asyncio.Task[Any]) -> None:
         self._owner = None
         self._expiry = None
-        task = owner.get_loop().create_task(self._give_up())
-        _giving_up.add(task)
-        task.add_done_callback(_giving_up.discard)
+        keep(owner.get_loop().create_task(self._give_up()))

@@ -17,15 +17,12 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from django_sse._background import keep
 from django_sse._resume import start
 
 __all__ = ["run_to_end", "settle"]
 
 logger = logging.getLogger("django_sse")
-
-# Steps that overran their time and were cancelled, kept until they have finished:
-# the event loop holds only weak references to tasks.
-_overrun: set[asyncio.Future[Any]] = set()
 
 
 async def run_to_end(cleanup: Coroutine[Any, Any, None]) -> None:
@@ -66,8 +63,7 @@ async def settle(step: Callable[[], Awaitable[Any]], timeout: float, what: str) 
         remaining = deadline - loop.time()
         if remaining <= 0:
             task.cancel()
-            _overrun.add(task)
-            task.add_done_callback(_overrun.discard)
+            keep(task)
             logger.error("%s did not finish within %s s and was cancelled", what, timeout)
             return
         try:

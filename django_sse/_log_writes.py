@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connections, router
 
+from django_sse._background import in_background
 from django_sse._workers import in_worker
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ async def finish(function: Callable[..., object], *args: Any) -> None:
     come back.
     """
     if await in_worker(_refused_for_now, function, *args):
-        _keep(asyncio.get_running_loop().create_task(_retry(function, args)))
+        in_background(_retry(function, args))
 
 
 async def _retry(function: Callable[..., object], args: tuple[Any, ...]) -> None:
@@ -62,15 +63,6 @@ async def _retry(function: Callable[..., object], args: tuple[Any, ...]) -> None
         if not await in_worker(_refused_for_now, function, *args):
             return
     logger.error("Gave up writing a StreamLog row after %d tries", len(RETRY_DELAYS) + 1)
-
-
-# Retries under way: the event loop keeps only weak references to tasks.
-_retries: set[asyncio.Task[None]] = set()
-
-
-def _keep(task: asyncio.Task[None]) -> None:
-    _retries.add(task)
-    task.add_done_callback(_retries.discard)
 
 
 def _refused_for_now(function: Callable[..., object], *args: Any) -> bool:

@@ -25,6 +25,7 @@ from django.http import HttpRequest
 from django.http.request import HttpHeaders
 
 from django_sse import conf
+from django_sse._background import in_background
 from django_sse._log_writes import finish, insert
 from django_sse._redaction import redact_path, redact_query, redact_text
 from django_sse._text import safe_text
@@ -177,12 +178,7 @@ class StreamTracker:
         waiting (CLEANUP_TIMEOUT) for an insert the database holds up would otherwise
         cancel the insert's key, and the row, once in, would stay open.
         """
-        finishing = asyncio.get_running_loop().create_task(
-            self._finish(stats.started_at, _ending(stats))
-        )
-        _finishing.add(finishing)
-        finishing.add_done_callback(_finishing.discard)
-        await asyncio.shield(finishing)
+        await asyncio.shield(in_background(self._finish(stats.started_at, _ending(stats))))
 
     async def _finish(self, started_at: float, ending: dict[str, Any]) -> None:
         pk = self._pk if self._opening is None else await self._opening
@@ -210,10 +206,6 @@ class StreamTracker:
         from django_sse.models import StreamLog
 
         StreamLog.objects.filter(pk=pk).update(**_storable(ending))
-
-
-# Rows being finished: the event loop keeps only weak references to tasks.
-_finishing: set[asyncio.Task[None]] = set()
 
 
 def _storable(fields: dict[str, Any]) -> dict[str, Any]:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -14,6 +13,7 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponseBadRequest, HttpResponseBase
 
 from django_sse import _metrics, conf
+from django_sse._background import in_background
 from django_sse._lifecycle import Lifecycle
 from django_sse.broadcast import _history
 from django_sse.broadcast._channels import (
@@ -180,7 +180,7 @@ class ChannelView(SSEView):
         _metrics.count_finished(name, stats)
         tracker = tracker_for(request, self.log_streams, name)
         if tracker is not None:
-            _background(tracker.closed(stats))
+            in_background(tracker.closed(stats))
         return response
 
     def _resumes_every_channel(self) -> bool:
@@ -231,14 +231,3 @@ async def arevoke(user: Any, channel: str) -> None:
     pushpin = settings()
     if pushpin is not None:
         publish_items([close_item(pushpin.channel_prefix, str(pk), channel)], must_arrive=True)
-
-
-# Stream log writes of streams handed to Pushpin, until done: the event loop holds
-# only weak references to tasks.
-_writing: set[asyncio.Task[None]] = set()
-
-
-def _background(work: Coroutine[Any, Any, None]) -> None:
-    task = asyncio.get_running_loop().create_task(work)
-    _writing.add(task)
-    task.add_done_callback(_writing.discard)
