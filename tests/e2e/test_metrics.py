@@ -131,9 +131,9 @@ def worker_pids(directory: Path) -> set[str]:
     return {path.stem.rsplit("_", 1)[1] for path in directory.glob("gauge_livesum_*.db")}
 
 
-async def test_two_workers_add_up(tmp_path: Path) -> None:
-    directory = Path(tempfile.mkdtemp(dir=tmp_path))
-    workers = LiveServer(
+def two_workers(directory: Path) -> LiveServer:
+    """uvicorn with two worker processes sharing the multiprocess ``directory``."""
+    return LiveServer(
         "uvicorn",
         command=lambda port: [
             *(sys.executable, "-m", "uvicorn", "tests.asgi:application", "--workers", "2"),
@@ -144,13 +144,24 @@ async def test_two_workers_add_up(tmp_path: Path) -> None:
             "PROMETHEUS_MULTIPROC_DIR": str(directory),
         },
     )
+
+
+async def open_on_both(workers: LiveServer, directory: Path) -> list[tuple[str, RawStream]]:
+    """Streams open on both workers: the kernel picks the worker for each connection,
+    so open more until both serve some."""
+    await listening(workers)
+    streams = await open_gates(workers, 10)
+    while len(worker_pids(directory)) < 2 and len(streams) < 200:
+        streams += await open_gates(workers, 10)
+    assert len(worker_pids(directory)) == 2
+    return streams
+
+
+async def test_two_workers_add_up(tmp_path: Path) -> None:
+    directory = Path(tempfile.mkdtemp(dir=tmp_path))
+    workers = two_workers(directory)
     with workers:
-        await listening(workers)
-        streams = await open_gates(workers, 10)
-        # The kernel picks the worker for each connection: open more until both served.
-        while len(worker_pids(directory)) < 2 and len(streams) < 200:
-            streams += await open_gates(workers, 10)
-        assert len(worker_pids(directory)) == 2
+        streams = await open_on_both(workers, directory)
         count = len(streams)
 
         def all_open(samples: Samples) -> bool:
@@ -181,23 +192,9 @@ async def test_the_open_streams_of_a_worker_killed_hard_are_no_longer_counted(
     OOM killer left its open streams in django_sse_streams_open for good, and the gauge
     never came back to zero."""
     directory = Path(tempfile.mkdtemp(dir=tmp_path))
-    workers = LiveServer(
-        "uvicorn",
-        command=lambda port: [
-            *(sys.executable, "-m", "uvicorn", "tests.asgi:application", "--workers", "2"),
-            *("--host", "127.0.0.1", "--port", str(port), "--no-access-log"),
-        ],
-        env={
-            "SSE_TEST_SETTINGS": json.dumps(SETTINGS),
-            "PROMETHEUS_MULTIPROC_DIR": str(directory),
-        },
-    )
+    workers = two_workers(directory)
     with workers:
-        await listening(workers)
-        streams = await open_gates(workers, 10)
-        while len(worker_pids(directory)) < 2 and len(streams) < 200:
-            streams += await open_gates(workers, 10)
-        assert len(worker_pids(directory)) == 2
+        streams = await open_on_both(workers, directory)
         os.kill(int(min(worker_pids(directory))), signal.SIGKILL)
         for _, stream in streams:
             stream.close()
