@@ -16,6 +16,7 @@ from django.test import AsyncClient, AsyncRequestFactory, override_settings
 import django_sse
 from django_sse import Event
 from django_sse.broadcast import ChannelView, apublish, arevoke, revoke
+from django_sse.broadcast._hub import get_hub
 from django_sse.protocol import KEEP_ALIVE, EventParser
 from django_sse.response import SSEResponse
 from tests.asgi import application, get_scope
@@ -228,6 +229,30 @@ async def test_a_stream_revoked_between_its_check_and_joining_the_hub_ends(
     stream = await Stream.start(response)
     assert await asyncio.wait_for(stream.rest(), READ_TIMEOUT) == []
     assert stream.outcome == "revoked"
+
+
+async def test_a_client_leaving_during_the_second_check_leaves_the_hub(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    checking_again, never = asyncio.Event(), asyncio.Event()
+    calls = 0
+
+    async def allowed(view: Any, request: Any, channel: str) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # once the stream has joined the hub
+            checking_again.set()
+            await never.wait()
+        return True
+
+    monkeypatch.setattr(views.RoomView, "has_channel_permission", allowed)
+    channel = "lobby-left-while-checked"
+    stream = await Stream.open(f"/broadcast/rooms/{channel}/", headers=FROM_START)
+    await asyncio.wait_for(checking_again.wait(), READ_TIMEOUT)
+    assert channel in get_hub()._feeds
+    await stream.close()
+    assert stream.outcome == "client_disconnected"
+    assert channel not in get_hub()._feeds
 
 
 async def test_revoke_from_sync_code_and_by_primary_key(django_user_model: Any) -> None:
