@@ -92,7 +92,10 @@ class _Feed:
                     # The event still goes out: each subscriber sees the gap and reads
                     # it from history itself (see _subscription.py).
                     logger.exception("Reading the missed events of %r failed", self.channel)
-            self.fan_out(stored)
+            # Unless history brought it already (a page read for a gap, or the poll,
+            # may hold it): every subscriber would queue the copy and wake to drop it.
+            if self.last is None or stored.seq > self.last:
+                self.fan_out(stored)
 
     async def catch_up(self, target: int) -> None:
         async with self.lock:

@@ -324,3 +324,83 @@ async def test_a_history_read_that_fails_does_not_stop_live_events(
         assert [e.data for e in await take(events, 1)] == ["live"]
     assert failures == [{"chat": 1}]
     assert "Reading the missed events of 'chat' failed" in caplog.text
+
+
+class Recorder:
+    """A subscriber that notes the sequence number of every event the hub pushes to it."""
+
+    user = None
+
+    def __init__(self, channels: tuple[str, ...]) -> None:
+        self.channels = channels
+        self.pushed: list[int] = []
+        self._arrivals: asyncio.Queue[int] = asyncio.Queue()
+
+    def push(self, stored: _history.StoredEvent) -> bool:
+        self.pushed.append(stored.seq)
+        self._arrivals.put_nowait(stored.seq)
+        return True
+
+    def end(self, outcome: Outcome) -> None:
+        raise AssertionError(f"ended with {outcome}")
+
+    async def wait_for(self, seq: int) -> None:
+        while await asyncio.wait_for(self._arrivals.get(), 10) != seq:
+            pass
+
+
+@override_settings(DJANGO_SSE={"BROADCAST_POLL_INTERVAL": None})
+async def test_an_event_that_shows_a_gap_is_pushed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The history page read for the gap already holds the event that showed it."""
+    layer = get_layer()
+    group_send = layer.group_send
+
+    async def losing_the_first(group: str, message: dict[str, Any]) -> None:
+        if message["seq"] != 1:
+            await group_send(group, message)
+
+    monkeypatch.setattr(layer, "group_send", losing_the_first)
+    hub, recorder = _hub.get_hub(), Recorder(("chat",))
+    await hub.subscribe(recorder)
+    try:
+        for data in ["lost by the layer", "shows the gap", "live"]:
+            await apublish("chat", data)
+        # The layer's messages reach the hub in order: once 3 is in, 2 has been handled.
+        await recorder.wait_for(3)
+    finally:
+        await hub.unsubscribe(recorder)
+    assert recorder.pushed == [1, 2, 3]
+
+
+@override_settings(DJANGO_SSE={"BROADCAST_POLL_INTERVAL": 0.05})
+async def test_an_event_the_poll_delivered_first_is_pushed_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The poll reads an event from history before the layer's message of it arrives."""
+    layer = get_layer()
+    receive = layer.receive
+    gate, handled = asyncio.Event(), asyncio.Event()
+    received: list[int] = []
+
+    async def gated(channel: str) -> dict[str, Any]:
+        # The hub receives again only once it has handled the message before.
+        if 2 in received:
+            handled.set()
+        await gate.wait()
+        message: dict[str, Any] = await receive(channel)
+        received.append(message["seq"])
+        return message
+
+    monkeypatch.setattr(layer, "receive", gated)
+    hub, recorder = _hub.get_hub(), Recorder(("chat",))
+    await hub.subscribe(recorder)
+    try:
+        await apublish("chat", "polled")
+        await recorder.wait_for(1)
+        gate.set()
+        await apublish("chat", "live")
+        await asyncio.wait_for(handled.wait(), 10)
+    finally:
+        await hub.unsubscribe(recorder)
+    assert received == [1, 2]
+    assert recorder.pushed == [1, 2]
