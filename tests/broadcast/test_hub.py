@@ -329,7 +329,7 @@ async def test_a_history_read_that_fails_does_not_stop_live_events(
 class Recorder:
     """A subscriber that notes the sequence number of every event the hub pushes to it."""
 
-    user = None
+    user: str | None = None
 
     def __init__(self, channels: tuple[str, ...]) -> None:
         self.channels = channels
