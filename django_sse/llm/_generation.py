@@ -34,6 +34,7 @@ from django_sse.broadcast._layer import get_layer
 from django_sse.broadcast._publish import publish_event
 from django_sse.llm import _records
 from django_sse.llm._formats import NativeFormat
+from django_sse.llm._mend import mended
 from django_sse.llm._provider import Provider
 from django_sse.llm._types import Message, ProviderError
 from django_sse.llm._watch import AnswerWatch
@@ -215,7 +216,7 @@ class RunningGeneration:
         answer = self._format
         watch = AnswerWatch(self._provider.model, time.monotonic())
         try:
-            chunks = self._provider.stream(self._messages, max_tokens=self._max_tokens)
+            chunks = mended(self._provider.stream(self._messages, max_tokens=self._max_tokens))
             async with aclosing(chunks):
                 async for chunk in chunks:
                     watch.see(chunk)

@@ -18,7 +18,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, cast
 
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import HttpRequest
 from django.http.multipartparser import MultiPartParserError
 
@@ -66,6 +66,9 @@ def read_body(request: HttpRequest) -> dict[str, Any]:
             return {"prompt": request.POST["prompt"]} if "prompt" in request.POST else {}
     except RequestDataTooBig:
         raise InvalidChat("The body is too large") from None
+    except (TooManyFieldsSent, TooManyFilesSent) as error:
+        # Django's own answer to these would be an empty HTML page.
+        raise InvalidChat(f"The form has too many parts: {error}") from None
     except MultiPartParserError as error:
         raise InvalidChat(f"The form body is malformed: {error}") from None
     raise InvalidChat(

@@ -205,7 +205,7 @@ def _translate(error: openai.APIError, *, answering: bool = False) -> ProviderEr
 
 
 def _code(error: openai.APIError) -> str:
-    if isinstance(error, openai.APITimeoutError):
+    if isinstance(error, openai.APITimeoutError) and _timed_out(error):
         return "timeout"
     if isinstance(error, openai.APIConnectionError):
         return "unavailable"
@@ -223,6 +223,23 @@ def _code(error: openai.APIError) -> str:
     if status >= 500:
         return "upstream_error"
     return "bad_request"
+
+
+def _timed_out(error: openai.APITimeoutError) -> bool:
+    """Whether the timeout the SDK reports is one. Its aiohttp client reports every
+    failure to connect (refused, no such host, the server hung up) as a connect timeout,
+    over the error it translated; a real timeout has a TimeoutError under it."""
+    translated = error.__cause__  # the HTTP client's own timeout error
+    under = translated.__cause__ if translated is not None else None
+    if under is None:
+        return True  # nothing under it says otherwise
+    seen: set[int] = set()  # a chain can loop back on itself
+    while under is not None and id(under) not in seen:
+        if isinstance(under, (TimeoutError, asyncio.TimeoutError)):
+            return True
+        seen.add(id(under))
+        under = under.__cause__ or under.__context__
+    return False
 
 
 def _retry_after(headers: Any) -> float | None:

@@ -18,6 +18,10 @@ READ_TIMEOUT = 10.0
 
 HELLO = {"messages": [{"role": "user", "content": "Hello"}]}
 
+# What the split-pairs recording's text becomes: its emoji whole again, though it came
+# in two escaped halves, and what no UTF-8 can carry (or PostgreSQL store) replaced.
+SPLIT_PAIRS_TEXT = "Smile \U0001f600 and a NUL \ufffd and a lone \ufffd end."
+
 
 # The providers tests used on the running loop, for close_providers() to close.
 used: list[OpenAIProvider] = []

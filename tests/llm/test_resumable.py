@@ -11,8 +11,9 @@ from django.test import AsyncClient
 from django_sse.broadcast import _history
 from django_sse.llm import Message, _records, astop, get_provider
 from django_sse.llm._generation import RunningGeneration
+from django_sse.llm.models import Generation
 from django_sse.protocol import MessageEvent
-from tests.llm.support import HELLO, Answer, post, provider_at
+from tests.llm.support import HELLO, SPLIT_PAIRS_TEXT, Answer, post, provider_at
 from tests.llm.upstream import Upstream, recorded_text
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -112,6 +113,17 @@ async def test_provider_errors_end_the_answer(upstream: Upstream) -> None:
     events = await (await Answer.follow(started["stream_url"])).rest()
     assert [e.event for e in events] == ["start", "error"]
     assert events[-1].json()["code"] == "authentication"
+
+
+async def test_an_emoji_cut_in_two_halves_is_published_whole(upstream: Upstream) -> None:
+    """Half a pair (or a NUL) could not be published: the answer stopped there, and its
+    followers waited for an end that never came."""
+    started = await start(upstream, "split-pairs")
+    events = await (await Answer.follow(started["stream_url"])).rest()
+    assert text(events) == SPLIT_PAIRS_TEXT
+    assert events[-1].event == "done"
+    row = await Generation.objects.aget(pk=started["id"])
+    assert row.outcome == "completed"
 
 
 @pytest.mark.parametrize("generation", ["nope", "A" * 22])

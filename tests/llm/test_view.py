@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,7 +25,7 @@ from django_sse.llm.models import Generation
 from django_sse.models import StreamLog
 from django_sse.response import SSEResponse
 from tests.llm import vercel_schema
-from tests.llm.support import HELLO, Answer, post, provider_at
+from tests.llm.support import HELLO, SPLIT_PAIRS_TEXT, Answer, post, provider_at
 from tests.llm.upstream import Upstream, recorded_text
 from tests.llm.views import API_KEY
 
@@ -121,6 +122,25 @@ async def test_provider_failures_become_error_events(
     assert log.error == f"ProviderError: {code}: {error.json()['message']}"
 
 
+@pytest.mark.parametrize("where", ["a closed port", "a server that hangs up"])
+async def test_a_provider_that_cannot_be_reached_is_unavailable_not_a_timeout(
+    upstream: Upstream, http_client: str, where: str
+) -> None:
+    """The SDK's aiohttp client reports every failure to connect as a connect timeout."""
+    if where == "a closed port":
+        with socket.socket() as free:
+            free.bind(("127.0.0.1", 0))
+            base_url = f"http://127.0.0.1:{free.getsockname()[1]}/v1"
+    else:
+        base_url = upstream.base_url("hang-up")
+    with provider_at(base_url, LLM_HTTP_CLIENT=http_client):
+        events = await (await Answer.ask("/llm/chat/", HELLO)).rest()
+    assert [e.event for e in events] == ["error"]
+    assert events[0].json()["code"] == "unavailable"
+    log = await StreamLog.objects.aget()
+    assert log.error == f"ProviderError: unavailable: {events[0].json()['message']}"
+
+
 async def test_a_provider_that_stops_answering_times_out(
     upstream: Upstream, http_client: str
 ) -> None:
@@ -129,6 +149,31 @@ async def test_a_provider_that_stops_answering_times_out(
     assert events[-1].event == "error"
     assert events[-1].json()["code"] == "timeout"
     await upstream.requests[0].wait_closed(timeout=1.0)
+
+
+@pytest.mark.parametrize("path", ["/llm/chat/", "/llm/vercel/", "/llm/v1/chat/completions"])
+async def test_an_emoji_cut_in_two_halves_does_not_end_the_answer(
+    upstream: Upstream, path: str
+) -> None:
+    with provider_at(upstream.base_url("split-pairs")):
+        answer = await Answer.ask(
+            path, {**HELLO, "stream": True}, headers={"Authorization": f"Bearer {API_KEY}"}
+        )
+        events = await answer.rest()
+    assert answer.response.stats.outcome == "completed"
+    assert "error" not in [e.event for e in events]
+    if path == "/llm/chat/":
+        assert tokens(answer) == SPLIT_PAIRS_TEXT
+        assert events[-1].event == "done"
+    elif path == "/llm/vercel/":
+        parts = vercel_schema.parse_wire(answer.raw)
+        vercel_schema.validate_stream(parts)
+        assert "".join(p["delta"] for p in parts if p["type"] == "text-delta") == SPLIT_PAIRS_TEXT
+    else:
+        chunks = [json.loads(e.data) for e in events if e.data != "[DONE]"]
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+        assert text == SPLIT_PAIRS_TEXT
+        assert events[-1].data == "[DONE]"
 
 
 async def test_the_sdk_retries_a_rate_limit_after_its_retry_after(upstream: Upstream) -> None:
@@ -283,6 +328,27 @@ async def test_a_form_that_cannot_be_parsed_is_a_400_that_says_so(upstream: Upst
         response = await client.post("/llm/chat/", b"prompt=hi", content_type="multipart/form-data")
     assert response.status_code == 400
     assert "form body is malformed" in response.json()["error"]["message"]
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize("path", ["/llm/chat/", "/llm/resumable/"])
+async def test_a_form_with_too_many_fields_is_a_400_that_says_so(
+    upstream: Upstream, path: str, settings: Any
+) -> None:
+    """Django refuses it with a SuspiciousOperation, which became an empty HTML page."""
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 10
+    body = "&".join(f"field{n}=x" for n in range(11)) + "&prompt=hi"
+    client = AsyncClient(raise_request_exception=False)
+    with provider_at(upstream.base_url("answer")):
+        response = await client.post(path, body, content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": {
+            "code": "invalid_request",
+            "message": "The form has too many parts: "
+            "The number of GET/POST parameters exceeded settings.DATA_UPLOAD_MAX_NUMBER_FIELDS.",
+        }
+    }
     assert upstream.requests == []
 
 

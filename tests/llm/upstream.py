@@ -22,6 +22,9 @@ Scenarios:
                              sends when it fails mid-stream (the SDK raises ``openai.APIError``)
     ``markup``               an answer whose text is markup and script that must never run
                              in a page, line breaks on their own, quotes and non-ASCII
+    ``split-pairs``          an emoji cut into its two UTF-16 halves, escaped in two chunks
+                             (as a server that slices strings between code units sends it),
+                             a NUL and a lone half
 ``slow-<ms>[-<n>]``      a content token every <ms> milliseconds; <n> tokens, at most and by
                          default ``Upstream.slow_max_tokens`` (500)
 ``fast-<n>``             <n> content tokens, written as fast as the client takes them
@@ -34,6 +37,7 @@ Scenarios:
                          the SDK honours fractions such as ``rate-limited-0.01``)
 ``context-length``       400 ``context_length_exceeded``
 ``server-error``         500 ``server_error``
+``hang-up``              the connection closes once the request is read, with no answer
 
 Streams are shaped as OpenAI shapes them: chunks carry ``usage: null`` and a last chunk with
 ``choices: []`` and the usage only when the request sets ``stream_options.include_usage``;
@@ -573,6 +577,10 @@ class Upstream:
     # Answers.
 
     async def _answer(self, connection: _Connection, record: RequestRecord, keep: bool) -> None:
+        if record.scenario == "hang-up":
+            connection.writer.transport.abort()
+            connection.mark_closed("server")
+            return
         body = record.body if isinstance(record.body, dict) else None
         failure = self._refuse(record, body)
         if failure is not None:
@@ -713,8 +721,7 @@ class Upstream:
                 data = _shape(chunk.data, include_usage, include_obfuscation)
                 if data is None:
                     continue
-                payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-                await connection.write(_http_chunk(f"data: {payload}\n\n".encode()))
+                await connection.write(_http_chunk(b"data: %s\n\n" % _payload(data)))
                 if chunk.token:
                     record.token_times.append(time.perf_counter())
             cut = _CUT.fullmatch(record.scenario)
@@ -811,6 +818,16 @@ def _json_response(
         *headers,
     ]
     return _head(status, request_id, keep_alive, fields) + data
+
+
+def _payload(data: Json) -> bytes:
+    """``data`` as JSON in UTF-8; half a UTF-16 pair, which UTF-8 cannot carry, escaped
+    (``"\\ud83d"``), as a server that cuts its text between the halves sends it."""
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(data, separators=(",", ":")).encode()
 
 
 def _http_chunk(data: bytes) -> bytes:
