@@ -22,7 +22,8 @@ from django_sse.protocol import Event
 
 __all__ = ["SWAP_STYLES", "hx_partial", "render_partial"]
 
-# htmx 4's swap styles (htmx 2's, plus its morphs and text).
+# htmx 4's swap styles (htmx 2's, plus its morphs and text), and the short names it reads
+# as four of them (before, prepend, append, after).
 SWAP_STYLES = frozenset(
     {
         "innerHTML",
@@ -31,6 +32,10 @@ SWAP_STYLES = frozenset(
         "afterbegin",
         "beforeend",
         "afterend",
+        "before",
+        "prepend",
+        "append",
+        "after",
         "delete",
         "none",
         "textContent",

@@ -16,6 +16,11 @@ def test_a_partial_says_where_and_how() -> None:
     )
 
 
+@pytest.mark.parametrize("swap", ["before", "prepend", "append scroll:bottom", "after"])
+def test_htmx_4s_short_names_of_the_insert_swaps_are_taken(swap: str) -> None:
+    assert f'hx-swap="{swap}"' in hx_partial("<li>x</li>", target="#log", swap=swap)
+
+
 def test_a_target_cannot_end_the_tag() -> None:
     wrapped = hx_partial("<p>x</p>", target='#a"><script>alert(1)</script>')
     assert "<script>" not in wrapped

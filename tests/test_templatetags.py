@@ -118,7 +118,7 @@ class TestSseConnect:
         ]
         + [
             ("{% sse_connect '/s/?q='|add:h %}", "url", "/s/?q=" + HOSTILE),
-            ('{% sse_connect "/s/" body=h %}', "body", json.dumps(HOSTILE)),
+            ('{% sse_connect "/s/" method="post" body=h %}', "body", json.dumps(HOSTILE)),
         ],
     )
     def test_no_value_can_leave_its_attribute(
@@ -149,6 +149,31 @@ class TestSseConnect:
     def test_bad_options_raise_naming_the_problem(self, source: str, message: str) -> None:
         with pytest.raises(TemplateSyntaxError, match=message):
             render(f"<div{source}></div>")
+
+    @pytest.mark.parametrize(
+        ("source", "message"),
+        [
+            # A misspelt option with a path: it is named, not taken for a URL argument.
+            ('{% sse_connect "/s/" jsn=True %}', "jsn is not an option .*json"),
+            # A body that a GET would never send.
+            ('{% sse_connect "/s/" body=b %}', "a body is sent only with method post"),
+            ('{% sse_connect "/s/" method="get" body=b %}', "a body is sent only with method"),
+            # NaN is not JSON: other servers would refuse the body.
+            ('{% sse_connect "/s/" method="post" body=nan %}', "body must be JSON-serializable"),
+            # An undefined or None variable, rather than "Reverse for '' not found".
+            ("{% sse_connect missing %}", "missing is '', not a URL name or a path"),
+            ("{% sse_connect none %}", "none is None, not a URL name or a path"),
+        ],
+    )
+    def test_mistakes_found_when_rendering_are_named(self, source: str, message: str) -> None:
+        with pytest.raises(TemplateSyntaxError, match=message):
+            render(f"<div{source}></div>", b={"q": 1}, nan=float("nan"), none=None)
+
+    @pytest.mark.parametrize("option", ["close-on", "with-credentials", "pause-hidden"])
+    def test_an_option_spelt_like_its_attribute_is_corrected(self, option: str) -> None:
+        fixed = option.replace("-", "_")
+        with pytest.raises(TemplateSyntaxError, match=f"write {fixed}=, not {option}="):
+            Template("{% load django_sse %}{% sse_connect '/s/' json=True " + option + "=1 %}")
 
     @pytest.mark.parametrize(
         ("source", "message"),

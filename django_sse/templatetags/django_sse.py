@@ -107,6 +107,10 @@ def _parse_arguments(
     url_kwargs: dict[str, FilterExpression] = {}
     for bit in bits:
         name, equals, value = bit.partition("=")
+        option = name.replace("-", "_")
+        if equals and option != name and option in known:
+            # The attribute's spelling (close-on=): Django would only say it cannot parse it.
+            raise template.TemplateSyntaxError(f"{tag}: write {option}=, not {name}=")
         if not equals or not name.isidentifier():
             if options or url_kwargs:
                 raise template.TemplateSyntaxError(
@@ -153,6 +157,10 @@ class SSEAttributesNode(template.Node):
             attributes["on"] = "message"
         if (options.get("method") or "get").lower() != "get":
             attributes.update(_csrf(context))
+        elif "body" in options:
+            raise template.TemplateSyntaxError(
+                "sse_connect: a body is sent only with method post, put, patch or delete"
+            )
         # escape(), not format_html: template string literals count as safe, and even a
         # "safe" value must not end the attribute.
         return mark_safe(
@@ -165,9 +173,22 @@ class SSEAttributesNode(template.Node):
 
     def _url(self, context: template.Context) -> str:
         assert self.url is not None
-        target = str(self.url.resolve(context))
+        resolved = self.url.resolve(context)
+        if resolved is None or resolved == "":
+            # Rather than reverse()'s "Reverse for '' not found".
+            raise template.TemplateSyntaxError(
+                f"sse_connect: {self.url.token} is {resolved!r}, not a URL name or a path"
+            )
+        target = str(resolved)
         if target.startswith(("/", "http://", "https://")):
-            if self.args or self.url_kwargs:
+            if self.url_kwargs:
+                # Most likely a misspelt option, which would otherwise go to the URL.
+                raise template.TemplateSyntaxError(
+                    f"sse_connect: {', '.join(self.url_kwargs)} is not an option "
+                    f"({', '.join(CONNECT_OPTIONS)}), and the path {target!r} takes no "
+                    "URL arguments"
+                )
+            if self.args:
                 raise template.TemplateSyntaxError(
                     f"sse_connect: URL arguments go with a URL name, not with the path {target!r}"
                 )
@@ -187,7 +208,8 @@ def _option(name: str, value: Any) -> dict[str, str | None]:
         _check_headers(value)
     if name in ("body", "headers"):
         try:
-            return {name: json.dumps(value, cls=DjangoJSONEncoder)}
+            # allow_nan=False: NaN and Infinity are not JSON, and other servers refuse them.
+            return {name: json.dumps(value, cls=DjangoJSONEncoder, allow_nan=False)}
         except (TypeError, ValueError) as error:
             raise template.TemplateSyntaxError(
                 f"sse_connect: {name} must be JSON-serializable: {error}"

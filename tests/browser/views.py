@@ -219,6 +219,8 @@ SCRIPTS: dict[str, Callable[[int], Reply]] = {
             hold=True,
         )
     ),
+    # Events named "open": EventSource's own open event has that name too.
+    "named-open": _always(Reply(('event: open\ndata: {"n": 1}\n\n',), hold=True)),
     "upper-case-type": _always(
         Reply(("data: hi\n\n",), hold=True, content_type="TEXT/Event-Stream; charset=utf-8")
     ),

@@ -15,6 +15,7 @@
   // The id of django_sse.FINISHED: the server says the stream is over.
   var FINISHED_ID = "django-sse:finished";
   var active = new Map(); // connection element -> Connection
+  var stopped = new WeakSet(); // elements DjangoSSE.stop() ended, until DjangoSSE.start()
 
   /* The WHATWG event stream interpretation, fed decoded text in chunks of any size. */
   function EventParser(onEvent, onRetry, lastEventId) {
@@ -31,6 +32,7 @@
   /* Only the new text is searched for line ends: a long line arriving in many chunks
    * costs its length once, not once per chunk. */
   EventParser.prototype.feed = function (text) {
+    if (text === "") return; // it must not end a CRLF that is still waiting for its LF
     if (this.afterCR && text.charAt(0) === "\n") text = text.slice(1);
     this.afterCR = false;
     var newline = /\r\n?|\n/g;
@@ -197,8 +199,22 @@
     return names.length ? names : ["message"];
   }
 
+  // What a connection reads from its element when it is made: when one of these changes
+  // (an htmx morph re-rendering the element for another stream, say), it starts over.
+  var DEFINITION = [
+    "url", "method", "body", "headers", "json", "close-on", "retry", "transport", "pause-hidden",
+    "with-credentials",
+  ];
+
+  function definition(element) {
+    return JSON.stringify(DEFINITION.map(function (name) {
+      return attr(element, name);
+    }));
+  }
+
   function Connection(element) {
     this.element = element;
+    this.definition = definition(element);
     this.url = attr(element, "url");
     if (!this.url) throw new Error("data-sse-url is empty");
     this.method = (attr(element, "method") || "get").toUpperCase();
@@ -215,8 +231,9 @@
     this.transport = null; // the EventSource or AbortController of the connection in flight
     this.timer = null;
     this.state = "";
-    // Only a GET can pause: a POST stopped while hidden could not be resumed without re-sending it.
-    this.pauseHidden = flag(element, "pause-hidden") && !this.useFetch;
+    // Only a GET can pause, whichever transport reads it: a POST stopped while hidden could
+    // not be resumed without re-sending it.
+    this.pauseHidden = flag(element, "pause-hidden") && this.method === "GET";
     this.onVisibility = this.visibilityChanged.bind(this);
     if (this.pauseHidden) document.addEventListener("visibilitychange", this.onVisibility);
   }
@@ -374,6 +391,9 @@
       self.opened();
     };
     var onMessage = function (event) {
+      // A stream's event named "open" shares its name with EventSource's own open event,
+      // which has no data and is not one.
+      if (!(event instanceof MessageEvent)) return;
       if (self.transport === source) self.receive({ type: event.type, data: event.data, lastEventId: event.lastEventId });
     };
     this.heard = [];
@@ -539,9 +559,11 @@
     return connection;
   }
 
-  /* Ends the element's stream for good: it forgets the element, as when it is removed. */
+  /* Ends the element's stream for good: it forgets the element, as when it is removed,
+   * and a move in the page (which the helper sees as the element added) does not start it. */
   function stop(element) {
     var connection = active.get(element);
+    stopped.add(element);
     if (connection) connection.destroy("stopped");
   }
 
@@ -552,17 +574,46 @@
     if (connection) connection.close("stopped");
   }
 
+  /* An element the page gained starts its stream. One that only moved (sorting, hx-preserve,
+   * a morph) keeps its connection as it is: a stream that ended for good stays ended. */
+  function adopt(element) {
+    if (!active.has(element) && !stopped.has(element)) start(element);
+  }
+
   function scan(root) {
-    if (root.nodeType !== 1) return;
-    if (root.hasAttribute("data-sse-url")) start(root);
-    root.querySelectorAll("[data-sse-url]").forEach(start);
+    // Not an element that came and went before this ran: a POST would send its body.
+    if (root.nodeType !== 1 || !root.isConnected) return;
+    if (root.hasAttribute("data-sse-url")) adopt(root);
+    root.querySelectorAll("[data-sse-url]").forEach(adopt);
+  }
+
+  /* An attribute the helper reads changed, as an htmx morph (innerMorph, outerMorph)
+   * changes them on the element it keeps:
+   * - data-sse-on or -events: EventSource must deliver those event names too;
+   * - data-sse-state, which the server's HTML never has: the connection's state goes back;
+   * - one of DEFINITION: the element starts over with the new values (reason "changed").
+   *   One that gained a URL connects, one that lost it stops, one that stop() ended stays so. */
+  function changed(record) {
+    var element = record.target;
+    var name = record.attributeName.slice("data-sse-".length);
+    var connection = active.get(element);
+    if (name === "on" || name === "events") {
+      var around = active.get(element.closest("[data-sse-url]"));
+      if (around) around.listen();
+    } else if (name === "state") {
+      if (connection && attr(element, "state") !== connection.state) connection.setState(connection.state);
+    } else if (!connection || connection.definition !== definition(element)) {
+      if (connection) connection.destroy("changed");
+      if (element.isConnected && element.hasAttribute("data-sse-url")) adopt(element);
+    }
   }
 
   /* Elements that leave the page close their connection and listeners; elements added
    * later (by page code, htmx, a template fragment) start theirs. */
   new MutationObserver(function (records) {
     records.forEach(function (record) {
-      record.addedNodes.forEach(scan);
+      if (record.type === "attributes") changed(record);
+      else record.addedNodes.forEach(scan);
     });
     var grown = records.filter(function (record) {
       // Elements only: a text swap adds a text node, which cannot be a listener.
@@ -576,7 +627,14 @@
         return element.contains(record.target);
       })) connection.listen();
     });
-  }).observe(document.documentElement, { childList: true, subtree: true });
+  }).observe(document.documentElement, {
+    childList: true,
+    subtree: true,
+    attributes: true,
+    attributeFilter: DEFINITION.concat("state", "on", "events").map(function (name) {
+      return "data-sse-" + name;
+    }),
+  });
 
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", function () {
@@ -586,5 +644,11 @@
     scan(document.documentElement);
   }
 
-  window.DjangoSSE = { start: start, stop: stop, close: close, EventParser: EventParser };
+  /* DjangoSSE.start(): also an element that stop() ended. */
+  function startAgain(element) {
+    stopped.delete(element);
+    return start(element);
+  }
+
+  window.DjangoSSE = { start: startAgain, stop: stop, close: close, EventParser: EventParser };
 })();
