@@ -8,6 +8,11 @@ Accepted bodies:
   ``content`` (only their text parts are read);
 - JSON ``{"prompt": "..."}``, or a form with a ``prompt`` field: one user message.
 
+A ``developer`` message, which OpenAI's newer SDKs send where older ones sent
+``system`` (for its o1 and newer models, it replaces ``system``), is read as the
+``system`` message it is: the view's rules for system messages apply to it, and the
+provider gets ``system``, the role that every OpenAI-compatible server knows.
+
 Everything else is an ``InvalidChat`` naming what is wrong, which the view answers
 with a 400. The limits come from the ``LLM_MAX_*`` settings.
 """
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import HttpRequest
@@ -28,7 +33,13 @@ from django_sse.llm._types import Message, Role
 
 __all__ = ["InvalidChat", "read_body", "read_chat"]
 
-_ROLES: tuple[Role, ...] = ("system", "user", "assistant")
+# Each role a client may send, and the role it has in the conversation.
+_ROLES: dict[str, Role] = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+}
 
 
 class InvalidChat(ValueError):
@@ -38,12 +49,12 @@ class InvalidChat(ValueError):
 def read_chat(body: dict[str, Any], *, allow_system: bool = False) -> list[Message]:
     """The conversation in a request's body (see ``read_body``), checked against the limits."""
     if "messages" in body:
-        messages = _messages(body["messages"])
+        messages = _messages(body["messages"], allow_system)
     elif "prompt" in body:
         messages = [Message(role="user", content=_text(body["prompt"], "prompt"))]
     else:
         raise InvalidChat('Send "messages" (a list of {"role", "content"}) or a "prompt"')
-    _check(messages, allow_system)
+    _check(messages)
     return messages
 
 
@@ -76,29 +87,35 @@ def read_body(request: HttpRequest) -> dict[str, Any]:
     )
 
 
-def _messages(value: Any) -> list[Message]:
+def _messages(value: Any, allow_system: bool) -> list[Message]:
     if not isinstance(value, list) or not value:
         raise InvalidChat('"messages" must be a non-empty list')
     limit = conf.get("LLM_MAX_MESSAGES")
     if len(value) > limit:
         raise InvalidChat(f"Too many messages: {len(value)}, at most {limit}")
-    return [_message(item, n) for n, item in enumerate(value)]
+    return [_message(item, n, allow_system) for n, item in enumerate(value)]
 
 
-def _message(item: Any, n: int) -> Message:
+def _message(item: Any, n: int, allow_system: bool) -> Message:
     where = f"messages[{n}]"
     if not isinstance(item, dict):
         raise InvalidChat(f"{where} must be an object with a role and content")
-    role = item.get("role")
-    if role not in _ROLES:
-        raise InvalidChat(f"{where}.role must be one of {', '.join(_ROLES)}, not {role!r}")
+    sent = item.get("role")
+    role = _ROLES.get(sent) if isinstance(sent, str) else None
+    if role is None:
+        raise InvalidChat(f"{where}.role must be one of {', '.join(_ROLES)}, not {sent!r}")
+    if role == "system" and not allow_system:
+        raise InvalidChat(
+            f"{where} is a {sent} message: system and developer messages are set by the "
+            "server, not sent by the client"
+        )
     if "content" in item:
         content = _content(item["content"], f"{where}.content")
     elif "parts" in item:
         content = _parts(item["parts"], f"{where}.parts")
     else:
         raise InvalidChat(f"{where} has no content")
-    return Message(role=cast(Role, role), content=content)
+    return Message(role=role, content=content)
 
 
 def _content(value: Any, where: str) -> str:
@@ -135,9 +152,7 @@ def _text(value: Any, where: str) -> str:
     return value
 
 
-def _check(messages: Sequence[Message], allow_system: bool) -> None:
-    if not allow_system and any(m["role"] == "system" for m in messages):
-        raise InvalidChat("System messages are set by the server, not sent by the client")
+def _check(messages: Sequence[Message]) -> None:
     if messages[-1]["role"] != "user":
         raise InvalidChat("The last message must be the user's")
     if not messages[-1]["content"].strip():

@@ -24,7 +24,7 @@ import logging
 import time
 import weakref
 from collections.abc import AsyncGenerator, Sequence
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 import openai
@@ -57,6 +57,12 @@ _MESSAGES = {
     "bad_request": "The language model provider refused the request.",
     "upstream_error": "The language model provider failed.",
 }
+# Also an upstream_error, but not one to retry blindly: the provider is not speaking
+# the API it claims to (or a proxy in between mangled it).
+_UNREADABLE = "The language model provider sent a part of the answer that could not be read."
+# What reading a chunk the provider garbled raises: the SDK's JSON and UTF-8 decoding
+# (ValueError), and a chunk of another shape than OpenAI's (the rest).
+_GARBLED = (ValueError, LookupError, TypeError, AttributeError)
 
 
 class OpenAIProvider:
@@ -161,8 +167,9 @@ class OpenAIProvider:
         # was cut short, however cleanly its connection closed.
         reason, usage = None, None
         try:
-            async for data in response:
-                chunk = cast(dict[str, Any], data)
+            async for chunk in response:
+                if not isinstance(chunk, dict):
+                    raise TypeError(f"the type of a chunk is {type(chunk).__name__}, not object")
                 if chunk.get("usage"):
                     usage = Usage(
                         chunk["usage"]["prompt_tokens"], chunk["usage"]["completion_tokens"]
@@ -171,25 +178,49 @@ class OpenAIProvider:
                     if choice.get("index", 0) != 0:
                         continue
                     delta = choice.get("delta") or {}
-                    if delta.get("content"):
-                        yield TextDelta(delta["content"])
+                    if content := delta.get("content"):
+                        yield TextDelta(_text(content, "a delta's content"))
                     for call in delta.get("tool_calls") or ():
-                        function = call.get("function") or {}
-                        yield ToolCallDelta(
-                            index=call["index"],
-                            id=call.get("id"),
-                            name=function.get("name"),
-                            arguments=function.get("arguments") or "",
-                        )
+                        yield _tool_call(call)
                     if choice.get("finish_reason"):
                         reason = choice["finish_reason"]
         except openai.APIError as error:
             raise _translate(error, answering=True) from error
+        except _GARBLED as error:
+            # The provider's fault, not ours: no traceback, whose frames would be ours.
+            logger.warning(
+                "%s sent a part of the answer that could not be read: %s: %s",
+                self.label,
+                type(error).__name__,
+                error,
+            )
+            raise ProviderError("upstream_error", _UNREADABLE) from None
         finally:
             await response.close()
         if reason is None:
             raise ProviderError("upstream_error", _MESSAGES["upstream_error"])
         yield Finish(reason, usage)
+
+
+def _text(value: object, what: str) -> str:
+    """``value``, which a chunk must have as text, or the TypeError of a garbled one."""
+    if not isinstance(value, str):
+        raise TypeError(f"the type of {what} is {type(value).__name__}, not str")
+    return value
+
+
+def _tool_call(call: dict[str, Any]) -> ToolCallDelta:
+    """A piece of a tool call, from a chunk's ``tool_calls``."""
+    index, function = call["index"], call.get("function") or {}
+    if not isinstance(index, int):
+        raise TypeError(f"the type of a tool call's index is {type(index).__name__}, not int")
+    call_id, name = call.get("id"), function.get("name")
+    return ToolCallDelta(
+        index=index,
+        id=None if call_id is None else _text(call_id, "a tool call's id"),
+        name=None if name is None else _text(name, "a tool call's name"),
+        arguments=_text(function.get("arguments") or "", "a tool call's arguments"),
+    )
 
 
 def _translate(error: openai.APIError, *, answering: bool = False) -> ProviderError:

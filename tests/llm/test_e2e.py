@@ -49,6 +49,29 @@ def test_the_openai_sdk_streams_from_django_unchanged(server: LiveServer) -> Non
     assert chunks[-1].usage.completion_tokens > 0
 
 
+def test_the_openai_sdks_developer_messages_reach_the_model_as_system_messages(
+    server: LiveServer, threaded_upstream: Upstream
+) -> None:
+    """Newer SDKs and models use ``developer`` where ``system`` was; the provider gets
+    ``system``, which every OpenAI-compatible server knows."""
+    first = len(threaded_upstream.requests)
+    stream = sdk(server, "answer").chat.completions.create(
+        model="anything",
+        messages=[
+            {"role": "developer", "content": [{"type": "text", "text": "Be brief."}]},
+            {"role": "user", "content": "Hello"},
+        ],
+        stream=True,
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == recorded_text("answer")
+    request = threaded_upstream.wait_request_sync(first)
+    assert request.body["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hello"},
+    ]
+
+
 def test_httpx_reads_the_openai_format_as_data_lines(server: LiveServer) -> None:
     url = f"{server.url}/llm/answer/v1/chat/completions"
     body = {"model": "m", "messages": HELLO, "stream": True}
@@ -82,7 +105,7 @@ def test_the_openai_sdk_raises_on_our_errors(server: LiveServer) -> None:
         )
     with pytest.raises(openai.BadRequestError, match="Only streaming"):
         sdk(server, "answer").chat.completions.create(model="m", messages=HELLO)
-    with pytest.raises(openai.BadRequestError, match="must be one of"):
+    with pytest.raises(openai.BadRequestError, match="must be one of system, developer, user"):
         sdk(server, "answer").chat.completions.create(
             model="m", messages=cast(Any, [{"role": "robot", "content": "x"}]), stream=True
         )

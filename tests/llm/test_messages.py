@@ -56,9 +56,35 @@ def test_system_messages_only_when_allowed() -> None:
     body = {
         "messages": [{"role": "system", "content": "Be brief"}, {"role": "user", "content": "Hi"}]
     }
-    with pytest.raises(InvalidChat, match="System messages are set by the server"):
+    with pytest.raises(
+        InvalidChat,
+        match=r"messages\[0\] is a system message: system and developer messages are set by",
+    ):
         chat(body)
     assert chat(body, allow_system=True)[0] == {"role": "system", "content": "Be brief"}
+
+
+def test_a_developer_message_is_a_system_message() -> None:
+    """What OpenAI's newer SDKs send (o1 and newer models), as the system message it
+    replaces, which every OpenAI-compatible server knows."""
+    body = {
+        "messages": [
+            {"role": "developer", "content": [{"type": "text", "text": "Be brief"}]},
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello"},
+            {"role": "developer", "content": "Now in French"},
+            {"role": "user", "content": "Bye"},
+        ]
+    }
+    assert chat(body, allow_system=True) == [
+        {"role": "system", "content": "Be brief"},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello"},
+        {"role": "system", "content": "Now in French"},
+        {"role": "user", "content": "Bye"},
+    ]
+    with pytest.raises(InvalidChat, match=r"messages\[0\] is a developer message: system and"):
+        chat(body)
 
 
 @pytest.mark.parametrize(
@@ -71,6 +97,11 @@ def test_system_messages_only_when_allowed() -> None:
         ({"messages": ["hi"]}, r"messages\[0\] must be an object"),
         ({"messages": [{"role": "robot", "content": "x"}]}, r"messages\[0\].role must be one of"),
         ({"messages": [{"role": "tool", "content": "x"}]}, "not 'tool'"),
+        (
+            {"messages": [{"role": "Developer", "content": "x"}]},
+            "one of system, developer, user, assistant, not 'Developer'",
+        ),
+        ({"messages": [{"role": ["user"], "content": "x"}]}, r"not \['user'\]"),
         ({"messages": [{"role": "user"}]}, "has no content"),
         ({"messages": [{"role": "user", "content": 3}]}, "must be a string"),
         ({"messages": [{"role": "user", "content": "a\x00b"}]}, "NUL"),

@@ -175,6 +175,38 @@ async def test_mid_stream_error_raises_api_error_after_content(upstream):
     assert error.message.startswith("The server had an error")
 
 
+@pytest.mark.parametrize(
+    ("what", "raised"),
+    [("not-json", json.JSONDecodeError), ("not-utf-8", UnicodeDecodeError)],
+)
+async def test_an_unreadable_line_fails_the_sdk_after_three_tokens(upstream, what, raised):
+    content: list[str] = []
+    async with client_for(upstream, f"unreadable-{what}") as client:
+        stream = await ask(client)
+        with pytest.raises(raised):
+            await collect_content(stream, content)
+    assert "".join(content) == "t0 t1 t2 "
+
+
+async def test_the_unreadable_lines_are_sent_as_they_are(upstream):
+    """What the SDK passes on as JSON, but not as a chunk: a list, a number for text,
+    an object for a tool call's arguments."""
+    async with httpx.AsyncClient(
+        base_url=upstream.url, headers={"Authorization": "Bearer k"}
+    ) as http:
+        seen = {}
+        for what in ("not-an-object", "content-not-text", "arguments-not-text"):
+            body = {"model": "m", "messages": MESSAGES, "stream": True}
+            response = await http.post(f"/unreadable-{what}/v1/chat/completions", json=body)
+            lines = [line for line in response.text.splitlines() if line.startswith("data: ")]
+            seen[what] = json.loads(lines[4].removeprefix("data: "))
+            assert lines[-1] == "data: [DONE]"
+    assert seen["not-an-object"] == ["t3 "]
+    assert seen["content-not-text"]["choices"][0]["delta"]["content"] == 3
+    (call,) = seen["arguments-not-text"]["choices"][0]["delta"]["tool_calls"]
+    assert call["function"]["arguments"] == {"city": "Paris"}
+
+
 async def test_unauthorized(upstream):
     async with client_for(upstream, "unauthorized") as client:
         with pytest.raises(openai.AuthenticationError) as caught:

@@ -32,6 +32,12 @@ Scenarios:
 ``cut-short-<n>``        <n> content tokens, then the body ends cleanly, with no
                          finish_reason and no ``[DONE]``: an answer cut short
 ``dropped-<n>``          <n> content tokens, then the connection is reset
+``unreadable-<what>``    three content tokens, then a ``data:`` line the SDK or a reader of
+                         chunks cannot read, then the rest of a finished answer: <what> is
+                         ``not-json`` (JSON cut off), ``not-an-object`` (a JSON list),
+                         ``not-utf-8`` (a byte that is not UTF-8), ``content-not-text``
+                         (a delta whose content is a number) or ``arguments-not-text`` (a
+                         tool call whose arguments are an object, not a JSON string)
 ``unauthorized``         401 ``invalid_api_key``
 ``rate-limited[-<s>]``   429 ``rate_limit_exceeded`` with ``retry-after: <s>`` (default "1";
                          the SDK honours fractions such as ``rate-limited-0.01``)
@@ -47,8 +53,9 @@ and ``RequestRecord.token_times[index]`` is when that token's bytes had been han
 (``drain()`` with no user-space buffering); in replays every content delta counts as a token.
 To measure latency, pace the tokens (``slow-<ms>``): a fast stream outruns any reader, and its
 tokens then wait in socket buffers.
-Without ``stream: true`` the replayed and fast scenarios answer with the whole completion, the
-mid-stream error becomes a 500, and the slow scenario refuses with a 400.
+Without ``stream: true`` the replayed and fast scenarios answer with the whole completion (the
+unreadable ones without their unreadable line), the mid-stream error becomes a 500, and the slow
+scenario refuses with a 400.
 
 Every scenario ends by itself, and closing the server aborts whatever is still in flight.
 """
@@ -81,6 +88,7 @@ _ROUTE = re.compile(r"/(?P<scenario>[^/]+)/v1/chat/completions")
 _SLOW = re.compile(r"slow-(?P<ms>\d+)(?:-(?P<count>\d+))?")
 _FAST = re.compile(r"fast-(?P<count>\d+)")
 _CUT = re.compile(r"(?P<how>cut-short|dropped)-(?P<count>\d+)")
+_UNREADABLE = re.compile(r"unreadable-(?P<what>[a-z0-9-]+)")
 _RATE_LIMITED = re.compile(r"rate-limited(?:-(?P<seconds>\d+(?:\.\d+)?))?")
 _RECORDING_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
 
@@ -88,6 +96,15 @@ _MAX_HEAD = 64 * 1024
 _MAX_BODY = 16 * 1024 * 1024
 _READ_SIZE = 64 * 1024
 _FINGERPRINT = "fp_5e1b7c09ad"
+# What the unreadable-<what> scenarios send after their third token, as an event's data.
+_UNREADABLE_DATA = {
+    "not-json": b'{"id":"chatcmpl-cut","choices":[{"index":0,"delta":{"content":"t3',
+    "not-an-object": b'["t3 "]',
+    "not-utf-8": b'{"choices":[{"index":0,"delta":{"content":"t3 \xff"}}]}',
+    "content-not-text": b'{"choices":[{"index":0,"delta":{"content":3}}]}',
+    "arguments-not-text": b'{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,'
+    b'"id":"call_1","function":{"name":"get_weather","arguments":{"city":"Paris"}}}]}}]}',
+}
 _ALPHANUMERIC = string.ascii_letters + string.digits
 
 
@@ -370,11 +387,13 @@ class RequestRecord:
 
 @dataclass(frozen=True)
 class _Chunk:
-    """One ``data:`` payload; ``after`` is its offset in seconds from the stream's start."""
+    """One ``data:`` payload; ``after`` is its offset in seconds from the stream's start.
+    ``raw``: bytes sent as the payload instead of ``data``, which no JSON encoder writes."""
 
     data: Json
     token: bool = False
     after: float | None = None
+    raw: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -689,6 +708,12 @@ class Upstream:
         if cut := _CUT.fullmatch(scenario):
             count = min(int(cut["count"]), self.fast_max_tokens)
             return _synthetic(model, prompt_tokens, count, None, finished=False)
+        unreadable = _UNREADABLE.fullmatch(scenario)
+        if unreadable and unreadable["what"] in _UNREADABLE_DATA:
+            chunks = list(_synthetic(model, prompt_tokens, 3, None))
+            # After the role chunk and the three tokens.
+            chunks.insert(4, _Chunk({}, raw=_UNREADABLE_DATA[unreadable["what"]]))
+            return chunks
         if _RECORDING_NAME.fullmatch(scenario):
             path = self.recordings / f"{scenario}.jsonl"
             if path.is_file():
@@ -718,6 +743,9 @@ class Upstream:
             for chunk in chunks:
                 if chunk.after is not None:
                     await connection.pause_until(start + chunk.after)
+                if chunk.raw is not None:
+                    await connection.write(_http_chunk(b"data: %s\n\n" % chunk.raw))
+                    continue
                 data = _shape(chunk.data, include_usage, include_obfuscation)
                 if data is None:
                     continue
