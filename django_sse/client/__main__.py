@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import codecs
+import io
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import httpx
 
@@ -35,8 +38,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--last-event-id", default="", help="resume after this id")
     parser.add_argument("--json", action="store_true", help="one JSON object per event")
-    parser.add_argument("--max-retries", type=int, default=None)
-    parser.add_argument("--limit", type=_positive, default=None, help="stop after this many events")
+    # A negative count gave up at the first reconnection, "after -1 attempt(s)".
+    parser.add_argument("--max-retries", type=_at_least(0), default=None)
+    parser.add_argument(
+        "--limit", type=_at_least(1), default=None, help="stop after this many events"
+    )
     parser.add_argument("--no-reconnect", action="store_true")
     args = parser.parse_args(argv)
     headers = {}
@@ -48,6 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             # HTTP has no agreed encoding for other text in a header.
             parser.error(f"--header takes ASCII only, not {header!r}")
         headers[name.strip()] = value.strip()
+    # An output in a legacy code page (a Windows console or file, a Latin-1 locale)
+    # cannot carry every character an event may hold: printing one raised in the middle
+    # of the stream. JSON lines escape them instead, and text shows them as escapes.
+    as_ascii = codecs.lookup(sys.stdout.encoding or "ascii").name != "utf-8"
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
         with connect(
             args.url,
@@ -57,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             reconnect=not args.no_reconnect,
         ) as source:
             for count, event in enumerate(source, start=1):
-                print(_format(event, as_json=args.json), flush=True)
+                print(_format(event, as_json=args.json, as_ascii=as_ascii), flush=True)
                 if count == args.limit:
                     break
     except FAILURES as exc:
@@ -65,33 +77,51 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader left (`| head -3`): the end of the run, not a failure to report.
+        # stdout goes nowhere from here on, or flushing it at exit would fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a pipeline's writer
     return 0
 
 
 def _http_url(text: str) -> str:
     try:
         url = httpx.URL(text)
-    except httpx.InvalidURL as exc:
+        # Reading the host decodes its IDNA labels ("xn--" is none); then what the socket
+        # layer does with it before connecting: an empty label ("a..b") or one over 63
+        # characters raises UnicodeError there, past every check.
+        host = url.host
+        url.raw_host.decode("ascii").encode("idna")
+    except (httpx.InvalidURL, UnicodeError) as exc:  # idna's errors are UnicodeErrors
         raise argparse.ArgumentTypeError(f"not a URL: {text!r} ({exc})") from None
-    if url.scheme not in ("http", "https") or not url.host:
+    if url.scheme not in ("http", "https") or not host:
         raise argparse.ArgumentTypeError(f"not an http:// or https:// URL: {text!r}")
+    if url.port is not None and not 0 < url.port < 65536:
+        # httpx takes any number, and the resolver wraps it: 99999 would reach port 34463.
+        raise argparse.ArgumentTypeError(f"not a URL: {text!r} (no port {url.port})")
     return text
 
 
-def _positive(text: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"takes a whole number from 1 up, not {text!r}")
-    return number
+def _at_least(least: int) -> Callable[[str], int]:
+    """The type of an option that takes a whole number from ``least`` up."""
+
+    def whole_number(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            number = least - 1
+        if number < least:
+            raise argparse.ArgumentTypeError(f"takes a whole number from {least} up, not {text!r}")
+        return number
+
+    return whole_number
 
 
-def _format(event: MessageEvent, *, as_json: bool) -> str:
+def _format(event: MessageEvent, *, as_json: bool, as_ascii: bool) -> str:
     if as_json:
         fields = {"event": event.event, "data": event.data, "id": event.id}
-        return json.dumps(fields, ensure_ascii=False)
+        return json.dumps(fields, ensure_ascii=as_ascii)
     lines = [f"event: {event.event}"] if event.event != "message" else []
     if event.id:
         lines.append(f"id: {event.id}")

@@ -61,20 +61,27 @@ class AsyncEventSource(StreamState[httpx.AsyncClient, asyncio.Event]):
 
     async def _connection(self) -> AsyncIterator[MessageEvent]:
         hop = self._first_hop()
-        chain = [str(hop.request.url)]
+        chain = [hop.request]
         response = self._response = await self._send(hop)
         try:
-            while self._follows(response):
+            while response is not None and self._follows(response):
                 await response.aclose()
                 response = self._response = await self._send(self._redirect(response, chain))
-            if self._dropped():
+            if response is None or self._dropped():
                 return
             if not self._is_event_stream(response):
                 body = b""
-                async for chunk in response.aiter_raw():
-                    body += chunk
-                    if len(body) >= ERROR_BODY_BYTES:
-                        break
+                try:
+                    async for chunk in response.aiter_raw():
+                        body += chunk
+                        if len(body) >= ERROR_BODY_BYTES:
+                            break
+                except httpx.TransportError:
+                    # The body is read only for the error: the status or the type said
+                    # no, and a body that breaks off or goes silent does not make that a
+                    # network failure. A read cut by close() or restart() ends as before.
+                    if self._dropped():
+                        raise
                 raise self._refusal(response, body)
             if self._opened(response):
                 async for chunk in response.aiter_bytes():
@@ -82,13 +89,40 @@ class AsyncEventSource(StreamState[httpx.AsyncClient, asyncio.Event]):
                         yield event
         finally:
             self._response = None
-            await response.aclose()
+            if response is not None:
+                await response.aclose()
 
-    async def _send(self, hop: Hop) -> httpx.Response:
+    async def _send(self, hop: Hop) -> httpx.Response | None:
+        """The answer to ``hop``, or None if close() or restart() came first: a wait for
+        the response headers has no response to close yet, so the send is cancelled,
+        and httpx closes its connection."""
         # Never the client's own redirect following: each hop is checked here.
-        return await self._client.send(
-            hop.request, stream=True, auth=self._auth(hop), follow_redirects=False
+        sending = asyncio.ensure_future(
+            self._client.send(
+                hop.request, stream=True, auth=self._auth(hop), follow_redirects=False
+            )
         )
+        woken = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait((sending, woken), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            await _cancel(sending)  # this task is cancelled: so is its send
+            raise
+        finally:
+            woken.cancel()
+        if sending.done():
+            return sending.result()
+        await _cancel(sending)
+        return None
+
+
+async def _cancel(sending: asyncio.Future[httpx.Response]) -> None:
+    """Cancel a send and wait until httpx has closed its connection; an answer that came
+    before the cancel is closed here, as nobody will read it."""
+    if sending.cancel():
+        await asyncio.wait((sending,))
+    elif sending.exception() is None:
+        await sending.result().aclose()
 
 
 @asynccontextmanager

@@ -7,6 +7,10 @@ hop's own domain). This module bounds the chain, names a loop, and keeps credent
 home: once the chain leaves the origin it started at, a hop carries no Authorization or
 Proxy-Authorization, no ``auth`` of the client, and none of the jar's cookies that have
 no domain (they would match any host), unless the caller asked to send them everywhere.
+
+A loop is a request sent again as it was: same method, URL and cookies. A redirect back
+to the same URL that set a cookie, or that turned a POST into a GET, asks something new,
+and a browser follows it (Fetch counts hops and knows no loops).
 """
 
 from __future__ import annotations
@@ -40,24 +44,18 @@ class Hop:
 
 def next_hop(
     response: httpx.Response,
-    chain: list[str],
+    chain: list[httpx.Request],
     limit: int,
     keep_credentials: bool,
     cookies: httpx.Cookies,
 ) -> Hop:
-    """The hop to where ``response`` redirects; ``chain`` (the URLs so far) grows.
+    """The hop to where ``response`` redirects; ``chain`` (the requests so far) grows.
     ``cookies`` is the client's jar."""
     request = response.next_request
     assert request is not None, "only called for a response with a redirect location"
-    url = str(request.url)
-    looped = url in chain
-    chain.append(url)
-    if looped:
-        raise SSERedirectError("Redirect loop", list(chain))
-    if len(chain) - 1 > limit:
-        raise SSERedirectError(f"More than {limit} redirects", list(chain))
     # A chain that went elsewhere and came back stays stripped, as a browser's does.
-    credentials = keep_credentials or len({_origin(httpx.URL(hop)) for hop in chain}) == 1
+    origins = {_origin(hop.url) for hop in [*chain, request]}
+    credentials = keep_credentials or len(origins) == 1
     sent = response.request.headers
     for name in CREDENTIAL_HEADERS:
         if not credentials:
@@ -66,7 +64,24 @@ def next_hop(
             request.headers[name] = sent[name]
     if not credentials and any(not cookie.domain for cookie in cookies.jar):
         _send_domain_cookies_only(request, cookies)
+    # Compared as they will be sent: after the cookies are settled.
+    looped = any(_same(request, earlier) for earlier in chain)
+    chain.append(request)
+    urls = [str(hop.url) for hop in chain]
+    if looped:
+        raise SSERedirectError("Redirect loop", urls)
+    if len(chain) - 1 > limit:
+        raise SSERedirectError(f"More than {limit} redirects", urls)
     return Hop(request, credentials)
+
+
+def _same(request: httpx.Request, earlier: httpx.Request) -> bool:
+    """Whether ``request`` asks again what ``earlier`` asked: a server answers it the same."""
+    return (
+        request.method == earlier.method
+        and request.url == earlier.url
+        and request.headers.get("cookie") == earlier.headers.get("cookie")
+    )
 
 
 def _send_domain_cookies_only(request: httpx.Request, cookies: httpx.Cookies) -> None:

@@ -183,8 +183,10 @@ class StreamState(Generic[ClientT, WakeT]):
         return self._client.auth if hop.credentials else None
 
     def _dropped(self) -> bool:
-        """Whether restart() or close() came while this connection was being made: no
-        read was waiting to be cut then, so its answer is not read at all."""
+        """Whether restart() or close() came during this connection: an answer that
+        arrives afterwards is not read (the sync client has no read to cut while it
+        waits for the headers; the async one cuts the send, unless the answer came
+        first), and a read they cut ends the connection as they asked, not in error."""
         return self._restarting or self._closed
 
     def _failure(self, exc: Exception) -> Exception:
@@ -204,7 +206,7 @@ class StreamState(Generic[ClientT, WakeT]):
     def _follows(self, response: httpx.Response) -> bool:
         return self._options.follow_redirects and response.has_redirect_location
 
-    def _redirect(self, response: httpx.Response, chain: list[str]) -> Hop:
+    def _redirect(self, response: httpx.Response, chain: list[httpx.Request]) -> Hop:
         options = self._options
         return next_hop(
             response,

@@ -83,7 +83,7 @@ class EventSource(StreamState[httpx.Client, threading.Event]):
 
     def _connection(self) -> Iterator[MessageEvent]:
         hop = self._first_hop()
-        chain = [str(hop.request.url)]
+        chain = [hop.request]
         response = self._response = self._send(hop)
         try:
             while self._follows(response):
@@ -93,10 +93,17 @@ class EventSource(StreamState[httpx.Client, threading.Event]):
                 return
             if not self._is_event_stream(response):
                 body = b""
-                for chunk in response.iter_raw():
-                    body += chunk
-                    if len(body) >= ERROR_BODY_BYTES:
-                        break
+                try:
+                    for chunk in response.iter_raw():
+                        body += chunk
+                        if len(body) >= ERROR_BODY_BYTES:
+                            break
+                except httpx.TransportError:
+                    # The body is read only for the error: the status or the type said
+                    # no, and a body that breaks off or goes silent does not make that a
+                    # network failure. A read cut by close() or restart() ends as before.
+                    if self._dropped():
+                        raise
                 raise self._refusal(response, body)
             if self._opened(response):
                 for chunk in response.iter_bytes():

@@ -13,6 +13,7 @@ from django_sse.protocol import MessageEvent
 from tests.client.drivers import Driver
 from tests.client.scripted_server import (
     Hold,
+    Reply,
     ScriptedServer,
     event_stream,
     moved,
@@ -69,6 +70,46 @@ async def test_a_redirect_loop_is_an_error_naming_every_url(
     assert "Redirect loop" in str(run.error)
     assert server.url("/b") in str(run.error)
     assert "reconnecting" not in run.states
+
+
+def back_with_cookie(status: str, cookie: str) -> Reply:
+    """A redirect to the URL the tests ask, /events, that sets ``cookie``."""
+    headers = [("Location", "/events"), ("Set-Cookie", f"{cookie}; Path=/")]
+    return Reply(status, [*headers, ("Content-Length", "0")])
+
+
+async def test_a_redirect_back_that_changed_the_request_is_not_a_loop(
+    sse: Driver, server: ScriptedServer
+) -> None:
+    # Sent again as it was, a request gets the same answer: that is a loop. A redirect
+    # to the same URL that set a cookie (a session started, a proxy's cookie check), or
+    # a 303 that turns a POST into a GET of the same URL, asks something new, and a
+    # browser follows it; the client called both a loop.
+    server.play(
+        back_with_cookie("303 See Other", "session=s1"),
+        back_with_cookie("302 Found", "checked=1"),
+        event_stream(b"data: a\n\n"),
+    )
+    run = await sse.run(server.url(), method="POST", json={"q": 1}, reconnect=False)
+    assert run.data == ["a"]
+    assert [request.method for request in server.requests] == ["POST", "GET", "GET"]
+    assert [request.headers.get("cookie") for request in server.requests] == [
+        None,
+        "session=s1",
+        "session=s1; checked=1",
+    ]
+
+
+async def test_a_redirect_that_sends_the_same_request_again_is_a_loop(
+    sse: Driver, server: ScriptedServer
+) -> None:
+    # The same cookie set again changes nothing: the third request is the second's twin.
+    again = back_with_cookie("302 Found", "session=s1")
+    server.play(again, again, event_stream(b"data: never\n\n"))
+    run = await sse.run(server.url(), expect=SSERedirectError)
+    assert isinstance(run.error, SSERedirectError)
+    assert run.error.urls == [server.url()] * 3
+    assert server.connections == 2
 
 
 async def test_too_many_redirects_are_an_error(sse: Driver, server: ScriptedServer) -> None:

@@ -39,6 +39,7 @@ from tests.client.scripted_server import (
     Pause,
     Reply,
     ScriptedServer,
+    Step,
     ThreadedScriptedServer,
     dropped,
     event_stream,
@@ -397,6 +398,33 @@ async def test_a_refusal_raises_and_is_not_retried(
     assert str(status_code) in str(error)
     assert run.events == []
     assert "reconnecting" not in run.states
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize("end", [Hold(), ABORT], ids=["silent", "reset"])
+@pytest.mark.parametrize(
+    ("status", "content_type"),
+    [("200 OK", "text/html"), ("502 Bad Gateway", "text/plain")],
+    ids=["200-html", "502"],
+)
+async def test_a_refusal_whose_body_never_ends_raises_and_is_not_retried(
+    sse: Driver, server: ScriptedServer, end: Step, status: str, content_type: str
+) -> None:
+    # The status or the type already said no; only the first bytes of the body are
+    # read, for the error. A body that went silent or was cut before them turned the
+    # refusal into a network failure: retried, forever without max_retries.
+    server.play(
+        Reply(status, [("Content-Type", content_type)], [b"<p>no", end]),
+        Reply(status, [("Content-Type", content_type)], [b"<p>no", end]),
+    )
+    run = await sse.run(
+        server.url(), read_timeout=0.2, retry=1, max_retries=1, expect=SSEResponseError
+    )
+    assert isinstance(run.error, SSEResponseError)
+    assert run.error.status_code == int(status.split()[0])
+    # A reset may take with it what the client had not read yet.
+    assert b"<p>no".startswith(run.error.body)
+    assert run.states == []
     assert server.connections == 1
 
 

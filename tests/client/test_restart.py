@@ -5,13 +5,15 @@ own), against the scripted raw HTTP server."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import sys
 import threading
 from types import FrameType
 
 import pytest
 
-from django_sse.client import SSERedirectError, connect
+from django_sse.client import SSERedirectError, aconnect, connect
 from tests.client.drivers import Driver, Remote
 from tests.client.scripted_server import (
     Gate,
@@ -112,6 +114,39 @@ async def test_a_restart_while_connecting_drops_that_attempt_only(
     assert run.data == ["b"]
     assert run.states == ["restarting", "connected", "reconnecting", "closed"]
     assert server.connections == 3
+
+
+@pytest.mark.parametrize("call", ["close", "aclose", "restart"])
+async def test_a_call_from_another_task_cuts_a_wait_for_the_response_headers(
+    server: ScriptedServer, call: str
+) -> None:
+    # A server that took the request and does not answer: the async client waited for
+    # the headers until read_timeout, whatever another task asked of it meanwhile.
+    asked = Gate()
+    server.play(
+        Reply(None, body=(Signal(asked), Hold(timeout=SILENCE))),
+        event_stream(b"retry: 1\ndata: b\n\n"),
+        no_content(),
+    )
+    seen: list[str] = []
+    async with aconnect(server.url(), read_timeout=SILENCE) as source:
+
+        async def iterate() -> None:
+            async for event in source:
+                seen.append(event.data)
+
+        iteration = asyncio.ensure_future(iterate())
+        await asked.wait()
+        called = getattr(source, call)()
+        if inspect.isawaitable(called):
+            await called
+        await asyncio.wait_for(iteration, BOUND)
+    if call == "restart":
+        assert seen == ["b"]
+        assert server.connections == 3
+    else:
+        assert seen == []
+        assert server.connections == 1
 
 
 # ---------------------------------------------------------------------------
