@@ -17,6 +17,7 @@ __all__ = [
     "OpenAIProvider",
     "Provider",
     "ProviderError",
+    "RefusalDelta",
     "ResumableChatView",
     "StopGenerationView",
     "TextDelta",
@@ -40,7 +41,16 @@ _LOCATIONS = {
     "Provider": "django_sse.llm._provider",
     "get_provider": "django_sse.llm._provider",
     **dict.fromkeys(
-        ["Chunk", "Finish", "Message", "ProviderError", "TextDelta", "ToolCallDelta", "Usage"],
+        [
+            "Chunk",
+            "Finish",
+            "Message",
+            "ProviderError",
+            "RefusalDelta",
+            "TextDelta",
+            "ToolCallDelta",
+            "Usage",
+        ],
         "django_sse.llm._types",
     ),
 }
@@ -56,6 +66,7 @@ if TYPE_CHECKING:
         Finish,
         Message,
         ProviderError,
+        RefusalDelta,
         TextDelta,
         ToolCallDelta,
         Usage,

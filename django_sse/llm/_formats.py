@@ -1,7 +1,8 @@
 """Output formats: what a chat view streams, for each kind of client.
 
 - ``native``: named events with JSON data for pages and our client (``token``,
-  ``tool_call``, ``done``, ``error``), ready for the template tags' ``json=True``.
+  ``refusal``, ``tool_call``, ``done``, ``error``), ready for the template tags'
+  ``json=True``.
 - ``openai``: OpenAI's chat completion chunks and ``data: [DONE]``, so the official
   SDK (or anything written for OpenAI) can point its ``base_url`` at Django.
 - ``vercel``: the Vercel AI SDK's UI message stream, v1, for ``useChat`` front ends.
@@ -21,7 +22,15 @@ import uuid
 from html import escape
 from typing import Any, ClassVar
 
-from django_sse.llm._types import Chunk, Finish, ProviderError, TextDelta, ToolCallDelta, Usage
+from django_sse.llm._types import (
+    Chunk,
+    Finish,
+    ProviderError,
+    RefusalDelta,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
 from django_sse.protocol import Event
 
 __all__ = [
@@ -60,6 +69,8 @@ class NativeFormat(OutputFormat):
     def chunk(self, chunk: Chunk) -> list[Event]:
         if isinstance(chunk, TextDelta):
             return [Event(event="token", data={"text": chunk.text})]
+        if isinstance(chunk, RefusalDelta):
+            return [Event(event="refusal", data={"text": chunk.text})]
         if isinstance(chunk, ToolCallDelta):
             return [Event(event="tool_call", data=_tool_call(chunk))]
         return [
@@ -67,7 +78,7 @@ class NativeFormat(OutputFormat):
                 event="done",
                 data={
                     "finish_reason": chunk.reason,
-                    "usage": _usage(chunk.usage),
+                    "usage": None if chunk.usage is None else _usage(chunk.usage),
                     "model": self.model,
                 },
             )
@@ -91,6 +102,9 @@ class OpenAIFormat(OutputFormat):
     def chunk(self, chunk: Chunk) -> list[Event]:
         if isinstance(chunk, TextDelta):
             return [self._event({"content": chunk.text})]
+        if isinstance(chunk, RefusalDelta):
+            # Where OpenAI streams it, and its SDKs read it (delta.refusal).
+            return [self._event({"refusal": chunk.text})]
         if isinstance(chunk, ToolCallDelta):
             call: dict[str, Any] = {"index": chunk.index}
             if chunk.id is not None:
@@ -101,9 +115,11 @@ class OpenAIFormat(OutputFormat):
             call["function"] = function
             return [self._event({"tool_calls": [call]})]
         events = [self._event({}, finish_reason=chunk.reason)]
-        usage = _usage(chunk.usage)
-        if self.include_usage and usage is not None:
-            usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        total = None if chunk.usage is None else _total(chunk.usage)
+        # OpenAI's usage has all three counts, as integers: a provider's usage without
+        # one of them is sent as none at all, which its clients know.
+        if self.include_usage and chunk.usage is not None and total is not None:
+            usage = {**_usage(chunk.usage), "total_tokens": total}
             events.append(Event(data={**self._envelope(), "choices": [], "usage": usage}))
         events.append(DONE)
         return events
@@ -141,6 +157,9 @@ class VercelFormat(OutputFormat):
         self._message_id = f"msg-{uuid.uuid4().hex}"
         self._text_id: str | None = None
         self._texts = 0
+        # Whether the open text is a refusal's, and whether the model refused at all.
+        self._text_refuses = False
+        self._refused = False
         # Each tool call's id, name and argument text so far, by its index.
         self._calls: dict[int, dict[str, str]] = {}
 
@@ -148,20 +167,28 @@ class VercelFormat(OutputFormat):
         return [_part(type="start", messageId=self._message_id), _part(type="start-step")]
 
     def chunk(self, chunk: Chunk) -> list[Event]:
-        if isinstance(chunk, TextDelta):
-            events = []
-            if self._text_id is None:
-                self._texts += 1
-                self._text_id = f"text-{self._texts}"
-                events.append(_part(type="text-start", id=self._text_id))
-            events.append(_part(type="text-delta", id=self._text_id, delta=chunk.text))
-            return events
+        if isinstance(chunk, TextDelta | RefusalDelta):
+            return self._text(chunk)
         if isinstance(chunk, ToolCallDelta):
             return self._end_text() + self._tool_call(chunk)
         return [*self._end_text(), *self._end_tool_calls(), *self._finish(chunk)]
 
     def error(self, error: ProviderError) -> list[Event]:
         return [_part(type="error", errorText=error.message), DONE]
+
+    def _text(self, chunk: TextDelta | RefusalDelta) -> list[Event]:
+        """A refusal as text, as the AI SDK's own OpenAI provider streams it, in a text of
+        its own: the stream has no part for a refusal, and text is what useChat shows."""
+        refuses = isinstance(chunk, RefusalDelta)
+        self._refused = self._refused or refuses
+        events = [] if refuses == self._text_refuses else self._end_text()
+        if self._text_id is None:
+            self._texts += 1
+            self._text_id = f"text-{self._texts}"
+            self._text_refuses = refuses
+            events.append(_part(type="text-start", id=self._text_id))
+        events.append(_part(type="text-delta", id=self._text_id, delta=chunk.text))
+        return events
 
     def _end_text(self) -> list[Event]:
         if self._text_id is None:
@@ -212,13 +239,19 @@ class VercelFormat(OutputFormat):
         """The finish reason where AI SDK 5.0.93+ and 6 read it, and the usage as the
         message's metadata: what useChat's onFinish gets as ``message.metadata``."""
         reason = VERCEL_FINISH_REASONS.get(finish.reason, "other")
+        if self._refused and reason == "stop":
+            # As the AI SDK's OpenAI provider reports a refusal: the model did not stop
+            # of its own accord, it declined.
+            reason = "content-filter"
         metadata: dict[str, Any] = {"finishReason": reason}
         if finish.usage is not None:
-            metadata["usage"] = {
+            # The SDK's usage leaves a count it does not know undefined: out.
+            counts = {
                 "inputTokens": finish.usage.prompt_tokens,
                 "outputTokens": finish.usage.completion_tokens,
-                "totalTokens": finish.usage.prompt_tokens + finish.usage.completion_tokens,
+                "totalTokens": _total(finish.usage),
             }
+            metadata["usage"] = {name: n for name, n in counts.items() if n is not None}
         finished = _part(type="finish", finishReason=reason, messageMetadata=metadata)
         return [_part(type="finish-step"), finished, DONE]
 
@@ -240,19 +273,28 @@ def _tool_call(chunk: ToolCallDelta) -> dict[str, Any]:
     return {"index": chunk.index, "id": chunk.id, "name": chunk.name, "arguments": chunk.arguments}
 
 
-def _usage(usage: Usage | None) -> dict[str, int] | None:
-    if usage is None:
-        return None
+def _usage(usage: Usage) -> dict[str, int | None]:
+    """The counts as OpenAI names them; None (null) for one the provider left out."""
     return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
 
 
+def _total(usage: Usage) -> int | None:
+    if usage.prompt_tokens is None or usage.completion_tokens is None:
+        return None
+    return usage.prompt_tokens + usage.completion_tokens
+
+
 class HtmlFormat(OutputFormat):
-    """Text pieces as escaped HTML; the end as a ``done`` event (``hx-sse:close="done"``)
-    with the finish reason, and a failure as a message the page shows."""
+    """Text pieces as escaped HTML; a refusal's pieces likewise, each in a span a page can
+    style; the end as a ``done`` event (``hx-sse:close="done"``) with the finish reason,
+    and a failure as a message the page shows."""
 
     def chunk(self, chunk: Chunk) -> list[Event]:
         if isinstance(chunk, TextDelta):
             return [Event(data=_html_piece(chunk.text))] if chunk.text else []
+        if isinstance(chunk, RefusalDelta):
+            refusal = f'<span class="django-sse-refusal">{escape(chunk.text)}</span>'
+            return [Event(data=refusal)] if chunk.text else []
         if isinstance(chunk, ToolCallDelta):
             return []
         return [Event(event="done", data=chunk.reason)]

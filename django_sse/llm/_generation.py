@@ -7,8 +7,9 @@ to the provider; another tab can watch the same answer. A client leaving does no
 stop the generation; ``astop()`` does, from any process the channel layer reaches.
 
 Tokens go to history as fast as it takes them: whatever arrived while the previous
-write ran is published as one ``token`` event. A model streaming faster than the
-database writes costs one write per write time, not one per token.
+write ran is published as one ``token`` event (a refusal's pieces, as one ``refusal``
+event). A model streaming faster than the database writes costs one write per write
+time, not one per token.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ logger = logging.getLogger("django_sse")
 
 # The events that end an answer.
 ENDINGS = ("done", "error")
+# The events that carry text: consecutive ones of one name are published as one.
+TEXTS = ("token", "refusal")
 
 _ID = re.compile(r"[A-Za-z0-9_-]{22}")
 # Generations running in this process; a task only weakly referenced could be
@@ -304,13 +307,13 @@ def _failed(message: str) -> ProviderError:
 
 
 def _joined_tokens(events: list[Event]) -> list[Event]:
-    """Consecutive token events as one."""
+    """Consecutive token events as one, and consecutive refusal events as one."""
     joined: list[Event] = []
     for event in events:
         previous = joined[-1] if joined else None
-        if event.event == "token" and previous is not None and previous.event == "token":
+        if event.event in TEXTS and previous is not None and previous.event == event.event:
             text = previous.data["text"] + event.data["text"]
-            joined[-1] = Event(event="token", data={"text": text})
+            joined[-1] = Event(event=event.event, data={"text": text})
         else:
             joined.append(event)
     return joined

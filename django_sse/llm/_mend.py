@@ -8,8 +8,9 @@ there, and cannot be published, which left a resumable answer's followers waitin
 an end that never came. A NUL, which PostgreSQL refuses, did the same to a resumable
 answer.
 
-So the halves of a pair are joined again, across chunks, and whatever is left that
-cannot be sent or stored becomes U+FFFD, the replacement character.
+So the halves of a pair are joined again, across chunks of the same kind (the answer's
+text, or a refusal's), and whatever is left that cannot be sent or stored becomes U+FFFD,
+the replacement character.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from contextlib import aclosing
 from dataclasses import replace
 
 from django_sse._text import safe_text, unstorable
-from django_sse.llm._types import Chunk, TextDelta, ToolCallDelta
+from django_sse.llm._types import Chunk, RefusalDelta, TextDelta, ToolCallDelta
 
 __all__ = ["mended"]
+
+_Text = TextDelta | RefusalDelta
 
 
 async def mended(chunks: AsyncGenerator[Chunk, None]) -> AsyncGenerator[Chunk, None]:
@@ -30,24 +33,27 @@ async def mended(chunks: AsyncGenerator[Chunk, None]) -> AsyncGenerator[Chunk, N
     A first half of a pair at the end of a piece waits for the next piece; closing
     this closes ``chunks``.
     """
-    held = ""
+    # A piece of only the first half of a pair, waiting for a piece of its kind.
+    held: _Text | None = None
     async with aclosing(chunks):
         async for chunk in chunks:
-            if isinstance(chunk, TextDelta):
-                text = held + chunk.text
-                held = text[-1:] if "\ud800" <= text[-1:] <= "\udbff" else ""
-                text = _fit(text[: len(text) - len(held)])
+            if held is not None and type(chunk) is not type(held):
+                yield _fitted(held)
+                held = None
+            if isinstance(chunk, _Text):
+                text = chunk.text if held is None else held.text + chunk.text
+                held = None
+                if "\ud800" <= text[-1:] <= "\udbff":
+                    held, text = replace(chunk, text=text[-1]), text[:-1]
+                text = _fit(text)
                 if text:
-                    yield chunk if text == chunk.text else TextDelta(text)
+                    yield chunk if text == chunk.text else replace(chunk, text=text)
                 continue
-            if held:
-                yield TextDelta(_fit(held))
-                held = ""
             if isinstance(chunk, ToolCallDelta):
                 chunk = _fit_call(chunk)
             yield chunk
-        if held:
-            yield TextDelta(_fit(held))
+        if held is not None:
+            yield _fitted(held)
 
 
 def _fit(text: str) -> str:
@@ -57,6 +63,10 @@ def _fit(text: str) -> str:
     # are, and a lone half as U+FFFD.
     joined = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     return safe_text(joined)
+
+
+def _fitted(piece: _Text) -> _Text:
+    return replace(piece, text=_fit(piece.text))
 
 
 def _fit_call(call: ToolCallDelta) -> ToolCallDelta:

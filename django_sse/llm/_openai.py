@@ -34,6 +34,7 @@ from django_sse.llm._types import (
     Finish,
     Message,
     ProviderError,
+    RefusalDelta,
     TextDelta,
     ToolCallDelta,
     Usage,
@@ -171,15 +172,16 @@ class OpenAIProvider:
                 if not isinstance(chunk, dict):
                     raise TypeError(f"the type of a chunk is {type(chunk).__name__}, not object")
                 if chunk.get("usage"):
-                    usage = Usage(
-                        chunk["usage"]["prompt_tokens"], chunk["usage"]["completion_tokens"]
-                    )
+                    usage = self._usage(chunk["usage"])
                 for choice in chunk.get("choices") or ():
                     if choice.get("index", 0) != 0:
                         continue
                     delta = choice.get("delta") or {}
                     if content := delta.get("content"):
                         yield TextDelta(_text(content, "a delta's content"))
+                    # What the model says instead of an answer it declines to give.
+                    if refusal := delta.get("refusal"):
+                        yield RefusalDelta(_text(refusal, "a delta's refusal"))
                     for call in delta.get("tool_calls") or ():
                         yield _tool_call(call)
                     if choice.get("finish_reason"):
@@ -200,6 +202,19 @@ class OpenAIProvider:
         if reason is None:
             raise ProviderError("upstream_error", _MESSAGES["upstream_error"])
         yield Finish(reason, usage)
+
+    def _usage(self, usage: dict[str, Any]) -> Usage:
+        """The counts a usage chunk has. Some OpenAI-compatible servers leave one out;
+        that leaves it unknown (None), and the answer, which is whole, stands."""
+        return Usage(self._count(usage, "prompt_tokens"), self._count(usage, "completion_tokens"))
+
+    def _count(self, usage: dict[str, Any], name: str) -> int | None:
+        count = usage.get(name)
+        if count is None or (type(count) is int and count >= 0):
+            return count
+        # Not a count: unknown too, rather than a number the stream log cannot store.
+        logger.warning("%s reported %s as %r, not a count of tokens", self.label, name, count)
+        return None
 
 
 def _text(value: object, what: str) -> str:

@@ -30,8 +30,8 @@ class Provider(Protocol):
     def stream(
         self, messages: Sequence[Message], *, max_tokens: int | None = None
     ) -> AsyncGenerator[Chunk, None]:
-        """The answer as TextDelta/ToolCallDelta pieces, then one Finish (an async
-        generator).
+        """The answer as TextDelta/RefusalDelta/ToolCallDelta pieces, then one Finish
+        (an async generator).
 
         Raises ProviderError on failure. Closing the iterator must end the upstream
         request promptly.

@@ -14,6 +14,7 @@ __all__ = [
     "Finish",
     "Message",
     "ProviderError",
+    "RefusalDelta",
     "TextDelta",
     "ToolCallDelta",
     "Usage",
@@ -37,6 +38,15 @@ class TextDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class RefusalDelta:
+    """The next piece of the model's refusal to answer, which it writes instead of the
+    answer's text (OpenAI's ``delta.refusal``): what the model said, for the client to
+    show, told apart from an answer."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class ToolCallDelta:
     """A piece of a tool call the model is making; ``index`` tells the calls apart.
 
@@ -52,10 +62,11 @@ class ToolCallDelta:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Tokens the model read (the prompt) and wrote (the answer)."""
+    """Tokens the model read (the prompt) and wrote (the answer); None for a count the
+    provider left out (some OpenAI-compatible servers report only one of them)."""
 
-    prompt_tokens: int
-    completion_tokens: int
+    prompt_tokens: int | None
+    completion_tokens: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +78,7 @@ class Finish:
     usage: Usage | None = None
 
 
-Chunk = TextDelta | ToolCallDelta | Finish
+Chunk = TextDelta | RefusalDelta | ToolCallDelta | Finish
 
 
 class ProviderError(Exception):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 from django_sse import _metrics
-from django_sse.llm._types import Chunk, Finish, TextDelta, ToolCallDelta, Usage
+from django_sse.llm._types import Chunk, Finish, Usage
 
 __all__ = ["AnswerWatch"]
 
@@ -21,11 +21,13 @@ class AnswerWatch:
         self.usage: Usage | None = None
 
     def see(self, chunk: Chunk) -> None:
-        if self.time_to_first_token is None and isinstance(chunk, TextDelta | ToolCallDelta):
+        # Any piece: a refusal or a tool call is the model's first word as much as text is.
+        if self.time_to_first_token is None and not isinstance(chunk, Finish):
             self.time_to_first_token = time.monotonic() - self._asked_at
             _metrics.answer_started(self._model, self.time_to_first_token)
         if isinstance(chunk, Finish) and chunk.usage is not None:
             self.usage = chunk.usage
+            # A count the provider left out adds nothing: the totals are what is known.
             _metrics.answer_used(
-                self._model, chunk.usage.prompt_tokens, chunk.usage.completion_tokens
+                self._model, chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0
             )

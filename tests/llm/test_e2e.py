@@ -98,6 +98,28 @@ def test_the_openai_sdk_gets_tool_calls(server: LiveServer) -> None:
     assert len(names) == 2
 
 
+def test_the_openai_sdk_sees_a_refusal_where_it_expects_it(server: LiveServer) -> None:
+    """A refused answer streams as ``delta.refusal``, which the SDK's chunks and its
+    stream helper both read; not as zero tokens that look like an empty answer."""
+    refusal = recorded_text("refusal", "refusal")
+    chunks = list(
+        sdk(server, "refusal").chat.completions.create(
+            model="anything", messages=HELLO, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    assert "".join(delta.refusal or "" for delta in deltas) == refusal
+    assert all(not delta.content for delta in deltas)
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 10
+    with sdk(server, "refusal").chat.completions.stream(model="anything", messages=HELLO) as helper:
+        events = list(helper)
+        message = helper.get_final_completion().choices[0].message
+    assert message.refusal == refusal
+    assert not message.content
+    assert [e.refusal for e in events if e.type == "refusal.done"] == [refusal]
+
+
 def test_the_openai_sdk_raises_on_our_errors(server: LiveServer) -> None:
     with pytest.raises(openai.AuthenticationError):
         sdk(server, "answer", key="sk-wrong").chat.completions.create(

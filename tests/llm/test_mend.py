@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 
 from django_sse.llm._mend import mended
-from django_sse.llm._types import Chunk, Finish, TextDelta, ToolCallDelta
+from django_sse.llm._types import Chunk, Finish, RefusalDelta, TextDelta, ToolCallDelta
 
 
 async def pieces(*chunks: Chunk) -> AsyncGenerator[Chunk, None]:
@@ -63,3 +63,18 @@ async def test_closing_it_closes_the_providers_stream() -> None:
     assert await anext(chunks) == TextDelta("a")
     await chunks.aclose()
     assert closed == [True]
+
+
+async def test_a_refusal_is_mended_as_the_text_is() -> None:
+    chunks = await through(RefusalDelta("No \ud83d"), RefusalDelta("\ude00\x00"), Finish("stop"))
+    assert chunks == [RefusalDelta("No "), RefusalDelta("\U0001f600\ufffd"), Finish("stop")]
+
+
+async def test_a_first_half_is_never_joined_across_text_and_refusal() -> None:
+    chunks = await through(TextDelta("a\ud83d"), RefusalDelta("\ude00 no"), Finish("stop"))
+    assert chunks == [
+        TextDelta("a"),
+        TextDelta("\ufffd"),
+        RefusalDelta("\ufffd no"),
+        Finish("stop"),
+    ]

@@ -136,6 +136,38 @@ async def test_usage_chunk_and_field_only_when_asked_for(upstream):
     )
 
 
+async def test_a_refusal_streams_as_refusal_deltas_with_no_content(upstream):
+    async with client_for(upstream, "refusal") as client:
+        stream = await ask(client, stream_options={"include_usage": True})
+        chunks = [chunk async for chunk in stream]
+
+    deltas = [chunk.choices[0].delta for chunk in chunks if chunk.choices]
+    assert all(not delta.content for delta in deltas)
+    refusal = "".join(delta.refusal or "" for delta in deltas)
+    assert refusal == recorded_text("refusal", "refusal")
+    assert refusal.startswith("I'm sorry")
+    assert chunks[-2].choices[0].finish_reason == "stop"
+    assert chunks[-1].usage is not None
+    assert upstream.requests[0].tokens_written == 10
+
+
+@pytest.mark.parametrize("missing", ["prompt", "completion"])
+async def test_partial_usage_leaves_a_count_out(upstream, missing):
+    async with client_for(upstream, f"partial-usage-{missing}") as client:
+        stream = await ask(client, stream_options={"include_usage": True})
+        chunks = [chunk async for chunk in stream]
+
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+    assert text == "t0 t1 t2 "
+    assert chunks[-2].choices[0].finish_reason == "stop"
+    usage = chunks[-1].usage
+    assert usage is not None
+    sent = usage.model_fields_set
+    assert f"{missing}_tokens" not in sent
+    assert "total_tokens" not in sent
+    assert {"prompt_tokens", "completion_tokens"} - sent == {f"{missing}_tokens"}
+
+
 async def test_tool_call_deltas_parse(upstream):
     async with client_for(upstream, "tool-calls") as client:
         stream = await ask(client)

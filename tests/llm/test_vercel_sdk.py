@@ -41,3 +41,19 @@ def test_use_chat_sees_the_text_the_finish_reason_and_the_usage(
     assert usage["inputTokens"] > 0
     assert usage["outputTokens"] > 0
     assert usage["totalTokens"] == usage["inputTokens"] + usage["outputTokens"]
+
+
+@pytest.mark.parametrize("release", ["ai@5", "ai@latest"])
+def test_use_chat_shows_a_refusal_as_text_and_its_finish_as_content_filter(
+    server: LiveServer, release: str
+) -> None:
+    """As the AI SDK's own OpenAI provider shows a refusal: the model's words as text, and
+    the finish reason content-filter, not an empty message that stopped normally."""
+    folder = node.packages(release.replace("@", "-"), release)
+    out = json.loads(node.run(folder, CLIENT, f"{server.url}/llm/refusal/vercel/"))
+    assert out["errors"] == [], node.version(folder, "ai")
+    message = out["message"]
+    text = "".join(part["text"] for part in message["parts"] if part["type"] == "text")
+    assert text == recorded_text("refusal", "refusal")
+    assert message["metadata"]["finishReason"] == "content-filter"
+    assert message["metadata"]["usage"]["outputTokens"] == 10

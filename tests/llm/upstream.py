@@ -25,6 +25,9 @@ Scenarios:
     ``split-pairs``          an emoji cut into its two UTF-16 halves, escaped in two chunks
                              (as a server that slices strings between code units sends it),
                              a NUL and a lone half
+    ``refusal``              a refusal: the model's "I'm sorry, ..." in 10 ``refusal`` deltas
+                             (``content`` stays null), finish_reason "stop", as OpenAI
+                             streams one
 ``slow-<ms>[-<n>]``      a content token every <ms> milliseconds; <n> tokens, at most and by
                          default ``Upstream.slow_max_tokens`` (500)
 ``fast-<n>``             <n> content tokens, written as fast as the client takes them
@@ -32,6 +35,10 @@ Scenarios:
 ``cut-short-<n>``        <n> content tokens, then the body ends cleanly, with no
                          finish_reason and no ``[DONE]``: an answer cut short
 ``dropped-<n>``          <n> content tokens, then the connection is reset
+``partial-usage-<what>`` three content tokens, finish_reason "stop", then usage without
+                         ``<what>_tokens`` (``prompt`` or ``completion``) and without
+                         ``total_tokens``, as some OpenAI-compatible servers send it; with
+                         ``garbled``, usage whose counts are the text "many" and -1
 ``unreadable-<what>``    three content tokens, then a ``data:`` line the SDK or a reader of
                          chunks cannot read, then the rest of a finished answer: <what> is
                          ``not-json`` (JSON cut off), ``not-an-object`` (a JSON list),
@@ -50,7 +57,8 @@ Streams are shaped as OpenAI shapes them: chunks carry ``usage: null`` and a las
 ``obfuscation`` is dropped when it sets ``include_obfuscation: false`` (synthetic streams never
 carry it). Slow and fast tokens are ``"t{index} "``, so a reader can tell which token it holds,
 and ``RequestRecord.token_times[index]`` is when that token's bytes had been handed to the kernel
-(``drain()`` with no user-space buffering); in replays every content delta counts as a token.
+(``drain()`` with no user-space buffering); in replays every content or refusal delta counts as a
+token.
 To measure latency, pace the tokens (``slow-<ms>``): a fast stream outruns any reader, and its
 tokens then wait in socket buffers.
 Without ``stream: true`` the replayed and fast scenarios answer with the whole completion (the
@@ -88,6 +96,7 @@ _ROUTE = re.compile(r"/(?P<scenario>[^/]+)/v1/chat/completions")
 _SLOW = re.compile(r"slow-(?P<ms>\d+)(?:-(?P<count>\d+))?")
 _FAST = re.compile(r"fast-(?P<count>\d+)")
 _CUT = re.compile(r"(?P<how>cut-short|dropped)-(?P<count>\d+)")
+_PARTIAL_USAGE = re.compile(r"partial-usage-(?P<missing>prompt|completion|garbled)")
 _UNREADABLE = re.compile(r"unreadable-(?P<what>[a-z0-9-]+)")
 _RATE_LIMITED = re.compile(r"rate-limited(?:-(?P<seconds>\d+(?:\.\d+)?))?")
 _RECORDING_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
@@ -156,10 +165,10 @@ def recording(name: str) -> list[Json]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
-def recorded_text(name: str) -> str:
-    """The content a recording streams, joined."""
+def recorded_text(name: str, field: str = "content") -> str:
+    """The content (or the ``field``: "refusal") a recording streams, joined."""
     return "".join(
-        choice["delta"].get("content") or ""
+        choice["delta"].get(field) or ""
         for chunk in recording(name)
         for choice in chunk.get("choices") or []
     )
@@ -708,6 +717,13 @@ class Upstream:
         if cut := _CUT.fullmatch(scenario):
             count = min(int(cut["count"]), self.fast_max_tokens)
             return _synthetic(model, prompt_tokens, count, None, finished=False)
+        if partial := _PARTIAL_USAGE.fullmatch(scenario):
+            *chunks, last = _synthetic(model, prompt_tokens, 3, None)
+            missing = (f"{partial['missing']}_tokens", "total_tokens")
+            usage = {key: value for key, value in last.data["usage"].items() if key not in missing}
+            if partial["missing"] == "garbled":
+                usage.update(prompt_tokens="many", completion_tokens=-1)
+            return [*chunks, _Chunk({**last.data, "usage": usage})]
         unreadable = _UNREADABLE.fullmatch(scenario)
         if unreadable and unreadable["what"] in _UNREADABLE_DATA:
             chunks = list(_synthetic(model, prompt_tokens, 3, None))
@@ -932,9 +948,10 @@ def _replay(path: Path) -> list[_Chunk]:
 
 
 def _content(data: Json) -> str:
+    """What the model wrote in ``data``: its content, or its refusal."""
     choices = data.get("choices") or [{}]
     delta = choices[0].get("delta") or {}
-    return str(delta.get("content") or "")
+    return str(delta.get("content") or delta.get("refusal") or "")
 
 
 def _synthetic(
