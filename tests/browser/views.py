@@ -110,6 +110,7 @@ def page(request: HttpRequest, name: str) -> HttpResponse:
     context = {
         "stream_url": request.GET.get("stream", ""),
         "pause": "pause" in request.GET,
+        "preserve": "preserve" in request.GET,
         "transport": request.GET.get("transport"),
         "retry": request.GET.get("retry"),
         "hostile": hostile,
@@ -224,6 +225,11 @@ SCRIPTS: dict[str, Callable[[int], Reply]] = {
     "upper-case-type": _always(
         Reply(("data: hi\n\n",), hold=True, content_type="TEXT/Event-Stream; charset=utf-8")
     ),
+    # An error page that starts with more than the 200 characters sse:error keeps, and
+    # never ends: reading it whole would never finish.
+    "endless-error": _always(
+        Reply(("é" + "x" * 199 + "<tail>" * 100,), hold=True, status=500, content_type="text/html")
+    ),
 }
 
 _fixes_log: dict[str, list[dict[str, Any]]] = {}
@@ -240,20 +246,23 @@ async def scripted_stream(request: HttpRequest, key: str, script: str) -> HttpRe
     log = _fixes_log.setdefault(key, [])
     attempt = 1 + sum(1 for entry in log if entry["script"] == script)
     async with _logged(key):
-        log.append(
-            {
-                "script": script,
-                "attempt": attempt,
-                "method": request.method,
-                "last_event_id_header": request.headers.get("Last-Event-ID"),
-                "last_event_id_query": request.GET.get("lastEventId"),
-                "content_type": request.headers.get("Content-Type"),
-                "body": request.body.decode("utf-8", "replace"),
-            }
-        )
+        entry: dict[str, Any] = {
+            "script": script,
+            "attempt": attempt,
+            "method": request.method,
+            "last_event_id_header": request.headers.get("Last-Event-ID"),
+            "last_event_id_query": request.GET.get("lastEventId"),
+            "content_type": request.headers.get("Content-Type"),
+            "accept": request.headers.get("Accept"),
+            "body": request.body.decode("utf-8", "replace"),
+            # Whether the response's body is over: sent whole, or the client left.
+            "ended": False,
+        }
+        log.append(entry)
         _logged(key).notify_all()
     reply = SCRIPTS[script](attempt)
-    if reply.status != 200:
+    if reply.status != 200 and not reply.hold:
+        entry["ended"] = True
         refusal = HttpResponse(
             "".join(reply.chunks), status=reply.status, content_type=reply.content_type
         )
@@ -262,16 +271,21 @@ async def scripted_stream(request: HttpRequest, key: str, script: str) -> HttpRe
         return refusal
 
     async def body() -> AsyncIterator[bytes]:
-        for chunk in reply.chunks:
-            yield chunk.encode()
-        if reply.after_release is not None:
-            await _fixes_gates.setdefault(key, asyncio.Event()).wait()
-            for chunk in reply.after_release:
+        try:
+            for chunk in reply.chunks:
                 yield chunk.encode()
-        if reply.hold:
-            await asyncio.Event().wait()
+            if reply.after_release is not None:
+                await _fixes_gates.setdefault(key, asyncio.Event()).wait()
+                for chunk in reply.after_release:
+                    yield chunk.encode()
+            if reply.hold:
+                await asyncio.Event().wait()
+        finally:
+            async with _logged(key):
+                entry["ended"] = True
+                _logged(key).notify_all()
 
-    response = StreamingHttpResponse(body(), content_type=reply.content_type)
+    response = StreamingHttpResponse(body(), status=reply.status, content_type=reply.content_type)
     response["Cache-Control"] = "no-cache"
     # Not for GZipMiddleware, which would hold the events back.
     response["Content-Encoding"] = "identity"
@@ -283,13 +297,20 @@ scripted_stream.csrf_exempt = True  # type: ignore[attr-defined]
 
 
 async def scripted_requests(request: HttpRequest, key: str) -> JsonResponse:
-    """The key's logged requests, once there are ?count= of them or ?wait= seconds passed."""
+    """The key's logged requests, once there are ?count= of them (with ?ended=1: whose
+    responses have all ended) or ?wait= seconds passed."""
     count = int(request.GET.get("count", "0"))
+    ended = "ended" in request.GET
     logged = _logged(key)
+
+    def ready() -> bool:
+        log = _fixes_log.get(key, [])
+        return len(log) >= count and (not ended or all(entry["ended"] for entry in log))
+
     async with logged:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(
-                logged.wait_for(lambda: len(_fixes_log.get(key, [])) >= count),
+                logged.wait_for(ready),
                 float(request.GET.get("wait", "10")),
             )
     return JsonResponse(_fixes_log.get(key, []), safe=False)

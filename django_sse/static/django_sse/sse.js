@@ -12,6 +12,11 @@
   var SWAPS = ["text", "append", "html", "append-html"];
   var MIN_BACKOFF = 100;
   var MAX_BACKOFF = 30000;
+  var ERROR_TEXT = 200; // characters of an error response's body that sse:error shows
+  // An id a Last-Event-ID header can carry. From a page, a header can carry only Latin-1,
+  // which the server reads as UTF-8 (what EventSource sends), and fetch() trims its
+  // spaces: any other id goes in the query, as after a fallback.
+  var HEADER_ID = /^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$/;
   // The id of django_sse.FINISHED: the server says the stream is over.
   var FINISHED_ID = "django-sse:finished";
   var active = new Map(); // connection element -> Connection
@@ -112,9 +117,18 @@
     return match ? decodeURIComponent(match[1]) : null;
   }
 
+  // The CSRF cookie as the page loaded. A readable cookie that differs from it later is a
+  // token Django rotated since (a login through fetch(), say), which the token rendered
+  // into the page no longer matches. One that never changed may not be Django's current
+  // token at all (left from before CSRF_USE_SESSIONS, or another app's on the same host),
+  // and with CSRF_COOKIE_HTTPONLY there is none to read: the rendered token is used then.
+  var loadedCookie = cookie("csrftoken");
+
   function csrfToken(element) {
+    var current = cookie("csrftoken");
+    if (current && current !== loadedCookie) return current;
     var field = document.querySelector("input[name=csrfmiddlewaretoken]");
-    return attr(element, "csrf-token") || cookie("csrftoken") || (field && field.value);
+    return attr(element, "csrf-token") || current || (field && field.value);
   }
 
   var HTML_ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
@@ -126,6 +140,27 @@
     var ms = /^[0-9]+$/.test(value) ? parseInt(value, 10) * 1000 : Date.parse(value) - Date.now();
     if (!value || isNaN(ms)) return null;
     return Math.min(Math.max(ms, 0), 3600000);
+  }
+
+  /* The first ERROR_TEXT characters of an error response's body, for sse:error. Only those
+   * are read: the rest of the body (a large error page) is cancelled, never downloaded. */
+  function bodyStart(response) {
+    if (!response.body) return Promise.resolve("");
+    var reader = response.body.getReader();
+    var decoder = new TextDecoder();
+    var text = "";
+    var next = function () {
+      return reader.read().then(function (chunk) {
+        if (!chunk.done) text += decoder.decode(chunk.value, { stream: true });
+        if (!chunk.done && text.length < ERROR_TEXT) return next();
+        reader.cancel().catch(function () {});
+        return text.slice(0, ERROR_TEXT);
+      });
+    };
+    // A body cut short still has a start to show.
+    return next().catch(function () {
+      return text.slice(0, ERROR_TEXT);
+    });
   }
 
   function escapeHTML(text) {
@@ -419,27 +454,43 @@
     });
   };
 
+  /* The request's headers. Header names are case-insensitive, so each name is set once,
+   * whatever its case: data-sse-headers replaces the helper's defaults (Accept, and
+   * Content-Type for a JSON body), and what only the helper knows replaces data-sse-headers
+   * (the id the stream resumes from, the CSRF token). Throws for a name or value the
+   * browser cannot send. */
+  Connection.prototype.requestHeaders = function (body, token) {
+    var headers = new Headers({ Accept: "text/event-stream" });
+    // data-sse-body, which is JSON (a form's fields are URLSearchParams, typed by fetch).
+    if (typeof body === "string") headers.set("Content-Type", "application/json");
+    var own = this.headers || {};
+    Object.keys(own).forEach(function (name) {
+      headers.set(name, own[name]);
+    });
+    // Once the stream has an id, it is the one sent: in this header, or in the query
+    // (fetchStream) with no header to contradict it.
+    if (this.lastEventId) headers.delete("Last-Event-ID");
+    if (HEADER_ID.test(this.lastEventId)) headers.set("Last-Event-ID", this.lastEventId);
+    if (token) headers.set(attr(this.element, "csrf-header") || "X-CSRFToken", token);
+    return headers;
+  };
+
   Connection.prototype.fetchStream = function () {
     var self = this;
     var controller = new AbortController();
     var canReconnect = this.method === "GET";
     var url = this.streamURL();
-    var headers = Object.assign({ Accept: "text/event-stream" }, this.headers || {});
-    // A header can only carry Latin-1, which the server reads as UTF-8 (what EventSource
-    // sends), and fetch() trims its spaces: any other id goes in the query, as after a
-    // fallback.
-    if (/^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$/.test(this.lastEventId)) {
-      headers["Last-Event-ID"] = this.lastEventId;
+    if (this.lastEventId && !HEADER_ID.test(this.lastEventId)) {
+      url = withQuery(url, "lastEventId", this.lastEventId);
     }
-    else if (this.lastEventId) url = withQuery(url, "lastEventId", this.lastEventId);
-    if (this.method !== "GET" && sameOrigin(this.url)) {
-      var token = csrfToken(this.element);
-      if (token) headers[attr(this.element, "csrf-header") || "X-CSRFToken"] = token;
-    }
+    var token = this.method !== "GET" && sameOrigin(this.url) ? csrfToken(this.element) : null;
     var body = this.body;
-    if (body === undefined && this.method !== "GET") {
-      body = attr(this.element, "body");
-      if (body !== null) headers["Content-Type"] = "application/json";
+    if (body === undefined && this.method !== "GET") body = attr(this.element, "body");
+    // Django reads a form's csrfmiddlewaretoken before the header: a field rendered before
+    // the token rotated must not outvote the current one.
+    if (token && body instanceof URLSearchParams && body.has("csrfmiddlewaretoken")) {
+      body = new URLSearchParams(body);
+      body.set("csrfmiddlewaretoken", token);
     }
     this.transport = controller;
     var current = function () {
@@ -454,7 +505,7 @@
     try {
       request = new Request(url, {
         method: this.method,
-        headers: headers,
+        headers: this.requestHeaders(body, token),
         body: this.method === "GET" ? undefined : body,
         credentials: flag(this.element, "with-credentials") ? "include" : "same-origin",
         cache: "no-store",
@@ -472,8 +523,8 @@
           var retryable = response.status >= 500 || response.status === 429 || response.status === 408;
           // Refused before it started anything: even a POST may be sent again then.
           var retryAfter = response.status === 429 || response.status === 503 ? waitFor(response) : null;
-          return response.text().then(function (text) {
-            var message = "HTTP " + response.status + (text ? ": " + text.slice(0, 200) : "");
+          return bodyStart(response).then(function (text) {
+            var message = "HTTP " + response.status + (text ? ": " + text : "");
             if (!current()) return;
             if (retryAfter !== null) self.scheduleReconnect(message, response.status, retryAfter);
             else if (retryable && canReconnect) self.scheduleReconnect(message, response.status);
