@@ -10,8 +10,9 @@ from typing import Any
 
 import httpx
 
-from django_sse.client._redirects import Hop
-from django_sse.client._source import ERROR_BODY_BYTES, SourceOptions, StreamState
+from django_sse.client._options import SourceOptions
+from django_sse.client._redirects import Hop, unreadable_location
+from django_sse.client._source import ERROR_BODY_BYTES, StreamState
 from django_sse.protocol import MessageEvent
 
 __all__ = ["AsyncEventSource", "aconnect"]
@@ -62,11 +63,11 @@ class AsyncEventSource(StreamState[httpx.AsyncClient, asyncio.Event]):
     async def _connection(self) -> AsyncIterator[MessageEvent]:
         hop = self._first_hop()
         chain = [hop.request]
-        response = self._response = await self._send(hop)
+        response = self._response = await self._send(hop, chain)
         try:
             while response is not None and self._follows(response):
                 await response.aclose()
-                response = self._response = await self._send(self._redirect(response, chain))
+                response = self._response = await self._send(self._redirect(response, chain), chain)
             if response is None or self._dropped():
                 return
             if not self._is_event_stream(response):
@@ -92,7 +93,7 @@ class AsyncEventSource(StreamState[httpx.AsyncClient, asyncio.Event]):
             if response is not None:
                 await response.aclose()
 
-    async def _send(self, hop: Hop) -> httpx.Response | None:
+    async def _send(self, hop: Hop, chain: list[httpx.Request]) -> httpx.Response | None:
         """The answer to ``hop``, or None if close() or restart() came first: a wait for
         the response headers has no response to close yet, so the send is cancelled,
         and httpx closes its connection."""
@@ -111,7 +112,13 @@ class AsyncEventSource(StreamState[httpx.AsyncClient, asyncio.Event]):
         finally:
             woken.cancel()
         if sending.done():
-            return sending.result()
+            try:
+                return sending.result()
+            except Exception as exc:
+                unreadable = unreadable_location(exc, chain)
+                if unreadable is None:
+                    raise
+                raise unreadable from exc
         await _cancel(sending)
         return None
 
@@ -136,10 +143,12 @@ async def aconnect(
     """
     settings = SourceOptions(**options)
     http = client if client is not None else httpx.AsyncClient()
-    source = AsyncEventSource(url, settings, http)
     try:
-        yield source
+        source = AsyncEventSource(url, settings, http)  # checks the URL
+        try:
+            yield source
+        finally:
+            await source.aclose()
     finally:
-        await source.aclose()
         if client is None:
             await http.aclose()

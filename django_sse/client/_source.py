@@ -7,24 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Generic, TypeVar
 
 import httpx
 
-from django_sse.client._policy import (
-    MAX_BACKOFF_CAP,
-    ClientStatus,
-    ReconnectPolicy,
-    SSEResponseError,
-)
+from django_sse.client._options import SourceOptions, check_url
+from django_sse.client._policy import ClientStatus, SSEResponseError
 from django_sse.client._redirects import Hop, next_hop
 from django_sse.protocol import Comment, EventParser, MessageEvent
 
-__all__ = ["ERROR_BODY_BYTES", "SourceOptions", "StreamState"]
+__all__ = ["ERROR_BODY_BYTES", "StreamState"]
 
 ERROR_BODY_BYTES = 1024
 # Statuses that, with Retry-After, mean "not now": too many requests, unavailable.
@@ -34,6 +29,8 @@ MAX_RETRY_AFTER = 3600.0
 # Errors in the request itself, which sending it again cannot mend: a header h11 will
 # not write (before a byte leaves), a URL that is not http(s).
 UNSENDABLE = (httpx.LocalProtocolError, httpx.UnsupportedProtocol)
+# What a read raises when restart() or close() cuts its connection.
+CUT = (httpx.HTTPError, httpx.StreamError)
 
 
 def seconds_until(retry_after: str) -> float | None:
@@ -52,54 +49,6 @@ def seconds_until(retry_after: str) -> float | None:
     return min(max((when - datetime.now(timezone.utc)).total_seconds(), 0.0), MAX_RETRY_AFTER)
 
 
-@dataclass
-class SourceOptions:
-    """Everything ``connect()`` and ``aconnect()`` accept besides the URL and client."""
-
-    method: str = "GET"
-    headers: dict[str, str] | None = None
-    json: Any = None
-    data: dict[str, Any] | None = None
-    last_event_id: str = ""
-    reconnect: bool = True
-    max_retries: int | None = None
-    backoff_cap: float = 30.0
-    read_timeout: float | None = 60.0
-    repeat_post: bool = False
-    on_status: Callable[[ClientStatus], Any] | None = None
-    # Called with each comment line's text, in order with the events (keep-alives: "").
-    on_comment: Callable[[str], Any] | None = None
-    # Milliseconds before the first reconnection, until the server sends ``retry``.
-    retry: int | None = None
-    follow_redirects: bool = True
-    max_redirects: int = 10
-    # Send the caller's credentials on to another origin's redirect too: Authorization,
-    # Proxy-Authorization, the client's auth and its cookies without a domain.
-    redirect_credentials: bool = False
-
-    def __post_init__(self) -> None:
-        # NaN fails every comparison, and no wait can honour infinity.
-        if not 0 <= self.backoff_cap <= MAX_BACKOFF_CAP:
-            raise ValueError(
-                f"backoff_cap must be from 0 to {MAX_BACKOFF_CAP:g} seconds, "
-                f"not {self.backoff_cap!r}"
-            )
-
-    @property
-    def timeout(self) -> httpx.Timeout:
-        # Every read waits at most read_timeout; keep-alive comments are reads too.
-        return httpx.Timeout(10.0, read=self.read_timeout)
-
-    def policy(self) -> ReconnectPolicy:
-        return ReconnectPolicy(
-            reconnect=self.reconnect,
-            max_retries=self.max_retries,
-            backoff_cap=self.backoff_cap,
-            repeat_request=self.method.upper() == "GET" or self.repeat_post,
-            on_status=self.on_status,
-        )
-
-
 def resume_header(last_event_id: str) -> bytes:
     """The Last-Event-ID header's value: the id's UTF-8 bytes, as EventSource sends them,
     without the spaces and tabs at either end, which fetch strips from every header
@@ -113,6 +62,13 @@ WakeT = TypeVar("WakeT", threading.Event, asyncio.Event)
 
 class StreamState(Generic[ClientT, WakeT]):
     def __init__(self, url: str, options: SourceOptions, client: ClientT, wake: WakeT) -> None:
+        # Checked as it will be sent, after the client's base_url: at the call, not at
+        # connecting, where a bad host was a bare UnicodeError and a bad port wrapped.
+        try:
+            asked = client.build_request("GET", url).url
+        except UnicodeError as exc:  # httpx decodes an IDNA host ("xn--") for the Host header
+            raise httpx.InvalidURL(f"Invalid host in {url}: {exc}") from None
+        check_url(asked)
         self.url = url
         self._client: ClientT = client
         # Set to cut a wait between connections short: by restart() or close().
@@ -129,6 +85,8 @@ class StreamState(Generic[ClientT, WakeT]):
         self._finished = False
         # restart() was called during this connection: its end is not a failure.
         self._restarting = False
+        # The Cookie header the caller set, if any: it goes where credentials go.
+        self._cookie: str | None = None
 
     @property
     def last_event_id(self) -> str:
@@ -175,6 +133,10 @@ class StreamState(Generic[ClientT, WakeT]):
             data=options.data,
             timeout=options.timeout,
         )
+        # A Cookie header of the caller's (or of the client's headers) stood for the
+        # client's jar on this request; httpx rebuilds each hop's from the jar.
+        given = "cookie" in headers or "cookie" in self._client.headers
+        self._cookie = request.headers.get("cookie") if given else None
         return Hop(request)
 
     def _auth(self, hop: Hop) -> httpx.Auth | None:
@@ -196,8 +158,9 @@ class StreamState(Generic[ClientT, WakeT]):
             if exc.retry_after is None:
                 raise exc
             return exc
-        if self._restarting or self._closed:
-            # restart() and close() cut the connection under the read, whatever that raises.
+        if self._dropped() and isinstance(exc, CUT):
+            # restart() and close() cut the connection under the read. Anything else
+            # (a callback's own error) is not theirs: it surfaces as it does otherwise.
             return exc
         if isinstance(exc, UNSENDABLE) or not isinstance(exc, httpx.TransportError):
             raise exc
@@ -214,6 +177,7 @@ class StreamState(Generic[ClientT, WakeT]):
             options.max_redirects,
             options.redirect_credentials,
             self._client.cookies,
+            self._cookie,
         )
 
     def _events(self, chunk: bytes) -> Iterator[MessageEvent]:

@@ -11,8 +11,9 @@ from typing import Any
 
 import httpx
 
-from django_sse.client._redirects import Hop
-from django_sse.client._source import ERROR_BODY_BYTES, SourceOptions, StreamState
+from django_sse.client._options import SourceOptions
+from django_sse.client._redirects import Hop, unreadable_location
+from django_sse.client._source import ERROR_BODY_BYTES, StreamState
 from django_sse.protocol import MessageEvent
 
 __all__ = ["EventSource", "connect"]
@@ -84,11 +85,11 @@ class EventSource(StreamState[httpx.Client, threading.Event]):
     def _connection(self) -> Iterator[MessageEvent]:
         hop = self._first_hop()
         chain = [hop.request]
-        response = self._response = self._send(hop)
+        response = self._response = self._send(hop, chain)
         try:
             while self._follows(response):
                 response.close()
-                response = self._response = self._send(self._redirect(response, chain))
+                response = self._response = self._send(self._redirect(response, chain), chain)
             if self._dropped():
                 return
             if not self._is_event_stream(response):
@@ -112,11 +113,17 @@ class EventSource(StreamState[httpx.Client, threading.Event]):
             self._response = None
             response.close()
 
-    def _send(self, hop: Hop) -> httpx.Response:
+    def _send(self, hop: Hop, chain: list[httpx.Request]) -> httpx.Response:
         # Never the client's own redirect following: each hop is checked here.
-        return self._client.send(
-            hop.request, stream=True, auth=self._auth(hop), follow_redirects=False
-        )
+        try:
+            return self._client.send(
+                hop.request, stream=True, auth=self._auth(hop), follow_redirects=False
+            )
+        except Exception as exc:
+            unreadable = unreadable_location(exc, chain)
+            if unreadable is None:
+                raise
+            raise unreadable from exc
 
 
 def _socket(response: httpx.Response) -> socket.socket | None:
@@ -153,13 +160,19 @@ def connect(
     ends the stream for good; another status or content type raises
     :class:`SSEResponseError`. A request that cannot be sent at all (a URL that is not
     http(s), a header value HTTP cannot carry) raises its httpx error, not retried.
+
+    Entering it checks the options (``ValueError`` or ``TypeError`` naming the one out of
+    range or of the wrong type) and the URL's host and port (``httpx.InvalidURL``),
+    before any request.
     """
     settings = SourceOptions(**options)
     http = client if client is not None else httpx.Client()
-    source = EventSource(url, settings, http)
     try:
-        yield source
+        source = EventSource(url, settings, http)  # checks the URL
+        try:
+            yield source
+        finally:
+            source.shutdown()
     finally:
-        source.shutdown()
         if client is None:
             http.close()

@@ -121,6 +121,49 @@ async def test_too_many_redirects_are_an_error(sse: Driver, server: ScriptedServ
     assert server.connections == 3
 
 
+@pytest.mark.parametrize(
+    ("location", "says"),
+    [
+        # Each was a bare UnicodeError from the resolver or from httpx reading the host.
+        ("http://a..b/there", "http://a..b/there"),
+        ("//a..b/there", "http://a..b/there"),
+        (f"http://{'a' * 64}.example/", "aaaa.example/"),
+        ("http://xn--a.example/", "Location"),
+        # httpx could not read these: a RemoteProtocolError, retried with backoff for ever.
+        ("http://[::1/", "Invalid port"),
+        ("http://127.0.0.1:x/", "Invalid port: 'x'"),
+        # Not a URL httpx can go to: a bare httpx.InvalidURL, which named no redirect.
+        ("mailto:someone@example.com", "path must be empty or begin with '/'"),
+        # Not HTTP: httpx.UnsupportedProtocol, which named no redirect.
+        ("ftp://127.0.0.1/there", "ftp://127.0.0.1/there is not http"),
+        ("http://127.0.0.1:0/there", "0 is not from 1 to 65535"),
+    ],
+)
+async def test_a_location_that_cannot_be_asked_is_a_redirect_error(
+    sse: Driver, server: ScriptedServer, location: str, says: str
+) -> None:
+    server.play(moved("302 Found", location), event_stream(b"data: never\n\n"))
+    run = await sse.run(server.url(), retry=1, max_retries=3, expect=SSERedirectError)
+    assert isinstance(run.error, SSERedirectError)
+    assert "cannot be" in str(run.error)
+    assert says in str(run.error)
+    assert run.error.urls == [server.url()]
+    assert run.states == []
+    assert server.connections == 1
+
+
+async def test_a_location_past_port_65535_is_not_wrapped(
+    sse: Driver, server: ScriptedServer
+) -> None:
+    # 65536 more than the server's own port: the resolver wrapped it to this server.
+    location = f"http://127.0.0.1:{server.port + 65536}/there"
+    server.play(moved("307 Elsewhere", location), event_stream(b"data: reached\n\n"))
+    run = await sse.run(server.url(), reconnect=False, expect=SSERedirectError)
+    assert f"{location}: {server.port + 65536} is not from 1 to 65535" in str(run.error)
+    assert run.data == []
+    assert server.connections == 1
+
+
 async def test_redirects_can_be_refused(sse: Driver, server: ScriptedServer) -> None:
     server.play(moved("301 Moved", "/moved"), event_stream(b"data: never\n\n"))
     run = await sse.run(server.url(), follow_redirects=False, expect=SSEResponseError)
@@ -252,7 +295,7 @@ async def test_an_initial_retry_until_the_server_sends_one(
 
 def test_the_options_reach_both_clients_by_name() -> None:
     # A JSON-able description of what the docs table promises, checked against the code.
-    from django_sse.client._source import SourceOptions
+    from django_sse.client._options import SourceOptions
 
     options = SourceOptions()
     promised = {

@@ -107,3 +107,40 @@ async def test_the_clients_follow_redirects_does_not_leak_proxy_authorization(
     assert run.data == ["a"]
     assert server.requests[0].headers["proxy-authorization"] == "Basic cHJveHk6c2VjcmV0"
     assert "proxy-authorization" not in elsewhere.requests[0].headers
+
+
+@pytest.mark.parametrize("redirect_credentials", [False, True])
+async def test_a_cookie_header_of_the_caller_goes_where_credentials_go(
+    sse: Driver, server: ScriptedServer, elsewhere: ScriptedServer, redirect_credentials: bool
+) -> None:
+    # httpx rebuilt every hop's Cookie header from the client's jar: the caller's own was
+    # dropped at the first redirect, even to the same origin, as a browser never drops
+    # cookies. It goes along as Authorization does: to the same origin, and elsewhere
+    # only when asked. Where it goes, it stands for the jar, as on the first request.
+    jar = httpx.Cookies()
+    jar.set("shared", "x", domain="127.0.0.1")  # both servers' host
+    server.play(moved("308 Here", "/here"), moved("307 Elsewhere", elsewhere.url("/there")))
+    elsewhere.play(event_stream(b"data: a\n\n"))
+    run = await sse.run_through(
+        {"cookies": jar},
+        server.url(),
+        headers={"Cookie": "session=s; theme=dark"},
+        reconnect=False,
+        redirect_credentials=redirect_credentials,
+    )
+    assert run.data == ["a"]
+    mine = {"session=s", "theme=dark"}
+    assert [cookies_of(request.headers) for request in server.requests] == [mine, mine]
+    away = mine if redirect_credentials else {"shared=x"}
+    assert cookies_of(elsewhere.requests[0].headers) == away
+
+
+async def test_a_cookie_header_of_the_clients_own_goes_along_to_the_same_origin(
+    sse: Driver, server: ScriptedServer, elsewhere: ScriptedServer
+) -> None:
+    server.play(moved("302 Here", "/here"), moved("302 Elsewhere", elsewhere.url("/there")))
+    elsewhere.play(event_stream(b"data: a\n\n"))
+    run = await sse.run_through({"headers": {"Cookie": "session=s"}}, server.url(), reconnect=False)
+    assert run.data == ["a"]
+    assert [request.headers.get("cookie") for request in server.requests] == ["session=s"] * 2
+    assert "cookie" not in elsewhere.requests[0].headers

@@ -9,11 +9,18 @@ import asyncio
 import inspect
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 import pytest
 
-from django_sse.client import SSERedirectError, aconnect, connect
+from django_sse.client import (
+    AsyncEventSource,
+    EventSource,
+    SSERedirectError,
+    aconnect,
+    connect,
+)
 from tests.client.drivers import Driver, Remote
 from tests.client.scripted_server import (
     Gate,
@@ -209,3 +216,65 @@ def test_a_call_from_another_thread_cuts_a_blocked_read(
     else:
         assert seen == ["a"]
         assert len(threaded_server.requests) == 1
+
+
+# ---------------------------------------------------------------------------
+# A callback that raises while a restart or a close is under way
+# ---------------------------------------------------------------------------
+
+
+class WatchdogBroke(Exception):
+    """The user's own bug, raised from a callback."""
+
+
+def breaks_on(text: str) -> Callable[[str], None]:
+    def on_comment(comment: str) -> None:
+        if comment == text:
+            raise WatchdogBroke(comment)
+
+    return on_comment
+
+
+async def test_a_callback_that_raises_during_a_restart_is_not_swallowed(
+    sse: Driver, server: ScriptedServer
+) -> None:
+    # The comment comes in the same write as the event: the client reads it after the
+    # restart asked inside the loop. Its error was taken for the cut connection's, and
+    # the stream went on as if nothing had been raised.
+    server.play(event_stream(b"data: a\n\n: boom\n\n", Hold()), event_stream(b"data: b\n\n"))
+    run = await sse.run(
+        server.url(), restart_after=1, on_comment=breaks_on("boom"), expect=WatchdogBroke
+    )
+    assert run.data == ["a"]
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+async def test_a_callback_that_raises_after_close_is_not_swallowed(
+    server: ScriptedServer, asynchronous: bool
+) -> None:
+    # A callback that closes the stream and then fails: the iteration ended quietly.
+    server.play(event_stream(b": bye\n\n", Hold()))
+    sources: list[EventSource | AsyncEventSource] = []
+
+    def on_comment(text: str) -> None:
+        sources[0].close()
+        raise WatchdogBroke(text)
+
+    if asynchronous:
+        async with aconnect(server.url(), on_comment=on_comment) as source:
+            sources.append(source)
+            with pytest.raises(WatchdogBroke):
+                async for _ in source:
+                    pass
+    else:
+
+        def iterate() -> None:
+            with connect(server.url(), on_comment=on_comment) as source:
+                sources.append(source)
+                with pytest.raises(WatchdogBroke):
+                    for _ in source:
+                        pass
+
+        await asyncio.to_thread(iterate)
+    assert server.connections == 1
