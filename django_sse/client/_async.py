@@ -72,17 +72,11 @@ class AsyncEventSource(StreamState[httpx.AsyncClient, asyncio.Event]):
                 return
             if not self._is_event_stream(response):
                 body = b""
-                try:
+                with self._reading_refusal():
                     async for chunk in response.aiter_raw():
                         body += chunk
                         if len(body) >= ERROR_BODY_BYTES:
                             break
-                except httpx.TransportError:
-                    # The body is read only for the error: the status or the type said
-                    # no, and a body that breaks off or goes silent does not make that a
-                    # network failure. A read cut by close() or restart() ends as before.
-                    if self._dropped():
-                        raise
                 raise self._refusal(response, body)
             if self._opened(response):
                 async for chunk in response.aiter_bytes():

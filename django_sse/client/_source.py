@@ -6,6 +6,7 @@ The sync and async event sources differ only in how they send, read and sleep.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -150,6 +151,18 @@ class StreamState(Generic[ClientT, WakeT]):
         waits for the headers; the async one cuts the send, unless the answer came
         first), and a read they cut ends the connection as they asked, not in error."""
         return self._restarting or self._closed
+
+    @contextlib.contextmanager
+    def _reading_refusal(self) -> Iterator[None]:
+        """Around reading the start of a refusal's body, which is read only for the
+        error: the status or the type said no, and a body that breaks off or goes silent
+        does not make that a network failure. A read cut by close() or restart() ends
+        as before."""
+        try:
+            yield
+        except httpx.TransportError:
+            if self._dropped():
+                raise
 
     def _failure(self, exc: Exception) -> Exception:
         """``exc`` if the stream may go on after it (the loop then asks ``_delay()``);
