@@ -106,6 +106,43 @@ class TestSseConnect:
         [(_, attrs)] = Elements(html).found
         assert attrs["data-sse-csrf-header"] == "X-MY-CSRF"
 
+    @pytest.mark.parametrize(
+        ("settings", "cookie"),
+        [
+            ({}, "csrftoken"),
+            ({"CSRF_COOKIE_NAME": "XSRF-TOKEN"}, "XSRF-TOKEN"),
+            # Escaped like any value: the attribute holds the name as the setting has it.
+            ({"CSRF_COOKIE_NAME": HOSTILE}, HOSTILE),
+            ({"CSRF_COOKIE_NAME": "XSRF-TOKEN", "CSRF_COOKIE_HTTPONLY": True}, None),
+            ({"CSRF_COOKIE_NAME": "XSRF-TOKEN", "CSRF_USE_SESSIONS": True}, None),
+        ],
+    )
+    def test_post_names_the_csrf_cookie_that_page_scripts_can_read(
+        self, settings: dict[str, Any], cookie: str | None
+    ) -> None:
+        """The helper watches that cookie for a token Django rotates while the page stays;
+        where no script can read the token, the tag names none."""
+        with override_settings(**settings):
+            html = render(
+                '<div{% sse_connect "/s/" method="post" %}></div>',
+                request=RequestFactory().get("/"),
+            )
+        [(_, attrs)] = Elements(html).found
+        assert attrs.get("data-sse-csrf-cookie") == cookie
+        assert len(attrs["data-sse-csrf-token"] or "") == 64
+        assert "<script>" not in html
+
+    @override_settings(CSRF_COOKIE_NAME="XSRF-TOKEN", CSRF_HEADER_NAME="HTTP_X_XSRF_TOKEN")
+    def test_without_the_request_the_cookie_and_header_names_are_still_passed_on(self) -> None:
+        """A template rendered without the request context processor has no token to
+        write, and the helper reads it from the cookie: the project's cookie, sent in the
+        project's header."""
+        html = render('<div{% sse_connect "/s/" method="post" %}></div>')
+        [(_, attrs)] = Elements(html).found
+        assert "data-sse-csrf-token" not in attrs
+        assert attrs["data-sse-csrf-cookie"] == "XSRF-TOKEN"
+        assert attrs["data-sse-csrf-header"] == "X-XSRF-TOKEN"
+
     def test_get_streams_carry_no_token(self) -> None:
         html = render('<div{% sse_connect "/s/" %}></div>', request=RequestFactory().get("/"))
         assert "csrf" not in html

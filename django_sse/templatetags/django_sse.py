@@ -254,11 +254,19 @@ def _check_headers(value: Any) -> None:
 
 
 def _csrf(context: template.Context) -> dict[str, str | None]:
-    """The CSRF token a POST stream sends, and the header name if the project changed it."""
+    """The CSRF token a POST stream sends, the cookie that holds it, and the header name
+    if the project changed it. The names come from the settings: without the request (no
+    request context processor) there is no token to write, and the helper reads it from
+    that cookie."""
+    attributes: dict[str, str | None] = {}
     request = context.get("request")
-    if request is None:
-        return {}
-    attributes: dict[str, str | None] = {"csrf_token": get_token(request)}
+    if request is not None:
+        attributes["csrf_token"] = get_token(request)
+    if not (settings.CSRF_COOKIE_HTTPONLY or settings.CSRF_USE_SESSIONS):
+        # The helper watches this cookie for a token Django rotates while the page stays
+        # (a login through fetch()). Left out where no page script can read the token: the
+        # helper then sends the rendered one, whatever cookies a script can see.
+        attributes["csrf_cookie"] = settings.CSRF_COOKIE_NAME
     header = settings.CSRF_HEADER_NAME
     if header != "HTTP_X_CSRFTOKEN":
         attributes["csrf_header"] = header.removeprefix("HTTP_").replace("_", "-")

@@ -112,21 +112,45 @@
     return new URL(url, window.location.href).origin === window.location.origin;
   }
 
-  function cookie(name) {
-    var match = document.cookie.match(new RegExp("(?:^|;\\s*)" + name + "=([^;]*)"));
-    return match ? decodeURIComponent(match[1]) : null;
+  /* The value of the cookie called name in a document.cookie string, or null. Names are
+   * compared whole: a CSRF_COOKIE_NAME may hold characters (+ . $ |) that a RegExp reads
+   * as syntax. */
+  function cookie(name, cookies) {
+    var pairs = cookies.split(";");
+    for (var i = 0; i < pairs.length; i++) {
+      var at = pairs[i].indexOf("=");
+      if (at < 0 || pairs[i].slice(0, at).trim() !== name) continue;
+      var value = pairs[i].slice(at + 1);
+      try {
+        return decodeURIComponent(value);
+      } catch (error) {
+        return value; // not percent-encoded after all
+      }
+    }
+    return null;
   }
 
-  // The CSRF cookie as the page loaded. A readable cookie that differs from it later is a
-  // token Django rotated since (a login through fetch(), say), which the token rendered
-  // into the page no longer matches. One that never changed may not be Django's current
-  // token at all (left from before CSRF_USE_SESSIONS, or another app's on the same host),
-  // and with CSRF_COOKIE_HTTPONLY there is none to read: the rendered token is used then.
-  var loadedCookie = cookie("csrftoken");
+  // The cookies as the page loaded. A readable CSRF cookie that differs from its value
+  // then is a token Django rotated since (a login through fetch(), say), which the token
+  // rendered into the page no longer matches. One that never changed may not be Django's
+  // current token at all (left from before CSRF_USE_SESSIONS, or another app's on the
+  // same host): the rendered token is used then.
+  var loadedCookies = document.cookie;
+
+  /* The cookie that holds Django's CSRF token for element's requests, or "" for none:
+   * the tag writes CSRF_COOKIE_NAME in data-sse-csrf-cookie, and leaves it out where no
+   * page script can read the token (CSRF_COOKIE_HTTPONLY, CSRF_USE_SESSIONS). Hand-written
+   * attributes without a token fall back to Django's default cookie. */
+  function csrfCookieName(element) {
+    var name = attr(element, "csrf-cookie");
+    if (name !== null) return name;
+    return attr(element, "csrf-token") === null ? "csrftoken" : "";
+  }
 
   function csrfToken(element) {
-    var current = cookie("csrftoken");
-    if (current && current !== loadedCookie) return current;
+    var name = csrfCookieName(element);
+    var current = name ? cookie(name, document.cookie) : null;
+    if (current && current !== cookie(name, loadedCookies)) return current;
     var field = document.querySelector("input[name=csrfmiddlewaretoken]");
     return attr(element, "csrf-token") || current || (field && field.value);
   }
