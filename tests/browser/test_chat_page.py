@@ -111,3 +111,32 @@ def test_example_2_resumes_a_dropped_answer_without_asking_again(
     assert len(upstream.requests) == first + 1
     tokens = page.locator("#text").inner_text().split()
     assert tokens == [f"t{n}" for n in range(len(tokens))]
+
+
+def test_example_2_is_not_started_until_asked(page: Page, offline_demo: LiveServer) -> None:
+    page.goto(f"{offline_demo.url}/examples/chat/")
+    state = page.eval_on_selector(
+        "#answer .sse-state", "e => getComputedStyle(e, '::before').content"
+    )
+    assert state == '"not started"'
+
+
+def test_example_2_asking_again_stops_the_answer_still_being_written(
+    page: Page, slow_model_demo: LiveServer, upstream: Upstream
+) -> None:
+    # One more than the answers a visitor may have running at once (three): each question
+    # asked while the last answer runs must stop that answer, or the last gets a 429.
+    first = len(upstream.requests)
+    page.goto(f"{slow_model_demo.url}/examples/chat/")
+    for question in range(4):
+        ask(page, f"Question {question}")
+        expect(page.locator("#text")).to_contain_text("t1 ")
+        expect(page.locator("#failure")).to_have_text("")
+    for earlier in range(3):
+        request = upstream.wait_request_sync(first + earlier)
+        request.wait_closed_sync(timeout=5.0)
+        assert request.client_closed
+        assert request.tokens_written < upstream.slow_max_tokens
+    page.click("#stop")
+    wait_closed(page, "answer")
+    expect(page.locator("#done")).to_have_text(re.compile(r"^Finished \(stopped\)"))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.browser.conftest import room_works_across_tabs, wait_closed
 from tests.servers import LiveServer, demo_runserver
@@ -70,6 +71,54 @@ def test_example_5_a_message_posted_in_one_tab_appears_in_every_tab(
         "<b>hello</b> & welcome",
         {"DJANGO_SETTINGS_MODULE": "demo.settings", "DEMO_DB": str(demo_db)},
     )
+
+
+def log_in_in_another_tab(context: BrowserContext, demo: LiveServer) -> None:
+    """Log in to the admin, as the index suggests, in a new tab of ``context``. Django
+    rotates the CSRF token: the token rendered into a page opened before is then refused."""
+    username = f"user-{secrets.token_hex(4)}"
+    demo.create_user(username, "demo-pass-2", superuser=True)
+    admin = context.new_page()
+    admin.goto(f"{demo.url}/admin/login/")
+    admin.fill("#id_username", username)
+    admin.fill("#id_password", "demo-pass-2")
+    admin.click("input[type=submit]")
+    admin.wait_for_url(f"{demo.url}/admin/")
+
+
+def test_the_page_code_posts_after_a_login_in_another_tab(
+    browser: Browser, demo: LiveServer
+) -> None:
+    context = browser.new_context()
+    try:
+        room, production, chat = (context.new_page() for _ in range(3))
+        room.goto(f"{demo.url}/examples/room/rotation/")
+        expect(room.locator("#room")).to_have_attribute("data-sse-state", "open")
+        production.goto(f"{demo.url}/examples/production/")
+        expect(production.locator("#stream")).to_have_attribute("data-sse-state", "open")
+        chat.goto(f"{demo.url}/examples/chat/")
+        log_in_in_another_tab(context, demo)
+
+        room.fill("#post [name=name]", "Ada")
+        room.fill("#post [name=text]", "still here")
+        room.click("#post button")
+        expect(room.locator("#messages li")).to_have_text(["Ada: still here"])
+        production.click("#drop button")
+        expect(production.locator("#drop-result")).to_have_text("dropped by the server")
+        chat.click("#ask")
+        expect(chat.locator("#text")).to_contain_text("not from a language model")
+        expect(chat.locator("#failure")).to_have_text("")
+    finally:
+        context.close()
+
+
+def test_a_room_post_it_refuses_says_why(page: Page, demo: LiveServer) -> None:
+    page.goto(f"{demo.url}/examples/room/refusals/")
+    page.fill("#post [name=name]", "Ada")
+    page.fill("#post [name=text]", "   ")
+    page.click("#post button")
+    expect(page.locator("#post-result")).to_have_text("text: This field is required.")
+    expect(page.locator("#messages li")).to_have_count(0)
 
 
 # Page code run before the task starts: after each progress event, what the page's own
@@ -151,3 +200,19 @@ def test_example_6_htmx_chat_streams_the_answer_as_text(page: Page, demo: LiveSe
     answer = page.text_content("#answer") or ""
     assert "local text source" in answer
     assert 'beginning "What is htmx?"' in answer
+
+
+@NEEDS_HTMX
+def test_example_6_htmx_chat_posts_after_a_login_in_another_tab(
+    browser: Browser, demo: LiveServer
+) -> None:
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"{demo.url}/examples/htmx/")
+        log_in_in_another_tab(context, demo)
+        page.click("#ask button")
+        expect(page.locator("#answer")).to_contain_text("not from a language model")
+        expect(page.locator("#answer")).not_to_contain_text("Forbidden")
+    finally:
+        context.close()

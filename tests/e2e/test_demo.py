@@ -85,3 +85,89 @@ async def test_a_room_whose_name_makes_no_channel_is_not_found() -> None:
     assert found.status_code == 200
     assert f"/examples/room/{longest}/stream/" in found.text
     assert [response.status_code for response in missing] == [404, 404, 404]
+
+
+async def test_a_room_post_the_room_cannot_take_is_a_400_that_says_why() -> None:
+    database = Path(tempfile.mkdtemp()) / "demo.sqlite3"
+    server = demo_runserver(database)
+    try:
+        with server:
+            async with httpx.AsyncClient(base_url=server.url) as client:
+                await client.get("/examples/room/lobby/")
+                csrf = {"X-CSRFToken": client.cookies["csrftoken"], "Referer": server.url}
+                posts = [
+                    {"name": "Ada", "text": "a\x00b"},  # history cannot store a NUL
+                    {"name": "  ", "text": "hi"},
+                    {"name": "Ada", "text": "x" * 501},
+                ]
+                refused = [
+                    await client.post("/examples/room/lobby/post/", data=post, headers=csrf)
+                    for post in posts
+                ]
+                accepted = await client.post(
+                    "/examples/room/lobby/post/", data={"name": " Ada ", "text": "hi"}, headers=csrf
+                )
+            async with RawStream(
+                f"{server.url}/examples/room/lobby/stream/",
+                headers={"Last-Event-ID": "room.lobby:0"},
+            ) as stream:
+                sent = await stream.next_events()
+    finally:
+        database.unlink(missing_ok=True)
+    assert [response.status_code for response in refused] == [400, 400, 400]
+    errors = [response.json()["error"] for response in refused]
+    assert errors[0] == "text: Null characters are not allowed."
+    assert errors[1] == "name: This field is required."
+    assert errors[2] == "text: Ensure this value has at most 500 characters (it has 501)."
+    assert accepted.status_code == 200
+    # Only the accepted post reached the room, with the spaces around the name stripped.
+    assert [event.data for event in sent] == ["<li><b>Ada</b>: hi</li>"]
+
+
+async def test_example_4_refuses_an_interval_it_cannot_use_before_streaming() -> None:
+    database = Path(tempfile.mkdtemp()) / "demo.sqlite3"
+    server = demo_runserver(database)
+    stream_url = "/examples/production/stream/"
+    refused: list[tuple[int, bytes]] = []
+    try:
+        with server:
+            async with httpx.AsyncClient(base_url=server.url) as client:
+                for value in ("9" * 5000, "0", "31", "abc", "²"):
+                    # Streamed: a value taken for a good one would start an endless stream.
+                    params = {"interval": value}
+                    async with client.stream("GET", stream_url, params=params) as response:
+                        body = await response.aread() if response.status_code == 400 else b""
+                        refused.append((response.status_code, body))
+            async with RawStream(f"{server.url}{stream_url}?interval=2") as stream:
+                first = await stream.next_events()
+    finally:
+        database.unlink(missing_ok=True)
+    message = b'{"error": "interval takes a whole number of seconds from 1 to 30."}'
+    assert refused == [(400, message)] * 5
+    assert first[0].json()["n"] == 0
+
+
+async def test_example_2_names_its_answer_streams_in_the_metrics() -> None:
+    database = Path(tempfile.mkdtemp()) / "demo.sqlite3"
+    server = demo_runserver(database)
+    try:
+        with server:
+            server.create_user("operator", "demo-pass-1", superuser=True)
+            async with httpx.AsyncClient(base_url=server.url) as client:
+                await client.get("/examples/chat/")
+                csrf = {"X-CSRFToken": client.cookies["csrftoken"], "Referer": server.url}
+                started = await client.post(
+                    "/examples/chat/answer/", data={"prompt": "Hi"}, headers=csrf
+                )
+            async with RawStream(server.url + started.json()["stream_url"]) as stream:
+                await stream.next_events()
+            async with httpx.AsyncClient(
+                base_url=server.url, cookies=server.log_in("operator", "demo-pass-1")
+            ) as staff:
+                scraped = await staff.get("/metrics")
+    finally:
+        database.unlink(missing_ok=True)
+    assert started.status_code == 201
+    # Not the name of a private class of the library: the URL pattern's own.
+    sent = parse(scraped.text)
+    assert total(sent, "django_sse_events_sent_total", view="chat:answer-stream") >= 1

@@ -34,5 +34,6 @@ def page(request: HttpRequest) -> HttpResponse:
 
 urlpatterns = [
     path("", page, name="page"),
-    path("answer/", include(AnswerView.urls())),
+    # Named, so that the stream logs and the metrics list its streams as "chat:answer-stream".
+    path("answer/", include(AnswerView.urls(name="answer"))),
 ]

@@ -15,7 +15,7 @@ import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import render
 from django.urls import path, reverse
 from django.utils import timezone
@@ -42,6 +42,7 @@ MAX_DROP_SIGNALS = 1000
 # ?interval=N (seconds between events) exists so that heartbeats can be seen: at one
 # event a second the stream is never idle long enough for one.
 MAX_INTERVAL = 30
+_SECONDS = re.compile(r"[0-9]{1,2}")
 
 
 class ProductionStream(SSEView):
@@ -57,10 +58,20 @@ class ProductionStream(SSEView):
     max_duration = 600
 
     client_id = ""
+    interval = 1.0
+
+    async def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        # Checked before the stream starts, so that a bad value gets a 400 that says why:
+        # once the response has begun, an error could only end it with an "error" event.
+        interval = _interval(request.GET.get("interval", "1"))
+        if interval is None:
+            message = f"interval takes a whole number of seconds from 1 to {MAX_INTERVAL}."
+            return JsonResponse({"error": message}, status=400)
+        self.interval = interval
+        return await super().get(request, *args, **kwargs)
 
     async def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         self.client_id = request.GET.get("client", "")
-        interval = _interval(request.GET.get("interval", ""))
         first = _resume_after(self.last_event_id)
         drop = asyncio.Event()
         _register(self.client_id, drop)
@@ -71,7 +82,7 @@ class ProductionStream(SSEView):
                 yield Event(data={"n": n, "time": timezone.now().isoformat()}, id=str(n))
                 # Wait for the next tick, or less if the page asks to drop the connection.
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(drop.wait(), timeout=interval)
+                    await asyncio.wait_for(drop.wait(), timeout=self.interval)
                 if drop.is_set():
                     logger.info("client %s: dropped by the server after id %d", self.client_id, n)
                     return
@@ -86,11 +97,13 @@ class ProductionStream(SSEView):
         logger.info("client %s: stream closed, outcome %s", self.client_id or "-", reason)
 
 
-def _interval(value: str) -> float:
-    """Seconds between events: 1 unless ?interval= asks for up to MAX_INTERVAL."""
-    if value.isascii() and value.isdigit():
-        return float(min(max(int(value), 1), MAX_INTERVAL))
-    return 1.0
+def _interval(value: str) -> float | None:
+    """The seconds between events that ?interval= asks for, or None for anything but a
+    whole number from 1 to MAX_INTERVAL. The length is checked first: int() raises for
+    a number of more than 4300 digits."""
+    if _SECONDS.fullmatch(value) and 1 <= int(value) <= MAX_INTERVAL:
+        return float(value)
+    return None
 
 
 def _resume_after(last_event_id: str | None) -> int:

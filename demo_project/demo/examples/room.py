@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from django import forms
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import path, register_converter, reverse
@@ -53,23 +54,28 @@ class RoomStream(ChannelView):
         return [room_channel(kwargs["room"]), FEED]
 
 
+class MessageForm(forms.Form):
+    """What a post may hold. Each field strips the spaces around its value and refuses a
+    NUL character, which history could not store: publish() would raise (a 500)."""
+
+    name = forms.CharField(max_length=MAX_NAME)
+    text = forms.CharField(max_length=MAX_TEXT)
+
+
 class PostMessage(View):
     """POST name and text: publish them to the room, to every tab in every process."""
 
     http_method_names = ["post"]
 
     async def post(self, request: HttpRequest, room: str) -> JsonResponse:
-        name = request.POST.get("name", "").strip()
-        text = request.POST.get("text", "").strip()
-        if not name or not text:
-            return JsonResponse({"error": "Both a name and a message are needed."}, status=400)
-        if len(name) > MAX_NAME or len(text) > MAX_TEXT:
-            return JsonResponse(
-                {"error": f"Names take up to {MAX_NAME} characters, messages {MAX_TEXT}."},
-                status=400,
-            )
+        form = MessageForm(request.POST)
+        if not form.is_valid():
+            errors = form.errors.items()
+            problems = [f"{field}: {' '.join(map(str, messages))}" for field, messages in errors]
+            return JsonResponse({"error": " ".join(problems)}, status=400)
         # The server renders (and escapes) the fragment; the page appends it as HTML.
-        fragment = format_html("<li><b>{}</b>: {}</li>", name, text)
+        message = form.cleaned_data
+        fragment = format_html("<li><b>{}</b>: {}</li>", message["name"], message["text"])
         event_id = await apublish(room_channel(room), str(fragment), event="chat")
         return JsonResponse({"id": event_id})
 
