@@ -19,6 +19,7 @@ from django.db.models import QuerySet
 from django.db.utils import OperationalError
 from django.utils import timezone
 
+from django_sse.llm.models import Generation
 from django_sse.models import StreamLog
 
 pytestmark = pytest.mark.django_db
@@ -41,6 +42,25 @@ def log(
         server=server,
     )
     return row
+
+
+def answer(hours_ago: float, server: str, ended: bool = False) -> Generation:
+    now = timezone.now()
+    row: Generation = Generation.objects.create(
+        id=f"g{Generation.objects.count()}",
+        server=server,
+        started_at=now - timedelta(hours=hours_ago),
+        ended_at=now if ended else None,
+        outcome="completed" if ended else "running",
+    )
+    return row
+
+
+def outcomes(*rows: Generation) -> list[tuple[str, bool]]:
+    """Each row's outcome as the database has it now, and whether it has ended."""
+    for row in rows:
+        row.refresh_from_db()
+    return [(row.outcome, row.ended_at is not None) for row in rows]
 
 
 def run(*args: str) -> str:
@@ -124,6 +144,31 @@ def test_all_marks_every_open_row() -> None:
     assert {row.outcome for row in StreamLog.objects.filter(pk__in=[r.pk for r in rows])} == {
         "shutdown"
     }
+
+
+def test_answers_left_running_by_dead_processes_on_this_host_become_errors() -> None:
+    """A running answer counts against its user's limit of answers at once: one whose
+    process died would refuse them until it is LLM_GENERATION_TIMEOUT seconds old."""
+    host = socket.gethostname()
+    dead = answer(0, server=f"{host}:{dead_pid()}")
+    alive = answer(0, server=f"{host}:{os.getppid()}")
+    elsewhere = answer(0, server="other-host:1")
+    finished = answer(0, server=f"{host}:{dead_pid()}", ended=True)
+    assert "Marked 1 answers left running as error" in run("sse_close_stale_logs")
+    assert outcomes(dead, alive, elsewhere, finished) == [
+        ("error", True),
+        ("running", False),
+        ("running", False),
+        ("completed", True),
+    ]
+
+
+def test_older_than_and_all_reach_answers_on_other_hosts() -> None:
+    old, young = answer(30, server="other-host:1"), answer(0, server="other-host:1")
+    run("sse_close_stale_logs", "--older-than", "24")
+    assert outcomes(old, young) == [("error", True), ("running", False)]
+    run("sse_close_stale_logs", "--all")
+    assert outcomes(young) == [("error", True)]
 
 
 @pytest.fixture
