@@ -121,6 +121,18 @@ def test_example_2_is_not_started_until_asked(page: Page, offline_demo: LiveServ
     assert state == '"not started"'
 
 
+def test_example_2_shows_the_status_of_a_refusal_that_is_not_json(
+    page: Page, offline_demo: LiveServer
+) -> None:
+    page.route(
+        "**/examples/chat/answer/",
+        lambda route: route.fulfill(status=502, content_type="text/html", body="<h1>502</h1>"),
+    )
+    page.goto(f"{offline_demo.url}/examples/chat/")
+    ask(page, "What is SSE?")
+    expect(page.locator("#failure")).to_have_text("failed (502)")
+
+
 def test_example_2_asking_again_stops_the_answer_still_being_written(
     page: Page, slow_model_demo: LiveServer, upstream: Upstream
 ) -> None:

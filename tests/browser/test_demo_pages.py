@@ -121,6 +121,32 @@ def test_a_room_post_it_refuses_says_why(page: Page, demo: LiveServer) -> None:
     expect(page.locator("#messages li")).to_have_count(0)
 
 
+def answer_posts_with_a_proxy_error(page: Page) -> None:
+    """A proxy in front of the demo answers the pages' POSTs with its own HTML page."""
+    page.route(
+        re.compile(r".*/(post|drop)/$"),
+        lambda route: (
+            route.fulfill(status=502, content_type="text/html", body="<h1>502 Bad Gateway</h1>")
+            if route.request.method == "POST"
+            else route.fallback()
+        ),
+    )
+
+
+def test_a_refusal_that_is_not_the_demos_json_shows_its_status(
+    page: Page, demo: LiveServer
+) -> None:
+    answer_posts_with_a_proxy_error(page)
+    page.goto(f"{demo.url}/examples/room/proxied/")
+    page.fill("#post [name=name]", "Ada")
+    page.fill("#post [name=text]", "hello")
+    page.click("#post button")
+    expect(page.locator("#post-result")).to_have_text("failed (502)")
+    page.goto(f"{demo.url}/examples/production/")
+    page.click("#drop button")
+    expect(page.locator("#drop-result")).to_have_text("failed (502)")
+
+
 # Page code run before the task starts: after each progress event, what the page's own
 # handler left in the bar (document listeners run after the form's), and the event's ETA.
 RECORD_PROGRESS = """() => {
