@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -147,12 +148,32 @@ def _or_none(rule: _Rule) -> _Rule:
     return (lambda value: value is None or accepts(value)), f"None or {description}"
 
 
-_SECONDS: _Rule = (lambda v: _number(v, 0, zero=False), "a number of seconds above 0")
-_SECONDS_OR_ZERO: _Rule = (lambda v: _number(v, 0, zero=True), "a number of seconds, 0 or more")
+# About 31 years: more than any of these waits needs, and a value that a date less it
+# and a thread's timeout can hold. A larger one (sys.maxsize for "forever") failed
+# later: OverflowError in each sse_prune_history (BROADCAST_HISTORY_AGE), each
+# resumable answer's POST (LLM_GENERATION_TIMEOUT), the metrics' flush thread.
+MAX_SECONDS = 1e9
+
+_SECONDS: _Rule = (
+    lambda v: _number(v, 0, zero=False) and v <= MAX_SECONDS,
+    "a number of seconds above 0, at most 1e9",
+)
+_SECONDS_OR_ZERO: _Rule = (
+    lambda v: _number(v, 0, zero=True) and v <= MAX_SECONDS,
+    "a number of seconds from 0 to 1e9",
+)
 _COUNT: _Rule = (lambda v: _whole(v, 0), "a whole number, 0 or more")
 _SIZE: _Rule = (lambda v: _whole(v, 1), "a whole number, 1 or more")
 _FLAG: _Rule = (lambda v: isinstance(v, bool), "True or False")
 _TEXT: _Rule = (lambda v: isinstance(v, str) and v != "", "a non-empty string")
+# A header's name as a proxy sends it. Not a request.META key: "HTTP_X_FORWARDED_FOR"
+# names a header nobody sends (the proxy's address is used instead), and "REMOTE_ADDR"
+# the header Remote-Addr, which any client can send to claim any address.
+_HEADER: _Rule = (
+    lambda v: isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9]+(-[A-Za-z0-9]+)*", v) is not None,
+    'the name of a request header, letters, digits and hyphens (e.g. "X-Forwarded-For"), '
+    'not a request.META key (such as "HTTP_X_FORWARDED_FOR")',
+)
 _TEXTS: _Rule = (
     lambda v: isinstance(v, (list, tuple)) and all(isinstance(i, str) and i.strip() for i in v),
     "a list or tuple of non-empty strings",
@@ -163,7 +184,7 @@ _RULES: dict[str, _Rule] = {
     "RETRY": _or_none(_COUNT),
     "MAX_DURATION": _or_none(_SECONDS_OR_ZERO),
     "LOG_STREAMS": _FLAG,
-    "CLIENT_ADDRESS_HEADER": _or_none(_TEXT),
+    "CLIENT_ADDRESS_HEADER": _or_none(_HEADER),
     "REDACTED_NAMES": _TEXTS,
     "IDLE_REQUEST_THREADS": _COUNT,
     "HANDLE_SIGNALS": _FLAG,
@@ -212,6 +233,7 @@ _RULES: dict[str, _Rule] = {
 # once: a bad value fails the first stream as it starts, not one that has run for an
 # hour as it closes.
 _checked: tuple[dict[str, Any], int] | None = None
+_UNSET: dict[str, Any] = {}
 
 
 def get(name: str) -> Any:
@@ -244,7 +266,11 @@ def problems() -> list[tuple[str | None, str]]:
 
 
 def _configured() -> dict[str, Any]:
-    configured = getattr(django_settings, "DJANGO_SSE", None) or {}
+    configured = getattr(django_settings, "DJANGO_SSE", None)
+    if configured is None:
+        # The same dict each time, which get() then checks only once.
+        return _UNSET
+    # Only None means unset: an empty list or string is no dict either.
     if not isinstance(configured, dict):
         raise ImproperlyConfigured("settings.DJANGO_SSE must be a dict")
     return configured
@@ -254,8 +280,9 @@ def _unknown(configured: dict[str, Any]) -> str | None:
     unknown = set(configured) - set(DEFAULTS)
     if not unknown:
         return None
+    # repr: a key may be anything hashable (a constant's value, a tuple), not only a str.
     return (
-        f"Unknown key(s) in settings.DJANGO_SSE: {', '.join(sorted(unknown))}. "
+        f"Unknown key(s) in settings.DJANGO_SSE: {', '.join(sorted(map(repr, unknown)))}. "
         f"Known keys: {', '.join(DEFAULTS)}"
     )
 

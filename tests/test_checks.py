@@ -55,6 +55,20 @@ def test_unknown_settings_keys_are_an_error_at_startup() -> None:
     assert "KEEPALIVE" in message.msg
 
 
+@pytest.mark.parametrize(
+    ("configured", "named"),
+    [({1: 5}, "1"), ({"KEEPALIVE": 1, ("KEEP_ALIVE",): 5}, "'KEEPALIVE', ('KEEP_ALIVE',)")],
+)
+def test_keys_that_are_not_names_are_an_error_not_a_crash(
+    configured: dict[object, int], named: str
+) -> None:
+    """``DJANGO_SSE = {KEEP_ALIVE: 5}``, with KEEP_ALIVE a constant of the project's."""
+    with override_settings(DJANGO_SSE=configured, MIDDLEWARE=[]):
+        (message,) = check_deployment()
+    assert message.id == "django_sse.E001"
+    assert f"Unknown key(s) in settings.DJANGO_SSE: {named}. Known keys: " in message.msg
+
+
 def test_django_42_needs_the_disconnect_watching_entry_point(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

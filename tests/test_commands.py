@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import connection, models
 from django.db.migrations.executor import MigrationExecutor
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Value
+from django.db.models.functions import Concat
 from django.db.utils import OperationalError
 from django.utils import timezone
 
@@ -78,6 +79,41 @@ def test_prune_deletes_old_ended_rows_in_batches() -> None:
     assert not StreamLog.objects.filter(pk__in=[row.pk for row in old]).exists()
 
 
+def multiply(row: models.Model, doublings: int) -> None:
+    """Copies ``row`` until its table holds 2 ** ``doublings`` rows like it: by the
+    hundred thousand in a second, where saving each would take minutes. A key that is
+    not the database's own gets a letter more with each copy."""
+    model, quote = type(row), connection.ops.quote_name
+    auto = isinstance(model._meta.pk, models.AutoField)
+    fields = [field for field in model._meta.concrete_fields if not (auto and field.primary_key)]
+    columns = ", ".join(quote(str(field.column)) for field in fields)
+    with connection.cursor() as cursor:
+        for letter in "abcdefghijklmnopqrstuvwxyz"[:doublings]:
+            copies = (
+                model._default_manager.annotate(copied_pk=Concat("pk", Value(letter)))
+                .order_by()
+                .values_list(*("copied_pk" if f.primary_key else f.attname for f in fields))
+            )
+            select, params = copies.query.sql_with_params()
+            table = quote(model._meta.db_table)
+            cursor.execute(f"INSERT INTO {table} ({columns}) {select}", params)
+
+
+# 2 ** 18 rows: more than a query may carry parameters on SQLite (32,766; 250,000 as
+# Debian builds it) and with psycopg 3's server-side binding (65,535).
+MANY = 18
+
+
+def test_prune_deletes_a_batch_larger_than_a_query_may_carry() -> None:
+    """--batch-size is the operator's choice: a batch must not become one parameter
+    per row."""
+    multiply(log(40), MANY)
+    kept = log(1)
+    out = run("sse_prune_logs", "--days", "30", "--batch-size", str(2**MANY))
+    assert f"Deleted {2**MANY} stream logs" in out
+    assert list(StreamLog.objects.values_list("pk", flat=True)) == [kept.pk]
+
+
 def test_prune_dry_run_only_counts() -> None:
     log(40)
     log(40)
@@ -127,6 +163,18 @@ def test_stale_rows_of_dead_processes_on_this_host_become_shutdown() -> None:
     assert dead.duration is not None
     assert "no longer running" in dead.error
     assert (alive.outcome, elsewhere.outcome, finished.outcome) == ("open", "open", "completed")
+
+
+def test_closes_more_stale_rows_than_a_query_may_carry() -> None:
+    """A host whose processes held 20,000 streams each and were killed at once."""
+    dead = f"{socket.gethostname()}:{dead_pid()}"
+    multiply(log(0, outcome="open", server=dead), MANY)
+    multiply(answer(0, server=dead), MANY)
+    out = run("sse_close_stale_logs")
+    assert f"Marked {2**MANY} stale stream logs" in out
+    assert f"Marked {2**MANY} answers left running" in out
+    assert not StreamLog.objects.filter(outcome="open").exists()
+    assert not Generation.objects.filter(ended_at=None).exists()
 
 
 def test_older_than_reaches_other_hosts() -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+import sys
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -9,8 +10,9 @@ from django.test import override_settings
 from django_sse import conf
 
 
-def test_defaults() -> None:
-    with override_settings(DJANGO_SSE={}):
+@pytest.mark.parametrize("configured", [{}, None])
+def test_defaults(configured: dict[str, object] | None) -> None:
+    with override_settings(DJANGO_SSE=configured):
         assert conf.get("KEEP_ALIVE") == 15.0
         assert conf.get("RETRY") is None
 
@@ -28,9 +30,10 @@ def test_unknown_keys_are_named() -> None:
         conf.get("KEEP_ALIVE")
 
 
-def test_not_a_dict() -> None:
+@pytest.mark.parametrize("configured", [["x"], [], "", 0, False])
+def test_not_a_dict(configured: object) -> None:
     with (
-        override_settings(DJANGO_SSE=["x"]),
+        override_settings(DJANGO_SSE=configured),
         pytest.raises(ImproperlyConfigured, match="must be a dict"),
     ):
         conf.get("KEEP_ALIVE")
@@ -60,6 +63,8 @@ BAD_VALUES = [
     ("HANDLE_SIGNALS", "no"),
     ("CLIENT_ADDRESS_HEADER", 5),
     ("CLIENT_ADDRESS_HEADER", ""),
+    ("CLIENT_ADDRESS_HEADER", "X-Forwarded-For:"),
+    ("CLIENT_ADDRESS_HEADER", "X-Forwarded-For "),
     ("REDACTED_NAMES", "token"),
     ("IDLE_REQUEST_THREADS", True),
     ("CLEANUP_TIMEOUT", "x"),
@@ -67,6 +72,12 @@ BAD_VALUES = [
     ("CLEANUP_TIMEOUT", 0),
     ("CLEANUP_TIMEOUT", -1),
     ("CLEANUP_TIMEOUT", float("inf")),
+    # Finite, and still too large for a date less it or a thread's timeout.
+    ("CLEANUP_TIMEOUT", 1e300),
+    ("KEEP_ALIVE", 1e10),
+    ("BROADCAST_HISTORY_AGE", sys.maxsize),
+    ("LLM_GENERATION_TIMEOUT", 1e12),
+    ("METRICS_FLUSH_INTERVAL", 1e300),
     ("METRICS", "false"),
     ("METRICS", 0),
     ("METRICS_FLUSH_INTERVAL", -1),
@@ -116,8 +127,13 @@ def test_a_value_a_setting_cannot_have_is_named_on_first_use(name: str, value: o
     [
         ("KEEP_ALIVE", 0),
         ("KEEP_ALIVE", 2.5),
+        ("BROADCAST_HISTORY_AGE", 1e9),
+        ("LLM_GENERATION_TIMEOUT", 10**9),
         ("MAX_DURATION", 0),
         ("RETRY", 0),
+        ("CLIENT_ADDRESS_HEADER", "X-Forwarded-For"),
+        ("CLIENT_ADDRESS_HEADER", "x-real-ip"),
+        ("CLIENT_ADDRESS_HEADER", "Forwarded"),
         ("METRICS", False),
         ("METRICS_ADDRESSES", ["10.0.0.0/8", "::1"]),
         ("REDACTED_NAMES", ["tenant"]),
@@ -141,3 +157,16 @@ def test_every_problem_is_named_at_once() -> None:
         conf.get("RETRY")
     assert "'KEEP_ALIVE'" in str(error.value)
     assert "'LLM_MAX_MESSAGES'" in str(error.value)
+
+
+@pytest.mark.parametrize("key", ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR", "HTTP_X_REAL_IP"])
+def test_a_client_address_header_given_as_its_meta_key_is_refused(key: str) -> None:
+    """Django's own SECURE_PROXY_SSL_HEADER takes the request.META key; this setting
+    takes the header's name. Given a key, it named a header nobody sends, and every
+    client had the proxy's address, one address that METRICS_ADDRESSES may trust and
+    the per-address limits count all clients under; or, for "REMOTE_ADDR", the header
+    Remote-Addr, with which any client could claim any address."""
+    with override_settings(DJANGO_SSE={"CLIENT_ADDRESS_HEADER": key}):
+        ((name, problem),) = conf.problems()
+    assert name == "CLIENT_ADDRESS_HEADER"
+    assert 'not a request.META key (such as "HTTP_X_FORWARDED_FOR")' in problem

@@ -81,3 +81,41 @@ def test_a_publish_url_that_does_not_parse_is_a_command_error() -> None:
 def test_a_port_or_message_rate_pushpin_cannot_use_is_refused(args: list[str], named: str) -> None:
     with pytest.raises(CommandError, match=named):
         printed(*args)
+
+
+@override_settings(DJANGO_SSE={"PUSHPIN": PUSHPIN})
+def test_a_relative_dir_is_written_as_the_folder_it_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pushpin reads the paths in its configuration from the configuration's folder:
+    "pushpin/routes" there is pushpin/pushpin/routes, and Pushpin, without routes,
+    never reaches Django."""
+    monkeypatch.chdir(tmp_path)
+    lines = printed("--dir=pushpin").splitlines()
+    assert f"routesfile={tmp_path / 'pushpin' / 'routes'}" in lines
+    assert f"rundir={tmp_path / 'pushpin' / 'run'}" in lines
+    assert f"logdir={tmp_path / 'pushpin' / 'log'}" in lines
+
+
+@override_settings(DJANGO_SSE={"PUSHPIN": PUSHPIN})
+@pytest.mark.parametrize("name", ["a-file", "a-file/below"])
+def test_a_dir_that_cannot_be_written_to_is_named(
+    tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def execv(*args: object) -> None:
+        raise AssertionError("Pushpin started")
+
+    # Found or not on this machine, and never run.
+    monkeypatch.setattr("shutil.which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr("os.execv", execv)
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(CommandError, match=r"--dir '.*a-file.*' cannot be written to"):
+        call_command("sse_pushpin", f"--dir={tmp_path / name}", "--port=7100")
+
+
+@override_settings(DJANGO_SSE={"PUSHPIN": PUSHPIN})
+@pytest.mark.parametrize("value", ["/tmp/x\n[proxy]", " "])
+def test_a_dir_with_a_line_break_is_refused(value: str) -> None:
+    """Written into pushpin.conf, where a line break starts a setting."""
+    with pytest.raises(CommandError, match="--dir"):
+        printed(f"--dir={value}")

@@ -290,6 +290,8 @@ class TestPublishCommand:
             (["news", "[1e999]", "--json"], "not JSON compliant"),
             (["news", "NaN", "--json"], "not JSON compliant"),
             (["news", "x", "--event", "reset"], "reserved"),
+            # Past the parser's recursion limit: a RecursionError's traceback before.
+            (["news", "[" * 100_000 + "]" * 100_000, "--json"], "nested too deeply"),
         ],
     )
     def test_errors_are_command_errors(self, args: list[str], message: str) -> None:

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db.models import F, QuerySet
+from django.db.models import F, Q
 from django.utils import timezone
 
 from django_sse.llm.models import Generation, GenerationOutcome
@@ -68,35 +68,44 @@ class Command(BaseCommand):
 
     def _close(self, all: bool, cutoff: datetime | None) -> None:
         now = timezone.now()
-        stale = _stale(StreamLog.objects.filter(outcome=OPEN), all, cutoff)
-        count = StreamLog.objects.filter(pk__in=stale, outcome=OPEN).update(
+        picked = _picked(all, cutoff)
+        # One UPDATE each, with the options as its condition rather than the rows' keys:
+        # a host whose processes died with 20,000 streams each has more rows than a query
+        # may carry parameters (32,766 on SQLite, 65,535 with psycopg 3's server-side
+        # binding).
+        count = StreamLog.objects.filter(picked, outcome=OPEN).update(
             outcome="shutdown", ended_at=now, duration=now - F("started_at"), error=RECOVERED
         )
         self.stdout.write(f"Marked {count} stale stream logs as shutdown.")
-        running = _stale(Generation.objects.filter(ended_at=None), all, cutoff)
-        ended = Generation.objects.filter(pk__in=running, ended_at=None).update(
+        ended = Generation.objects.filter(picked, ended_at=None).update(
             outcome=GenerationOutcome.ERROR.value, ended_at=now
         )
         self.stdout.write(f"Marked {ended} answers left running as error.")
 
 
-def _stale(rows: QuerySet[Any], all: bool, cutoff: datetime | None) -> set[Any]:
-    """The keys of ``rows`` that the options pick: every one, or those of dead processes
-    on this host and, with a cutoff, those that started before it on any host."""
+def _picked(all: bool, cutoff: datetime | None) -> Q:
+    """The rows, open or not, that the options pick: every one, or those of dead
+    processes on this host and, with a cutoff, those that started before it on any
+    host. StreamLog and Generation share the fields this reads."""
     if all:
-        return set(rows.values_list("pk", flat=True))
-    stale = set(_dead_on_this_host(rows))
+        return Q()
+    picked = Q(server__in=_dead_on_this_host())
     if cutoff is not None:
-        stale.update(rows.filter(started_at__lt=cutoff).values_list("pk", flat=True))
-    return stale
+        picked |= Q(started_at__lt=cutoff)
+    return picked
 
 
-def _dead_on_this_host(rows: QuerySet[Any]) -> list[Any]:
+def _dead_on_this_host() -> set[str]:
+    """The ``server`` (host:pid) of each process on this host that has open rows and is
+    no longer running."""
     prefix = f"{socket.gethostname()}:"
-    servers = rows.filter(server__startswith=prefix).values_list("server", flat=True)
-    dead = []
-    for server in set(servers):
+    servers: set[str] = set()
+    for rows in (StreamLog.objects.filter(outcome=OPEN), Generation.objects.filter(ended_at=None)):
+        found = rows.filter(server__startswith=prefix).order_by().values_list("server", flat=True)
+        servers.update(found.distinct())
+    dead = set()
+    for server in servers:
         pid = server[len(prefix) :]
         if pid.isdigit() and int(pid) != os.getpid() and not _is_running(int(pid)):
-            dead.append(server)
-    return list(rows.filter(server__in=dead).values_list("pk", flat=True))
+            dead.add(server)
+    return dead

@@ -23,7 +23,12 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--batch-size", type=int, default=PRUNE_BATCH)
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=PRUNE_BATCH,
+            help=f"Delete at most this many events per DELETE ({PRUNE_BATCH}).",
+        )
 
     def handle(self, *args: Any, batch_size: int, **options: Any) -> None:
         if batch_size < 1:

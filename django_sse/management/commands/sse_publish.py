@@ -35,6 +35,9 @@ class Command(BaseCommand):
                 value = json.loads(data)
             except ValueError as error:
                 raise CommandError(f"DATA is not valid JSON: {error}") from error
+            except RecursionError:
+                # Python's parser recurses once per level of arrays and objects.
+                raise CommandError("DATA is nested too deeply to be parsed as JSON") from None
         try:
             with migrated(BroadcastChannel):
                 seq = publish(channel, value, event=event)

@@ -67,7 +67,13 @@ class Command(BaseCommand):
         publish_port = urlsplit(pushpin.publish_urls[0]).port
         if publish_port is None:
             raise CommandError("DJANGO_SSE['PUSHPIN']['PUBLISH_URL'] needs a port.")
+        if options["dir"] is not None and not (
+            options["dir"].strip() and options["dir"].isprintable()
+        ):
+            raise CommandError(f"--dir must be a folder's path, not {options['dir']!r}")
+        # Absolute: Pushpin reads the paths in pushpin.conf from the folder it is in.
         directory = Path(options["dir"] or tempfile.mkdtemp(prefix="django-sse-pushpin-"))
+        directory = directory.absolute()
         rate = options["message_rate"]
         try:
             sections = _pushpin_config.config_sections(
@@ -88,10 +94,13 @@ class Command(BaseCommand):
         binary = shutil.which("pushpin")
         if binary is None:
             raise CommandError("pushpin is not installed (Debian: apt-get install pushpin).")
-        for folder in ("run", "log"):
-            (directory / folder).mkdir(parents=True, exist_ok=True)
-        (directory / "routes").write_text(origins)
-        (directory / "pushpin.conf").write_text(config)
+        try:
+            for folder in ("run", "log"):
+                (directory / folder).mkdir(parents=True, exist_ok=True)
+            (directory / "routes").write_text(origins)
+            (directory / "pushpin.conf").write_text(config)
+        except OSError as error:
+            raise CommandError(f"--dir {str(directory)!r} cannot be written to: {error}") from error
         self.stdout.write(
             f"Pushpin on port {options['port']}, publishing at {pushpin.publish_urls[0]}; "
             f"configuration and logs in {directory}",
