@@ -45,8 +45,9 @@ MARKER = "***"
 
 # Credential schemes a sensitive name's value may start with: "Authorization: Bearer x".
 _SCHEMES = r"(?:bearer|basic|digest|token)\s+\S+"
-# The userinfo of a URL (postgres://app:pw@db, https://ghp_token@github.com).
-_USERINFO = r"(?P<userinfo>(?<=://)[^/?#\s@]+@)"
+# The userinfo of a URL (postgres://app:pw@db, https://ghp_token@github.com), up to the
+# authority's last "@", as urllib.parse reads it: a password may hold a raw "@".
+_USERINFO = r"(?P<userinfo>(?<=://)[^/?#\s]+@)"
 # A bearer credential anywhere, and anything shaped like a JWT (base64url of '{"').
 _BEARER = r"(?P<scheme>(?<![\w-])bearer)\s+\S+"
 _JWT = r"(?P<jwt>(?<![\w-])eyJ[\w-]*\.[\w-]+\.[\w-]*)"

@@ -50,9 +50,30 @@ def _lines(text: str) -> list[str]:
 def _dump_json(value: Any) -> str:
     # allow_nan=False: NaN and Infinity are not JSON, and a browser's JSON.parse refuses
     # the event; better a ValueError where the value was given.
-    return json.dumps(
-        value, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    try:
+        return json.dumps(
+            value, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    except (TypeError, ValueError) as error:
+        raise type(error)(
+            f"Event.data must be a str or JSON-serializable by DjangoJSONEncoder: {error}"
+        ) from error
+
+
+def _text(name: str, value: str) -> str:
+    """``value`` as the plain str it holds, for the field ``name``.
+
+    A str subclass is sent as its value, not as its ``__format__`` would have it (Python
+    3.12+ formats a ``(str, Enum)`` member as ``Class.NAME``). Text that UTF-8 cannot
+    carry (a lone surrogate) is refused here, naming the field, not when it is sent.
+    """
+    text = str.__str__(value)
+    if not text.isascii():  # ASCII is always UTF-8
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            raise ValueError(f"Event.{name} must not contain a lone surrogate: {value!r}") from None
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,17 +100,26 @@ class Event:
                 raise TypeError(f"Event.event must be a str, not {type(self.event).__name__}")
             if "\r" in self.event or "\n" in self.event:
                 raise ValueError(f"Event.event must not contain CR or LF: {self.event!r}")
+            if type(self.event) is not str or not self.event.isascii():
+                object.__setattr__(self, "event", _text("event", self.event))
         if self.id is not None:
             if not isinstance(self.id, str):
                 raise TypeError(f"Event.id must be a str, not {type(self.id).__name__}")
             if "\r" in self.id or "\n" in self.id or "\0" in self.id:
                 raise ValueError(f"Event.id must not contain CR, LF or NUL: {self.id!r}")
-        if self.retry is not None and (
-            isinstance(self.retry, bool) or not isinstance(self.retry, int) or self.retry < 0
-        ):
-            raise ValueError(f"Event.retry must be a non-negative int, not {self.retry!r}")
-        if self.comment is not None and not isinstance(self.comment, str):
-            raise TypeError(f"Event.comment must be a str, not {type(self.comment).__name__}")
+            if type(self.id) is not str or not self.id.isascii():
+                object.__setattr__(self, "id", _text("id", self.id))
+        if self.retry is not None:
+            if isinstance(self.retry, bool) or not isinstance(self.retry, int) or self.retry < 0:
+                raise ValueError(f"Event.retry must be a non-negative int, not {self.retry!r}")
+            if type(self.retry) is not int:
+                # An int subclass (an (int, Enum) member) is sent as its number.
+                object.__setattr__(self, "retry", int(self.retry))
+        if self.comment is not None:
+            if not isinstance(self.comment, str):
+                raise TypeError(f"Event.comment must be a str, not {type(self.comment).__name__}")
+            if type(self.comment) is not str or not self.comment.isascii():
+                object.__setattr__(self, "comment", _text("comment", self.comment))
 
     def encode(self) -> bytes:
         if self._wire is None:
@@ -106,6 +136,7 @@ class Event:
             parts.append(f"event: {self.event}\n")
         if self.data is not None:
             text = self.data if isinstance(self.data, str) else _dump_json(self.data)
+            # The lines are plain str even when ``data`` is a subclass: sent as its value.
             parts.extend(f"data: {line}\n" for line in _lines(text))
         if self.id is not None:
             parts.append(f"id: {self.id}\n")
@@ -113,7 +144,14 @@ class Event:
             parts.append(f"retry: {self.retry}\n")
         if len(parts) > fields:
             parts.append("\n")
-        return "".join(parts).encode()
+        wire = "".join(parts)
+        try:
+            return wire.encode()
+        except UnicodeEncodeError as error:
+            # The other fields were checked when the Event was made: it is the data's.
+            raise UnicodeEncodeError(
+                error.encoding, wire, error.start, error.end, f"{error.reason} in Event.data"
+            ) from None
 
 
 # The id of FINISHED: a client that reconnects with it as Last-Event-ID is answered 204.
@@ -134,7 +172,11 @@ def encode(item: Any) -> bytes:
     """Encode one item a stream yields: an Event, a str or JSON-able data, or raw bytes."""
     if isinstance(item, str):
         if "\n" not in item and "\r" not in item:
-            return f"data: {item}\n\n".encode()
+            # Concatenated, not formatted: a str subclass is sent as its value.
+            try:
+                return ("data: " + item + "\n\n").encode()
+            except UnicodeEncodeError:
+                pass  # Event's error names the field
         return Event(data=item).encode()
     if isinstance(item, Event):
         return item.encode()

@@ -61,9 +61,15 @@ class SSEResponse(StreamingHttpResponse):
                 f"SSEResponse needs an async iterable (e.g. an async generator), "
                 f"not {type(source).__name__}"
             )
-        keep_alive = float(conf.get("KEEP_ALIVE") if keep_alive is None else keep_alive)
+        keep_alive = float(
+            conf.get("KEEP_ALIVE") if keep_alive is None else _seconds("keep_alive", keep_alive)
+        )
         retry = conf.get("RETRY") if retry is None else retry
-        max_duration = conf.get("MAX_DURATION") if max_duration is None else max_duration
+        max_duration = (
+            conf.get("MAX_DURATION")
+            if max_duration is None
+            else _seconds("max_duration", max_duration)
+        )
         self.stats = StreamStats()
         self._life = Lifecycle(
             # The iterator, not the iterable: it is what the engine runs, and closes.
@@ -172,6 +178,15 @@ class _Run:
     async def aclose(self) -> None:
         if self._run is not None:
             await self._run.aclose()  # type: ignore[attr-defined]
+
+
+def _seconds(option: str, value: Any) -> float:
+    """A ``keep_alive`` or ``max_duration`` given to the response (conf checks the
+    settings'), refused now: once the headers are out, a string or a NaN would fail the
+    stream with a traceback, and a negative time would end it at once."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(f"{option} must be a number of seconds, 0 or more, not {value!r}")
+    return value
 
 
 async def _nothing() -> AsyncIterator[bytes]:

@@ -4,8 +4,9 @@ response: permissions, Last-Event-ID, and the stream log."""
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -66,6 +67,18 @@ class SSEView(View):
     def as_view(cls, **initkwargs: Any) -> Callable[..., HttpResponseBase]:
         _allow(initkwargs.get("stream_limit_per_user"), initkwargs.get("stream_limit_per_address"))
         return super().as_view(**initkwargs)
+
+    # A coroutine function, so that Django's decorators applied with
+    # method_decorator(..., name="dispatch") take their async path: their sync one reads
+    # request.user (a database query) on the event loop, and returns a redirect where
+    # Django awaits a coroutine.
+    async def dispatch(  # type: ignore[override]
+        self, request: HttpRequest, *args: Any, **kwargs: Any
+    ) -> HttpResponseBase:
+        # Whatever django-stubs says, every handler of an async view is a coroutine
+        # function: Django wraps its 405 and OPTIONS answers in one.
+        response: Awaitable[HttpResponseBase] = super().dispatch(request, *args, **kwargs)  # type: ignore[assignment]
+        return await response
 
     async def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         """Yield Events, str data, JSON-able data or bytes. Subclasses override this."""
@@ -135,7 +148,13 @@ class SSEView(View):
             if self.raise_exception:
                 raise PermissionDenied("Authentication required")
             return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
-        if not await self.has_permission(request):
+        allowed = self.has_permission(request)
+        if not inspect.isawaitable(allowed):
+            raise TypeError(
+                f"{type(self).__name__}.has_permission() must be async def "
+                f"(it returned {type(allowed).__name__}, not an awaitable)"
+            )
+        if not await allowed:
             raise PermissionDenied("You may not subscribe to this stream")
         return None
 
@@ -198,7 +217,9 @@ def last_event_id(request: HttpRequest) -> str | None:
         value = _from_utf8(value)
     elif request.META.get("QUERY_STRING") != "":
         value = request.GET.get("lastEventId")
-    if value is None or len(value.encode()) > MAX_LAST_EVENT_ID:
+    # An id with NUL is one no event can have (Event refuses it) and EventSource never
+    # sends (the spec's parser ignores it); only a hand-made query carries one.
+    if value is None or "\0" in value or len(value.encode()) > MAX_LAST_EVENT_ID:
         return None
     return value
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import decimal
+import enum
 import itertools
 import re
 import uuid
@@ -182,11 +183,12 @@ class TestEncodeData:
         assert parse(encoder(text)) == [MessageEvent(data=text)]
 
     @pytest.mark.parametrize("encoder", DATA_ENCODERS)
+    @pytest.mark.parametrize("data", ["a\ud800b", "a\ud800\nb", {"k": "\udc00"}])
     def test_lone_surrogate_is_refused_not_sent_as_invalid_utf8(
-        self, encoder: Callable[[Any], bytes]
+        self, encoder: Callable[[Any], bytes], data: Any
     ) -> None:
-        with pytest.raises(UnicodeEncodeError):
-            encoder("a\ud800b")
+        with pytest.raises(UnicodeEncodeError, match=r"in Event\.data$"):
+            encoder(data)
 
 
 class TestEncodeJson:
@@ -245,9 +247,21 @@ class TestEncodeJson:
         assert event.json() == {"id": 7, "tags": ["a", "b"]}
 
     @pytest.mark.parametrize("encoder", DATA_ENCODERS)
-    def test_unserializable_data_raises(self, encoder: Callable[[Any], bytes]) -> None:
-        with pytest.raises(TypeError):
-            encoder(object())
+    @pytest.mark.parametrize(
+        ("data", "error"),
+        [
+            (object(), TypeError),
+            ({"raw": b"bytes"}, TypeError),
+            ({"tags": {"a"}}, TypeError),
+            ({(1, 2): "tuple key"}, TypeError),
+            ([float("nan")], ValueError),
+        ],
+    )
+    def test_unserializable_data_raises_naming_the_field(
+        self, encoder: Callable[[Any], bytes], data: Any, error: type[Exception]
+    ) -> None:
+        with pytest.raises(error, match=r"^Event\.data must be a str or JSON-serializable"):
+            encoder(data)
 
 
 # ---------------------------------------------------------------------------
@@ -307,6 +321,32 @@ class TestEncodeFields:
         fields: dict[str, Any] = {name: 1}
         with pytest.raises(TypeError, match=rf"Event\.{name} must"):
             Event(data="x", **fields)
+
+    @pytest.mark.parametrize("name", ["event", "id", "comment"])
+    def test_text_fields_refuse_lone_surrogates_when_made(self, name: str) -> None:
+        fields: dict[str, Any] = {name: "a\ud800b"}
+        with pytest.raises(ValueError, match=rf"^Event\.{name} must not contain a lone surrogate"):
+            Event(data="x", **fields)
+
+    def test_enum_members_are_sent_as_their_values(self) -> None:
+        class Kind(str, enum.Enum):
+            TICK = "tick"
+
+            # What Python 3.12+ formats any (str, Enum) member as.
+            def __str__(self) -> str:
+                return f"{type(self).__name__}.{self.name}"
+
+        class Delay(int, enum.Enum):
+            SLOW = 5000
+
+        event = Event(
+            data=Kind.TICK, event=Kind.TICK, id=Kind.TICK, retry=Delay.SLOW, comment=Kind.TICK
+        )
+        assert event.encode() == b": tick\nevent: tick\ndata: tick\nid: tick\nretry: 5000\n\n"
+        assert encode(Kind.TICK) == b"data: tick\n\n"
+        assert parse(event.encode()) == [
+            MessageEvent(data="tick", event="tick", id="tick", retry=5000)
+        ]
 
     def test_event_is_immutable_so_validation_cannot_be_bypassed(self) -> None:
         event = Event(data="x", id="1")

@@ -140,6 +140,7 @@ def test_each_name_is_hidden_in_an_error_message(name: str, message: str, stored
         ),
         (f"h=Bearer%20{S}", "h=Bearer%20***"),
         (f"db=postgres%3A%2F%2Fapp%3A{S}%40db%2Fx", "db=postgres://***@db/x"),
+        (f"db=postgres%3A%2F%2Fapp%3Ap%40{S}%40db%2Fx", "db=postgres://***@db/x"),
     ],
 )
 def test_query_strings_that_try_to_slip_through(query: str, stored: str) -> None:
@@ -156,6 +157,7 @@ def test_query_strings_that_try_to_slip_through(query: str, stored: str) -> None
         ("/s;token=/x", "/s;token=/x"),
         ("/token/x/", "/token/x/"),
         (f"/proxy/https://app:{S}@db/x", "/proxy/https://***@db/x"),
+        (f"/proxy/https://app:p@{S}@db/x", "/proxy/https://***@db/x"),
         (f"/s/Bearer {S}", "/s/Bearer ***"),
         ("/s/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl/x", "/s/***/x"),
         ("/feeds/42/items;page=2/", "/feeds/42/items;page=2/"),
@@ -183,6 +185,13 @@ def test_paths_that_try_to_slip_through(path: str, stored: str) -> None:
         (f"postgres://app:{S}@db/x down", "postgres://***@db/x down"),
         (f"clone https://{S}@github.com/o/r failed", "clone https://***@github.com/o/r failed"),
         (f"dsn=postgres://app:{S}@db/x", "dsn=postgres://***@db/x"),
+        # A password with a raw "@", which urllib.parse and database drivers accept.
+        (f"postgres://app:p@{S}@db/x down", "postgres://***@db/x down"),
+        (f"redis://:{S}@@cache:6379/0 refused", "redis://***@cache:6379/0 refused"),
+        (
+            "see https://example.com/x or mail admin@example.com",
+            "see https://example.com/x or mail admin@example.com",
+        ),
         # A URL as request.get_full_path() quotes it: ";" and "=" in the path encoded.
         (f"refused /feed%3Bsessionid%3D{S}/x", "refused /feed%3Bsessionid%3D***"),
         (f"go to https%3A%2F%2Fa%2Fcb%3Fcode%3D{S}", "go to https%3A%2F%2Fa%2Fcb%3Fcode%3D***"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import decimal
 import threading
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -131,6 +132,15 @@ async def test_retry_is_sent_first() -> None:
 def test_invalid_retry_is_rejected_up_front() -> None:
     with pytest.raises(ValueError, match="retry"):
         sse_response(items(), retry=-5)
+
+
+@pytest.mark.parametrize("option", ["keep_alive", "max_duration"])
+@pytest.mark.parametrize("value", ["3600", -1, float("nan"), True, decimal.Decimal("5")])
+def test_invalid_times_are_rejected_up_front(option: str, value: Any) -> None:
+    """A string from an environment variable failed the stream after its headers; a
+    negative max_duration ended it at once, as a timeout."""
+    with pytest.raises(ValueError, match=rf"^{option} must be a number of seconds"):
+        sse_response(items(), **{option: value})
 
 
 def test_a_sync_iterable_is_rejected_with_a_clear_error() -> None:

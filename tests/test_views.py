@@ -5,17 +5,24 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import django
 import pytest
 from asgiref.sync import sync_to_async
+from django.contrib import admin
+from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import login_required, permission_required, user_passes_test
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
-from django.test import AsyncClient, AsyncRequestFactory, Client
+from django.test import AsyncClient, AsyncRequestFactory, Client, override_settings
+from django.urls import path
+from django.utils.decorators import method_decorator
 
 from django_sse import SSEView
 from django_sse.protocol import MAX_LAST_EVENT_ID
 from django_sse.response import WSGI_REFUSAL, SSEResponse
 from tests.sse import collect
+from tests.views import CounterView
 
 pytestmark = pytest.mark.django_db
 
@@ -68,6 +75,9 @@ async def test_function_view_with_sse_response() -> None:
         # Latin-1 bytes that are not UTF-8 (what fetch() sends for "été") stay as sent.
         ({"Last-Event-ID": "\xe9t\xe9"}, {}, "\xe9t\xe9"),
         ({}, {"lastEventId": "café-日"}, "café-日"),
+        # An id no event can have, which only a hand-made query carries (servers refuse
+        # NUL in a header).
+        ({}, {"lastEventId": "7\x00; DROP"}, None),
     ],
 )
 async def test_last_event_id(headers: dict[str, str], query: dict[str, str], expected: Any) -> None:
@@ -167,3 +177,78 @@ def test_the_sync_test_client_is_wsgi_and_gets_the_refusal(caplog: Any) -> None:
     assert response.status_code == 500
     assert response.content.decode() == WSGI_REFUSAL
     assert "ASGI server" in caplog.text
+
+
+async def test_a_sync_has_permission_is_named_not_awaited() -> None:
+    class Forgot(CounterView):
+        def has_permission(self, request: HttpRequest) -> bool:  # type: ignore[override]
+            return False
+
+    with pytest.raises(TypeError, match=r"Forgot\.has_permission\(\) must be async def"):
+        await call(Forgot, AsyncRequestFactory().get("/"))
+
+
+# Django's own access decorators, applied to SSEView the way Django documents for
+# class-based views; they have async paths from Django 5.1.
+DECORATORS = {
+    "login_required": login_required,
+    "permission_required": permission_required("auth.view_user", raise_exception=True),
+    "user_passes_test": user_passes_test(lambda user: user.is_staff),
+    "staff_member_required": staff_member_required,
+}
+
+
+def guarded(decorator: Any) -> Any:
+    """CounterView with ``decorator`` on its dispatch(), as Django documents for class-based
+    views; a subclass, since method_decorator() decorates the class it is given."""
+
+    class Guarded(CounterView):
+        pass
+
+    return method_decorator(decorator, "dispatch")(Guarded).as_view()
+
+
+# The admin's URLs for staff_member_required's login page.
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    *(path(f"{name}/", guarded(decorator)) for name, decorator in DECORATORS.items()),
+    path("login_required_as_view/", login_required(CounterView.as_view())),
+]
+
+
+@pytest.mark.skipif(django.VERSION < (5, 1), reason="Django's decorators are async from 5.1")
+@pytest.mark.django_db(transaction=True)
+@override_settings(ROOT_URLCONF=__name__)
+@pytest.mark.parametrize(
+    ("decorator", "who", "status"),
+    [
+        ("login_required", "anonymous", 302),
+        ("login_required", "user", 200),
+        ("login_required_as_view", "anonymous", 302),
+        ("login_required_as_view", "user", 200),
+        ("permission_required", "anonymous", 403),
+        ("permission_required", "user", 403),
+        ("permission_required", "staff", 200),
+        ("user_passes_test", "anonymous", 302),
+        ("user_passes_test", "user", 302),
+        ("user_passes_test", "staff", 200),
+        ("staff_member_required", "anonymous", 302),
+        ("staff_member_required", "user", 302),
+        ("staff_member_required", "staff", 200),
+    ],
+)
+async def test_djangos_decorators_on_dispatch_guard_a_stream(
+    decorator: str, who: str, status: int, django_user_model: Any
+) -> None:
+    client = AsyncClient()
+    if who != "anonymous":
+        user = await django_user_model.objects.acreate(
+            username=who, is_staff=who == "staff", is_superuser=who == "staff"
+        )
+        await sync_to_async(client.force_login)(user)
+    response = await client.get(f"/{decorator}/")
+    assert response.status_code == status
+    assert response.streaming is (status == 200)
+    if status == 200:
+        _, events = await collect(response.streaming_content)  # type: ignore[attr-defined]
+        assert len(events) == 3

@@ -133,6 +133,28 @@ def test_example_2_shows_the_status_of_a_refusal_that_is_not_json(
     expect(page.locator("#failure")).to_have_text("failed (502)")
 
 
+def test_example_2_asks_once_for_a_double_click(
+    page: Page, slow_model_demo: LiveServer, upstream: Upstream
+) -> None:
+    """A second Ask while the first is being sent would find no answer to stop yet."""
+    asked: list[str] = []
+    page.on(
+        "request",
+        lambda request: asked.append(request.url) if request.method == "POST" else None,
+    )
+    page.goto(f"{slow_model_demo.url}/examples/chat/")
+    ask(page, "Question 0")
+    expect(page.locator("#text")).to_contain_text("t1 ")
+    page.fill("#prompt", "Question 1")
+    page.dblclick("#ask")
+    expect(page.locator("#text")).to_contain_text("t1 ")
+    page.click("#stop")
+    wait_closed(page, "answer")
+    expect(page.locator("#done")).to_have_text(re.compile(r"^Finished \(stopped\)"))
+    starts = [url for url in asked if url.endswith("/examples/chat/answer/")]
+    assert len(starts) == 2
+
+
 def test_example_2_asking_again_stops_the_answer_still_being_written(
     page: Page, slow_model_demo: LiveServer, upstream: Upstream
 ) -> None:
