@@ -85,7 +85,11 @@ def multiply(row: models.Model, doublings: int) -> None:
     not the database's own gets a letter more with each copy."""
     model, quote = type(row), connection.ops.quote_name
     auto = isinstance(model._meta.pk, models.AutoField)
-    fields = [field for field in model._meta.concrete_fields if not (auto and field.primary_key)]
+    # The copied key last: Django 4.2 selects annotations after the fields whatever
+    # order values_list() names them in, and the INSERT's columns must match.
+    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
+    if not auto:
+        fields.append(model._meta.pk)
     columns = ", ".join(quote(str(field.column)) for field in fields)
     with connection.cursor() as cursor:
         for letter in "abcdefghijklmnopqrstuvwxyz"[:doublings]:
