@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 import httpx
 
+from django_sse.client._options import SourceOptions, check_url
 from django_sse.client._policy import SSEConnectionError, SSEResponseError
 from django_sse.client._redirects import SSERedirectError
 from django_sse.client._sync import connect
@@ -50,10 +51,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         name, colon, value = header.partition(":")
         if not colon or not name.strip():
             parser.error(f"--header takes 'Name: value', not {header!r}")
-        if not header.isascii():
-            # HTTP has no agreed encoding for other text in a header.
-            parser.error(f"--header takes ASCII only, not {header!r}")
         headers[name.strip()] = value.strip()
+    options = {
+        "headers": headers,
+        "last_event_id": args.last_event_id,
+        "max_retries": args.max_retries,
+        "reconnect": not args.no_reconnect,
+    }
+    try:
+        SourceOptions(**options)  # as connect() checks them, to fail as a usage error
+    except (TypeError, ValueError) as exc:
+        parser.error(str(exc))
     # An output in a legacy code page (a Windows console or file, a Latin-1 locale)
     # cannot carry every character an event may hold: printing one raised in the middle
     # of the stream. JSON lines escape them instead, and text shows them as escapes.
@@ -61,13 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(errors="backslashreplace")
     try:
-        with connect(
-            args.url,
-            headers=headers,
-            last_event_id=args.last_event_id,
-            max_retries=args.max_retries,
-            reconnect=not args.no_reconnect,
-        ) as source:
+        with connect(args.url, **options) as source:
             for count, event in enumerate(source, start=1):
                 print(_format(event, as_json=args.json, as_ascii=as_ascii), flush=True)
                 if count == args.limit:
@@ -86,20 +88,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _http_url(text: str) -> str:
+    """The URL, checked as ``connect()`` checks it, to fail as a usage error: a request
+    to it would fail at once, or reach another port."""
     try:
         url = httpx.URL(text)
-        # Reading the host decodes its IDNA labels ("xn--" is none); then what the socket
-        # layer does with it before connecting: an empty label ("a..b") or one over 63
-        # characters raises UnicodeError there, past every check.
-        host = url.host
-        url.raw_host.decode("ascii").encode("idna")
-    except (httpx.InvalidURL, UnicodeError) as exc:  # idna's errors are UnicodeErrors
+    except httpx.InvalidURL as exc:
         raise argparse.ArgumentTypeError(f"not a URL: {text!r} ({exc})") from None
-    if url.scheme not in ("http", "https") or not host:
-        raise argparse.ArgumentTypeError(f"not an http:// or https:// URL: {text!r}")
-    if url.port is not None and not 0 < url.port < 65536:
-        # httpx takes any number, and the resolver wraps it: 99999 would reach port 34463.
-        raise argparse.ArgumentTypeError(f"not a URL: {text!r} (no port {url.port})")
+    try:
+        check_url(url)
+    except httpx.UnsupportedProtocol:
+        raise argparse.ArgumentTypeError(f"not an http:// or https:// URL: {text!r}") from None
+    except httpx.InvalidURL as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None  # it names the URL and why
     return text
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from django_sse.client._options import SourceOptions
+from django_sse.client._options import SourceOptions, check_client
 from django_sse.client._redirects import Hop, unreadable_location
 from django_sse.client._source import ERROR_BODY_BYTES, StreamState
 from django_sse.protocol import MessageEvent
@@ -136,6 +136,7 @@ async def aconnect(
     ``httpx.AsyncClient`` to send through (it is left open).
     """
     settings = SourceOptions(**options)
+    check_client(client, httpx.AsyncClient)
     http = client if client is not None else httpx.AsyncClient()
     try:
         source = AsyncEventSource(url, settings, http)  # checks the URL

@@ -112,10 +112,8 @@ def _check_location(url: httpx.URL, chain: list[httpx.Request]) -> None:
     """Refuse a hop no request can be sent to, as Fetch refuses one that is not HTTP(S):
     a host no resolver takes, a port past 65535 (it wrapped), another scheme."""
     try:
-        if url.scheme not in _DEFAULT_PORTS:
-            raise httpx.InvalidURL(f"{url} is not http:// or https://")
         check_url(url)
-    except httpx.InvalidURL as exc:
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
         urls = [str(request.url) for request in chain]
         raise SSERedirectError(
             f"Redirect to a Location that cannot be asked ({exc})", urls

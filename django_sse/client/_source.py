@@ -147,9 +147,9 @@ class StreamState(Generic[ClientT, WakeT]):
 
     def _dropped(self) -> bool:
         """Whether restart() or close() came during this connection: an answer that
-        arrives afterwards is not read (the sync client has no read to cut while it
-        waits for the headers; the async one cuts the send, unless the answer came
-        first), and a read they cut ends the connection as they asked, not in error."""
+        arrives afterwards is not read (both clients leave a send that waits for the
+        headers, unless the answer came first), and a read they cut ends the connection
+        as they asked, not in error."""
         return self._restarting or self._closed
 
     @contextlib.contextmanager

@@ -156,6 +156,45 @@ async def test_a_call_from_another_task_cuts_a_wait_for_the_response_headers(
         assert server.connections == 1
 
 
+@pytest.mark.parametrize("call", ["close", "shutdown", "restart"])
+async def test_a_call_from_another_thread_cuts_a_wait_for_the_response_headers(
+    server: ScriptedServer, call: str
+) -> None:
+    # The sync client waited for the headers until read_timeout: it had no response to
+    # cut yet, whatever another thread asked of it meanwhile.
+    asked = Gate()
+    server.play(
+        Reply(None, body=(Signal(asked), Hold(timeout=SILENCE))),
+        event_stream(b"retry: 1\ndata: b\n\n"),
+        no_content(),
+    )
+    seen: list[str] = []
+    with connect(server.url(), read_timeout=SILENCE) as source:
+
+        def iterate() -> None:
+            seen.extend(event.data for event in source)
+
+        iteration = asyncio.ensure_future(asyncio.to_thread(iterate))
+        await asked.wait()
+        await asyncio.to_thread(getattr(source, call))
+        await asyncio.wait_for(iteration, BOUND)
+    # The connection made for that request is shut down too: its send ends at once.
+    sends = [thread for thread in threading.enumerate() if thread.name == "sse-send"]
+
+    def join_sends() -> None:
+        for thread in sends:
+            thread.join(BOUND)
+
+    await asyncio.to_thread(join_sends)
+    assert not any(thread.is_alive() for thread in sends)
+    if call == "restart":
+        assert seen == ["b"]
+        assert server.connections == 3
+    else:
+        assert seen == []
+        assert server.connections == 1
+
+
 # ---------------------------------------------------------------------------
 # While a read waits for a silent server (sync: closing a response does not wake it)
 # ---------------------------------------------------------------------------
