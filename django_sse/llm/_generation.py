@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import aclosing
 
 from asgiref.sync import async_to_sync
@@ -35,7 +36,7 @@ from django_sse.broadcast._layer import get_layer
 from django_sse.broadcast._publish import publish_event
 from django_sse.llm import _records
 from django_sse.llm._formats import NativeFormat
-from django_sse.llm._mend import mended
+from django_sse.llm._mend import answer_from
 from django_sse.llm._provider import Provider
 from django_sse.llm._types import Message, ProviderError
 from django_sse.llm._watch import AnswerWatch
@@ -176,8 +177,8 @@ class RunningGeneration:
             self._failed = True
             raise
         except Exception:
-            self._failed = True
             logger.exception("Publishing generation %s failed", self.id)
+            await self._undeliverable()
         finally:
             watchdog.cancel()
             if self._producer is not None:
@@ -215,11 +216,34 @@ class RunningGeneration:
             outcome = GenerationOutcome.ERROR if self._failed else GenerationOutcome.COMPLETED
         await _history.in_worker(_records.finish, self.id, outcome)
 
+    async def _undeliverable(self) -> None:
+        """End an answer whose next event could not be published (its history's database
+        failed): its followers would wait for an end that never comes, and the model
+        would go on writing what nobody can read. So the model is stopped, the row
+        records the failure, and the followers get an ``error`` event, if history takes
+        one now."""
+        self._ended = self._failed = self._recorded = True
+        if self._producer is not None:
+            self._producer.cancel()
+        record = functools.partial(_records.finish, overrule=True)
+        await self._attempt(_history.in_worker(record, self.id, GenerationOutcome.ERROR))
+        [failure] = self._format.error(_failed("The answer failed on the server."))
+        await self._attempt(
+            publish_event(self.channel, failure.data, event=failure.event, answer=True)
+        )
+
+    async def _attempt(self, step: Awaitable[object]) -> None:
+        """A step of ending a failed answer: one that fails too must not skip the next."""
+        try:
+            await step
+        except Exception:
+            logger.exception("Ending generation %s, which could not be published, failed", self.id)
+
     async def _produce(self) -> None:
         answer = self._format
         watch = AnswerWatch(self._provider.model, time.monotonic())
         try:
-            chunks = mended(self._provider.stream(self._messages, max_tokens=self._max_tokens))
+            chunks = answer_from(self._provider, self._messages, max_tokens=self._max_tokens)
             async with aclosing(chunks):
                 async for chunk in chunks:
                     watch.see(chunk)

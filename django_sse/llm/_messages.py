@@ -3,9 +3,11 @@
 Accepted bodies:
 
 - JSON ``{"messages": [{"role": ..., "content": ...}, ...]}``, where content is a
-  string or OpenAI's list of ``{"type": "text", "text": ...}`` parts;
+  string or OpenAI's list of ``{"type": "text", "text": ...}`` parts (and, in an
+  assistant's message, ``{"type": "refusal", "refusal": ...}``);
 - JSON from the Vercel AI SDK's ``useChat``: messages with ``parts`` instead of
-  ``content`` (only their text parts are read);
+  ``content``, of which the text parts are read, and the SDK's record of how an answer
+  was made (steps, reasoning, tool calls, sources, data) is left out;
 - JSON ``{"prompt": "..."}``, or a form with a ``prompt`` field: one user message.
 
 A ``developer`` message, which OpenAI's newer SDKs send where older ones sent
@@ -14,13 +16,15 @@ A ``developer`` message, which OpenAI's newer SDKs send where older ones sent
 provider gets ``system``, the role that every OpenAI-compatible server knows.
 
 Everything else is an ``InvalidChat`` naming what is wrong, which the view answers
-with a 400. The limits come from the ``LLM_MAX_*`` settings.
+with a 400. That includes a part the model would have to see that a provider, which
+takes text messages, cannot carry (an image, audio, a file): dropped, the model would
+answer a question it was never asked. The limits come from the ``LLM_MAX_*`` settings.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
@@ -110,34 +114,68 @@ def _message(item: Any, n: int, allow_system: bool) -> Message:
             "server, not sent by the client"
         )
     if "content" in item:
-        content = _content(item["content"], f"{where}.content")
+        content = _content(item["content"], f"{where}.content", role)
     elif "parts" in item:
-        content = _parts(item["parts"], f"{where}.parts")
+        content = _parts(item["parts"], f"{where}.parts", _ui_part)
     else:
         raise InvalidChat(f"{where} has no content")
     return Message(role=role, content=content)
 
 
-def _content(value: Any, where: str) -> str:
+# Reads a part's text, given the part and where it is; None for a part with nothing for
+# the model.
+_PartReader = Callable[[dict[str, Any], str], str | None]
+
+
+def _content(value: Any, where: str, role: Role) -> str:
     if isinstance(value, list):
-        return _parts(value, where)
+        return _parts(value, where, _assistant_part if role == "assistant" else _content_part)
     return _text(value, where)
 
 
-def _parts(value: Any, where: str) -> str:
-    """The text of a list of parts; the parts that are not text (files, tool calls,
-    reasoning...) are not sent to the model."""
+def _parts(value: Any, where: str, read: _PartReader) -> str:
+    """The text of a list of parts, each read by ``read``."""
     if not isinstance(value, list):
         raise InvalidChat(f"{where} must be a list of parts")
     texts = []
     for n, part in enumerate(value):
         if not isinstance(part, dict) or not isinstance(part.get("type"), str):
             raise InvalidChat(f"{where}[{n}] must be an object with a type")
-        if part["type"] == "text":
-            texts.append(_text(part.get("text"), f"{where}[{n}].text"))
+        text = read(part, f"{where}[{n}]")
+        if text is not None:
+            texts.append(text)
     if not texts:
         raise InvalidChat(f"{where} has no text part")
     return "".join(texts)
+
+
+def _content_part(part: dict[str, Any], where: str) -> str:
+    """An OpenAI content part, which must be text."""
+    if part["type"] != "text":
+        raise _not_text(part, where)
+    return _text(part.get("text"), f"{where}.text")
+
+
+def _assistant_part(part: dict[str, Any], where: str) -> str:
+    """An assistant's content part, which may be what it said when it declined to answer."""
+    if part["type"] == "refusal":
+        return _text(part.get("refusal"), f"{where}.refusal")
+    return _content_part(part, where)
+
+
+def _ui_part(part: dict[str, Any], where: str) -> str | None:
+    """A ``useChat`` part: its text; a file, which the model would not see, refused."""
+    if part["type"] == "text":
+        return _text(part.get("text"), f"{where}.text")
+    if part["type"] == "file":
+        raise _not_text(part, where)
+    return None
+
+
+def _not_text(part: dict[str, Any], where: str) -> InvalidChat:
+    return InvalidChat(
+        f"{where} has the type {part['type']!r}: only text parts can be sent to the model"
+    )
 
 
 def _text(value: Any, where: str) -> str:

@@ -172,9 +172,9 @@ class OpenAIProvider:
                 if not isinstance(chunk, dict):
                     raise TypeError(f"the type of a chunk is {type(chunk).__name__}, not object")
                 if chunk.get("usage"):
-                    usage = self._usage(chunk["usage"])
+                    usage = _usage(chunk["usage"])
                 for choice in chunk.get("choices") or ():
-                    if choice.get("index", 0) != 0:
+                    if _int(choice.get("index", 0), "a choice's index") != 0:
                         continue
                     delta = choice.get("delta") or {}
                     if content := delta.get("content"):
@@ -185,7 +185,7 @@ class OpenAIProvider:
                     for call in delta.get("tool_calls") or ():
                         yield _tool_call(call)
                     if choice.get("finish_reason"):
-                        reason = choice["finish_reason"]
+                        reason = _text(choice["finish_reason"], "a choice's finish_reason")
         except openai.APIError as error:
             raise _translate(error, answering=True) from error
         except _GARBLED as error:
@@ -203,18 +203,12 @@ class OpenAIProvider:
             raise ProviderError("upstream_error", _MESSAGES["upstream_error"])
         yield Finish(reason, usage)
 
-    def _usage(self, usage: dict[str, Any]) -> Usage:
-        """The counts a usage chunk has. Some OpenAI-compatible servers leave one out;
-        that leaves it unknown (None), and the answer, which is whole, stands."""
-        return Usage(self._count(usage, "prompt_tokens"), self._count(usage, "completion_tokens"))
 
-    def _count(self, usage: dict[str, Any], name: str) -> int | None:
-        count = usage.get(name)
-        if count is None or (type(count) is int and count >= 0):
-            return count
-        # Not a count: unknown too, rather than a number the stream log cannot store.
-        logger.warning("%s reported %s as %r, not a count of tokens", self.label, name, count)
-        return None
+def _usage(usage: dict[str, Any]) -> Usage:
+    """The counts a usage chunk has. Some OpenAI-compatible servers leave one out; that
+    leaves it unknown (None), and the answer, which is whole, stands. A count that is not
+    one is made unknown, with a warning, where every provider's usage is (see _mend.py)."""
+    return Usage(usage.get("prompt_tokens"), usage.get("completion_tokens"))
 
 
 def _text(value: object, what: str) -> str:
@@ -224,14 +218,20 @@ def _text(value: object, what: str) -> str:
     return value
 
 
+def _int(value: object, what: str) -> int:
+    """``value``, which a chunk must have as an integer (not a bool, nor "0"), or the
+    TypeError of a garbled one."""
+    if type(value) is not int:
+        raise TypeError(f"the type of {what} is {type(value).__name__}, not int")
+    return value
+
+
 def _tool_call(call: dict[str, Any]) -> ToolCallDelta:
     """A piece of a tool call, from a chunk's ``tool_calls``."""
-    index, function = call["index"], call.get("function") or {}
-    if not isinstance(index, int):
-        raise TypeError(f"the type of a tool call's index is {type(index).__name__}, not int")
+    function = call.get("function") or {}
     call_id, name = call.get("id"), function.get("name")
     return ToolCallDelta(
-        index=index,
+        index=_int(call["index"], "a tool call's index"),
         id=None if call_id is None else _text(call_id, "a tool call's id"),
         name=None if name is None else _text(name, "a tool call's name"),
         arguments=_text(function.get("arguments") or "", "a tool call's arguments"),

@@ -94,7 +94,10 @@ def owner_of(generation_id: str) -> tuple[bool, str | None]:
     return True, None if found[0] is None else str(found[0])
 
 
-def finish(generation_id: str, outcome: GenerationOutcome) -> None:
-    Generation.objects.filter(pk=generation_id, ended_at=None).update(
-        ended_at=datetime.now(timezone.utc), outcome=outcome.value
-    )
+def finish(generation_id: str, outcome: GenerationOutcome, *, overrule: bool = False) -> None:
+    """Record how the generation ended, unless it already is; with ``overrule``, over
+    what was recorded (an ending recorded before it was published, which then failed)."""
+    rows = Generation.objects.filter(pk=generation_id)
+    if not overrule:
+        rows = rows.filter(ended_at=None)
+    rows.update(ended_at=datetime.now(timezone.utc), outcome=outcome.value)

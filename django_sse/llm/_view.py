@@ -24,7 +24,7 @@ from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
 from django_sse.llm._formats import FORMATS, OutputFormat
 from django_sse.llm._head_start import HeadStart
-from django_sse.llm._mend import mended
+from django_sse.llm._mend import answer_from
 from django_sse.llm._messages import InvalidChat, read_body, read_chat
 from django_sse.llm._provider import Provider, get_provider
 from django_sse.llm._types import Chunk, Message, ProviderError
@@ -123,7 +123,7 @@ class ChatView(SSEView):
 
     def _ask(self) -> AsyncGenerator[Chunk, None]:
         """The provider's answer to the conversation, piece by piece."""
-        return mended(self._provider.stream(self.messages, max_tokens=self.max_tokens))
+        return answer_from(self._provider, self.messages, max_tokens=self.max_tokens)
 
     async def stream(self, request: HttpRequest, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         answer = self._format

@@ -15,7 +15,7 @@ from typing import Any, cast
 import httpx
 import openai
 import pytest
-from openai.types.chat import ChatCompletionMessageParam
+from openai.types.chat import ChatCompletionContentPartParam, ChatCompletionMessageParam
 
 from django_sse.protocol import EventParser
 from tests.llm.upstream import Upstream, recorded_text
@@ -70,6 +70,35 @@ def test_the_openai_sdks_developer_messages_reach_the_model_as_system_messages(
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Hello"},
     ]
+
+
+def test_the_openai_sdks_text_parts_reach_the_model_and_an_image_is_refused_by_name(
+    server: LiveServer, threaded_upstream: Upstream
+) -> None:
+    """Content as a list of parts, as the SDK's types (and many pages) send it: the text
+    goes to the model; an image it could not see is a 400 that names it, not dropped."""
+    first = len(threaded_upstream.requests)
+    question: list[ChatCompletionContentPartParam] = [
+        {"type": "text", "text": "What is "},
+        {"type": "text", "text": "SSE?"},
+    ]
+    stream = sdk(server, "answer").chat.completions.create(
+        model="anything", messages=[{"role": "user", "content": question}], stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    request = threaded_upstream.wait_request_sync(first)
+    assert request.body["messages"] == [{"role": "user", "content": "What is SSE?"}]
+    image: ChatCompletionContentPartParam = {
+        "type": "image_url",
+        "image_url": {"url": "https://example.com/cat.png"},
+    }
+    with pytest.raises(openai.BadRequestError, match=r"content\[1\] has the type 'image_url'"):
+        sdk(server, "answer").chat.completions.create(
+            model="anything",
+            messages=[{"role": "user", "content": [question[0], image]}],
+            stream=True,
+        )
+    assert len(threaded_upstream.requests) == first + 1
 
 
 def test_httpx_reads_the_openai_format_as_data_lines(server: LiveServer) -> None:

@@ -212,14 +212,16 @@ async def test_an_answer_nobody_follows_is_abandoned(upstream: Upstream) -> None
 
 
 async def test_an_answer_someone_follows_is_not_abandoned(upstream: Upstream) -> None:
-    # 40 tokens 20 ms apart: the answer outlives the abandon period several times over.
-    settings = {"LLM_GENERATION_ABANDON_AFTER": 0.2}
-    answer = await started(upstream, "slow-20-40", AsyncClient(), settings)
+    # 100 tokens 30 ms apart: the answer outlives the abandon period three times over. A
+    # period of a second, not less: the follower's first heartbeat must come within it,
+    # which on a busy machine took longer than 0.2 s.
+    settings = {"LLM_GENERATION_ABANDON_AFTER": 1.0}
+    answer = await started(upstream, "slow-30-100", AsyncClient(), settings)
     with override_settings(DJANGO_SSE={"LOG_STREAMS": True, **settings}):
         events = await (await Answer.follow(answer["stream_url"])).rest()
     assert events[-1].json()["finish_reason"] == "stop"
     assert "".join(json.loads(e.data).get("text", "") for e in events if e.event == "token") == (
-        "".join(f"t{i} " for i in range(40))
+        "".join(f"t{i} " for i in range(100))
     )
     assert (await record(answer["id"])).outcome == "completed"
 

@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 
-from django_sse.llm._mend import mended
-from django_sse.llm._types import Chunk, Finish, RefusalDelta, TextDelta, ToolCallDelta
+from django_sse.llm._mend import answer_from
+from django_sse.llm._types import Chunk, Finish, Message, RefusalDelta, TextDelta, ToolCallDelta
+
+
+class Replay:
+    """A provider whose answer is the generator it was given."""
+
+    model = "replay"
+    label = "a replayed answer"
+
+    def __init__(self, answer: AsyncGenerator[Chunk, None]) -> None:
+        self._answer = answer
+
+    def stream(
+        self, messages: Sequence[Message], *, max_tokens: int | None = None
+    ) -> AsyncGenerator[Chunk, None]:
+        return self._answer
+
+
+def mended(answer: AsyncGenerator[Chunk, None]) -> AsyncGenerator[Chunk, None]:
+    return answer_from(Replay(answer), [])
 
 
 async def pieces(*chunks: Chunk) -> AsyncGenerator[Chunk, None]:

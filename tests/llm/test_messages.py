@@ -110,7 +110,11 @@ def test_a_developer_message_is_a_system_message() -> None:
             {"messages": [{"role": "user", "parts": [{"type": "text", "text": "\udfff"}]}]},
             r"messages\[0\].parts\[0\].text contains a lone UTF-16 surrogate",
         ),
-        ({"messages": [{"role": "user", "parts": [{"type": "file"}]}]}, "no text part"),
+        (
+            {"messages": [{"role": "user", "parts": [{"type": "step-start"}]}]},
+            r"messages\[0\].parts has no text part",
+        ),
+        ({"messages": [{"role": "user", "content": []}]}, r"messages\[0\].content has no text"),
         ({"messages": [{"role": "user", "parts": ["x"]}]}, "must be an object with a type"),
         ({"messages": [{"role": "assistant", "content": "x"}]}, "last message must be the user's"),
         ({"messages": [{"role": "user", "content": "  "}]}, "last message is empty"),
@@ -120,6 +124,61 @@ def test_a_developer_message_is_a_system_message() -> None:
 def test_bad_conversations_are_named(body: Any, message: str) -> None:
     with pytest.raises(InvalidChat, match=message):
         chat(body)
+
+
+# What OpenAI's SDKs send for an image, audio or a file, next to the question's text.
+NOT_TEXT = [
+    {"type": "image_url", "image_url": {"url": "https://example.com/cat.png", "detail": "low"}},
+    {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
+    {"type": "file", "file": {"file_id": "file-abc123"}},
+]
+
+
+@pytest.mark.parametrize("part", NOT_TEXT, ids=lambda part: part["type"])
+def test_a_part_the_model_would_not_see_is_refused_by_its_type(part: dict[str, Any]) -> None:
+    """Dropped, it left the model answering "what is in this image?" without the image."""
+    question = [{"type": "text", "text": "What is in this?"}, part]
+    with pytest.raises(InvalidChat) as refused:
+        chat({"messages": [{"role": "user", "content": question}]})
+    assert str(refused.value) == (
+        f"messages[0].content[1] has the type {part['type']!r}: only text parts can be sent "
+        "to the model"
+    )
+
+
+def test_a_file_from_use_chat_is_refused_and_its_bookkeeping_left_out() -> None:
+    with pytest.raises(InvalidChat, match=r"messages\[0\].parts\[1\] has the type 'file'"):
+        chat({"messages": [{"role": "user", "parts": [
+            {"type": "text", "text": "Read this"},
+            {"type": "file", "mediaType": "application/pdf", "url": "data:application/pdf;base64,"},
+        ]}]})  # fmt: skip
+    answered = {"id": "m2", "role": "assistant", "parts": [
+        {"type": "step-start"},
+        {"type": "reasoning", "text": "The user greets me."},
+        {"type": "tool-weather", "toolCallId": "c1", "state": "output-available"},
+        {"type": "source-url", "sourceId": "s1", "url": "https://example.com"},
+        {"type": "text", "text": "Hello"},
+    ]}  # fmt: skip
+    hi, more = (
+        {"role": "user", "parts": [{"type": "text", "text": text}]} for text in ("Hi", "More")
+    )
+    body = {"messages": [hi, answered, more]}
+    assert [m["content"] for m in chat(body)] == ["Hi", "Hello", "More"]
+
+
+def test_an_assistants_refusal_part_is_what_it_said() -> None:
+    """OpenAI's assistant messages may carry the model's refusal as a part of its own."""
+    refused = {"role": "assistant", "content": [{"type": "refusal", "refusal": "I can't."}]}
+    body = {
+        "messages": [
+            {"role": "user", "content": "Hi"},
+            refused,
+            {"role": "user", "content": "Why?"},
+        ]
+    }
+    assert chat(body)[1] == {"role": "assistant", "content": "I can't."}
+    with pytest.raises(InvalidChat, match=r"messages\[0\].content\[0\] has the type 'refusal'"):
+        chat({"messages": [{"role": "user", "content": [{"type": "refusal", "refusal": "x"}]}]})
 
 
 def test_a_surrogate_pair_is_the_character_it_encodes() -> None:

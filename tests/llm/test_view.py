@@ -123,7 +123,18 @@ async def test_provider_failures_become_error_events(
 
 
 @pytest.mark.parametrize(
-    "what", ["not-json", "not-an-object", "not-utf-8", "content-not-text", "arguments-not-text"]
+    "what",
+    [
+        "not-json",
+        "not-an-object",
+        "not-utf-8",
+        "content-not-text",
+        "arguments-not-text",
+        # Its text was dropped as another choice's, without a word.
+        "index-not-a-number",
+        # Relayed as it was, to clients that read a string (the Vercel format raised on it).
+        "finish-reason-not-text",
+    ],
 )
 async def test_a_chunk_the_provider_garbled_is_blamed_on_the_provider(
     upstream: Upstream, http_client: str, what: str, caplog: pytest.LogCaptureFixture

@@ -43,8 +43,10 @@ Scenarios:
                          chunks cannot read, then the rest of a finished answer: <what> is
                          ``not-json`` (JSON cut off), ``not-an-object`` (a JSON list),
                          ``not-utf-8`` (a byte that is not UTF-8), ``content-not-text``
-                         (a delta whose content is a number) or ``arguments-not-text`` (a
-                         tool call whose arguments are an object, not a JSON string)
+                         (a delta whose content is a number), ``arguments-not-text`` (a
+                         tool call whose arguments are an object, not a JSON string),
+                         ``index-not-a-number`` (a choice whose index is the text "0") or
+                         ``finish-reason-not-text`` (a finish_reason that is an object)
 ``unauthorized``         401 ``invalid_api_key``
 ``rate-limited[-<s>]``   429 ``rate_limit_exceeded`` with ``retry-after: <s>`` (default "1";
                          the SDK honours fractions such as ``rate-limited-0.01``)
@@ -113,6 +115,8 @@ _UNREADABLE_DATA = {
     "content-not-text": b'{"choices":[{"index":0,"delta":{"content":3}}]}',
     "arguments-not-text": b'{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,'
     b'"id":"call_1","function":{"name":"get_weather","arguments":{"city":"Paris"}}}]}}]}',
+    "index-not-a-number": b'{"choices":[{"index":"0","delta":{"content":"t3 "}}]}',
+    "finish-reason-not-text": b'{"choices":[{"index":0,"delta":{},"finish_reason":{"why":1}}]}',
 }
 _ALPHANUMERIC = string.ascii_letters + string.digits
 
