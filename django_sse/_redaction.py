@@ -1,11 +1,14 @@
-"""Credentials hidden from the text a StreamLog row keeps: its path, query string and error.
+"""Credentials hidden from the text a StreamLog row keeps: its path, query string, error
+and user agent.
 
-EventSource cannot send headers, so clients put tokens in stream URLs, and exceptions
-quote URLs and settings. A parameter's value is replaced by ``***`` when its NAME
-contains one of the fragments below (case-insensitive: ``KEY`` hides ``api_key``,
-``X-Api-Key`` and ``monkey``, as Django's own SafeExceptionReporterFilter does), or
-one of the REDACTED_NAMES setting's. So are ``Bearer`` credentials, the userinfo of
-URLs (``scheme://user:password@``) and JWT-shaped strings, whatever their name.
+EventSource cannot send headers, so clients put tokens in stream URLs, exceptions quote
+URLs and settings, and some clients put their key in their User-Agent. A parameter's
+value is replaced by ``***`` when its NAME contains one of the fragments below
+(case-insensitive: ``KEY`` hides ``api_key``, ``X-Api-Key`` and ``monkey``, as Django's
+own SafeExceptionReporterFilter does), or one of the REDACTED_NAMES setting's. So are
+``Bearer`` credentials, the userinfo of URLs (``scheme://user:password@``) and
+JWT-shaped strings, whatever their name. In free text, ``name => value`` and
+``<name>value</name>`` count as parameters too.
 
 A safety net, not a guarantee: a secret without a telling name (``/stream/<token>/``)
 is stored as it came.
@@ -51,6 +54,8 @@ _USERINFO = r"(?P<userinfo>(?<=://)[^/?#\s]+@)"
 # A bearer credential anywhere, and anything shaped like a JWT (base64url of '{"').
 _BEARER = r"(?P<scheme>(?<![\w-])bearer)\s+\S+"
 _JWT = r"(?P<jwt>(?<![\w-])eyJ[\w-]*\.[\w-]+\.[\w-]*)"
+# An XML element's text, in free text only: <token>x</token>, <api-key id="1">x</api-key>.
+_ELEMENT_NAME = r"[\w.:-]"
 
 # In free text a name is a run of word characters, ".", "-", "[", "]" and
 # percent-encoded characters (api%5Fkey). Encoded separators end it: quoted URLs
@@ -60,7 +65,7 @@ _JWT = r"(?P<jwt>(?<![\w-])eyJ[\w-]*\.[\w-]+\.[\w-]*)"
 _ENCODED_BREAK = r"%(?:3d|3a|26|2f|3f|3b|2c|20|23|22|27)"  # = : & / ? ; , space # " '
 _TEXT_NAME_CHAR = rf"(?:[\w.\[\]-]|%(?!{_ENCODED_BREAK[1:]})[0-9a-f]{{2}})"
 _TEXT_NAME_START = rf"(?:(?<![\w.\[\]%-])|(?<={_ENCODED_BREAK})|(?<=%)(?![0-9a-f]{{2}}))"
-_TEXT_SEPARATOR = r"""["']?\s*(?:=|%3d|:(?!//|%2f%2f)|%3a(?!%2f%2f))\s*"""
+_TEXT_SEPARATOR = r"""["']?\s*(?:=>?|%3d(?:%3e)?|:(?!//|%2f%2f)|%3a(?!%2f%2f))\s*"""
 _TEXT_VALUE = rf"""{_SCHEMES}|"[^"]*"?|'[^']*'?|[^\s&,;]+"""
 # In a (decoded) path, names and values are what lies between "/", ";" and "&":
 # /stream/token=abc/, /stream;jsessionid=abc/, /stream/auth:abc/.
@@ -119,6 +124,10 @@ def _hide(pattern: re.Pattern[str], text: str) -> str:
             return f"{MARKER}@"
         if match["name"]:
             return f"{match['name']}{match['sep']}{MARKER}"
+        # Only the text pattern has the element branch.
+        element = match.groupdict().get("element")
+        if element:
+            return f"{element}{MARKER}"
         if match["scheme"]:
             return f"{match['scheme']} {MARKER}"
         return MARKER
@@ -136,17 +145,23 @@ def _patterns(extra_names: tuple[str, ...]) -> _Patterns:
     names = sorted({*BUILTIN_NAMES, *extra_names}, key=len, reverse=True)
     fragment = "|".join(re.escape(name) for name in names)
 
-    def compile_(start: str, char: str, separator: str, value: str) -> re.Pattern[str]:
-        # The lookahead finds a fragment before the name is read, so only a sensitive
-        # name's value is taken, and a harmless one's is left to the other branches.
+    # The lookahead finds a fragment before the name is read, so only a sensitive
+    # name's value is taken, and a harmless one's is left to the other branches.
+    def compile_(start: str, char: str, separator: str, value: str, *more: str) -> re.Pattern[str]:
         sensitive = (
             rf"{start}(?={char}*?(?:{fragment}))(?P<name>{char}+)"
             rf"(?P<sep>{separator})(?P<value>{value})"
         )
-        return re.compile(f"{_USERINFO}|{sensitive}|{_BEARER}|{_JWT}", re.IGNORECASE)
+        branches = [_USERINFO, sensitive, *more, _BEARER, _JWT]
+        return re.compile("|".join(branches), re.IGNORECASE)
 
+    # The element's text up to the next tag; its closing tag stays, for reading.
+    element = (
+        rf"(?P<element><(?={_ELEMENT_NAME}*?(?:{fragment})){_ELEMENT_NAME}+(?:\s[^<>]*)?>)"
+        r"[^<]+"
+    )
     return _Patterns(
         name=re.compile(fragment, re.IGNORECASE),
-        text=compile_(_TEXT_NAME_START, _TEXT_NAME_CHAR, _TEXT_SEPARATOR, _TEXT_VALUE),
+        text=compile_(_TEXT_NAME_START, _TEXT_NAME_CHAR, _TEXT_SEPARATOR, _TEXT_VALUE, element),
         path=compile_(_PATH_NAME_START, _PATH_NAME_CHAR, _PATH_SEPARATOR, _PATH_VALUE),
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.apps import AppConfig
@@ -183,10 +183,12 @@ def _check_llm_provider() -> list[checks.CheckMessage]:
     ]
 
 
-def _check_redis_read_timeout(alias: str, layer: dict[str, Any]) -> list[checks.CheckMessage]:
+def _check_redis_read_timeout(alias: str, layer: object) -> list[checks.CheckMessage]:
     """redis-py 8 made reads time out after 5 s by default, which is exactly how long
     channels_redis blocks waiting for a message (channels_redis issue 422)."""
-    if not str(layer.get("BACKEND", "")).startswith("channels_redis."):
+    if not isinstance(layer, Mapping) or not str(layer.get("BACKEND", "")).startswith(
+        "channels_redis."
+    ):
         return []
     try:
         from redis import __version__ as redis_version
@@ -194,8 +196,10 @@ def _check_redis_read_timeout(alias: str, layer: dict[str, Any]) -> list[checks.
         return []
     if int(redis_version.split(".")[0]) < 8:
         return []
-    hosts = layer.get("CONFIG", {}).get("hosts") or [None]
-    if all(isinstance(host, dict) and "socket_timeout" in host for host in hosts):
+    hosts = _redis_hosts(layer.get("CONFIG", {}))
+    if hosts is None or all(
+        isinstance(host, Mapping) and "socket_timeout" in host for host in hosts
+    ):
         return []
     return [
         checks.Warning(
@@ -209,6 +213,18 @@ def _check_redis_read_timeout(alias: str, layer: dict[str, Any]) -> list[checks.
             id="django_sse.W004",
         )
     ]
+
+
+def _redis_hosts(config: object) -> Sequence[object] | None:
+    """The hosts of a channels_redis layer's CONFIG (none: one on localhost, with the
+    default timeout); None for a CONFIG that channels_redis refuses itself, with an
+    error of its own, when the layer is made: that is not this check's to report."""
+    if not isinstance(config, Mapping):
+        return None
+    hosts = config.get("hosts")
+    if not hosts:
+        return [None]
+    return hosts if isinstance(hosts, (list, tuple)) else None
 
 
 def _check_disconnect_watching() -> list[checks.CheckMessage]:

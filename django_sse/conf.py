@@ -31,8 +31,8 @@ DEFAULTS: dict[str, Any] = {
     "CLIENT_ADDRESS_HEADER": None,
     # Stream logs hide the value of every parameter whose name contains API, TOKEN,
     # KEY, SECRET, PASS, PWD, SIG, AUTH, SESSION, JWT, CODE, COOKIE or CREDENTIAL
-    # (any case) in a row's path, query string and error: extra fragments (strings)
-    # added to that built-in list.
+    # (any case) in a row's path, query string, error and user agent: extra fragments
+    # (strings) added to that built-in list.
     "REDACTED_NAMES": (),
     # django_sse's get_asgi_application() runs each request's sync work (signal
     # receivers, sync middleware, sync_to_async) on a thread from a pool, not on one
@@ -166,6 +166,32 @@ _COUNT: _Rule = (lambda v: _whole(v, 0), "a whole number, 0 or more")
 _SIZE: _Rule = (lambda v: _whole(v, 1), "a whole number, 1 or more")
 _FLAG: _Rule = (lambda v: isinstance(v, bool), "True or False")
 _TEXT: _Rule = (lambda v: isinstance(v, str) and v != "", "a non-empty string")
+
+
+def _up_to(minimum: int, maximum: int) -> _Rule:
+    return (
+        lambda v: _whole(v, minimum) and v <= maximum,
+        f"a whole number from {minimum} to {maximum}",
+    )
+
+
+# Whole numbers whose use fails, or stops bounding anything, past a point; as with
+# MAX_SECONDS, "no limit" is None, not a huge number. RETRY: browsers' polyfills wait
+# with setTimeout(), which fires at once for more than 2**31 - 1 ms, so a client told to
+# wait for ever would reconnect in a loop.
+MAX_RETRY = 2**31 - 1
+# STREAM_LIMIT_*: each stream that opens reads that many keys from the cache (10**30
+# hung the request building their names).
+MAX_STREAMS = 1000
+# IDLE_REQUEST_THREADS: each idle thread keeps its stack, and with CONN_MAX_AGE a
+# database connection, for the life of the process.
+MAX_IDLE_THREADS = 1000
+# BROADCAST_HISTORY_SIZE: compared with sequence numbers in SQL, a 64-bit column.
+MAX_HISTORY_SIZE = 2**63 - 1
+# BROADCAST_QUEUE_SIZE: events one stalled subscriber holds in memory before it is cut
+# off; a bound that never cuts one off lets it hold everything published.
+MAX_QUEUE_SIZE = 1_000_000
+
 # A header's name as a proxy sends it. Not a request.META key: "HTTP_X_FORWARDED_FOR"
 # names a header nobody sends (the proxy's address is used instead), and "REMOTE_ADDR"
 # the header Remote-Addr, which any client can send to claim any address.
@@ -181,12 +207,12 @@ _TEXTS: _Rule = (
 
 _RULES: dict[str, _Rule] = {
     "KEEP_ALIVE": _SECONDS_OR_ZERO,
-    "RETRY": _or_none(_COUNT),
+    "RETRY": _or_none(_up_to(0, MAX_RETRY)),
     "MAX_DURATION": _or_none(_SECONDS_OR_ZERO),
     "LOG_STREAMS": _FLAG,
     "CLIENT_ADDRESS_HEADER": _or_none(_HEADER),
     "REDACTED_NAMES": _TEXTS,
-    "IDLE_REQUEST_THREADS": _COUNT,
+    "IDLE_REQUEST_THREADS": _up_to(0, MAX_IDLE_THREADS),
     "HANDLE_SIGNALS": _FLAG,
     "CLEANUP_TIMEOUT": _SECONDS,
     "METRICS": _or_none(_FLAG),
@@ -199,15 +225,15 @@ _RULES: dict[str, _Rule] = {
         ),
         'a list or tuple of addresses and networks, as strings ("10.0.0.5", "10.0.0.0/8")',
     ),
-    "STREAM_LIMIT_PER_USER": _or_none(_COUNT),
-    "STREAM_LIMIT_PER_ADDRESS": _or_none(_COUNT),
+    "STREAM_LIMIT_PER_USER": _or_none(_up_to(0, MAX_STREAMS)),
+    "STREAM_LIMIT_PER_ADDRESS": _or_none(_up_to(0, MAX_STREAMS)),
     "STREAM_LIMIT_CACHE": _TEXT,
     # Its keys are checked where it is read (django_sse.broadcast._pushpin).
     "PUSHPIN": (lambda v: v is None or isinstance(v, dict), "None or a dict"),
     "BROADCAST_LAYER": _TEXT,
-    "BROADCAST_HISTORY_SIZE": _or_none(_SIZE),
+    "BROADCAST_HISTORY_SIZE": _or_none(_up_to(1, MAX_HISTORY_SIZE)),
     "BROADCAST_HISTORY_AGE": _or_none(_SECONDS_OR_ZERO),
-    "BROADCAST_QUEUE_SIZE": _SIZE,
+    "BROADCAST_QUEUE_SIZE": _up_to(1, MAX_QUEUE_SIZE),
     "BROADCAST_POLL_INTERVAL": _or_none(_SECONDS),
     "LLM_PROVIDER": _or_none((_TEXT[0], "the dotted path of a provider class")),
     "LLM_API_KEY": _or_none(_TEXT),
@@ -298,10 +324,12 @@ def _problem(name: str, configured: dict[str, Any]) -> str | None:
 
 
 def limit(setting: str, override: int | None = None) -> int | None:
-    """A limit setting (a whole number, or None for none), or a view's ``override``."""
+    """A limit setting (a whole number, or None for none), or a view's ``override``,
+    which must be what the setting may be."""
     value = get(setting) if override is None else override
-    if value is not None and not _whole(value, 0):
+    accepts, description = _RULES[setting]
+    if not accepts(value):
         raise ImproperlyConfigured(
-            f"{setting} (or the view's override) is {value!r}: use None or a whole number"
+            f"{setting} (or the view's override) is {value!r}: use {description}"
         )
     return value

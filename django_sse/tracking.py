@@ -151,7 +151,8 @@ class StreamTracker:
             "path": redact_path(request.path)[:2048],
             "query_string": redact_query(request.META.get("QUERY_STRING", "")),
             "client_address": client_address(request),
-            "user_agent": request.META.get("HTTP_USER_AGENT", "")[:255],
+            # Redacted as an error's text is: some clients put their key in it.
+            "user_agent": redact_text(request.META.get("HTTP_USER_AGENT", ""))[:255],
             "server": server_id()[:255],
         }
         self._opening: asyncio.Future[int | None] | None = None

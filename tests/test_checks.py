@@ -129,12 +129,12 @@ def test_an_importable_llm_provider_passes() -> None:
     assert [m for m in check_deployment() if m.id == "django_sse.E003"] == []
 
 
-@pytest.mark.parametrize("value", ["16", -1, 2.5, True, None])
+@pytest.mark.parametrize("value", ["16", -1, 2.5, True, None, 1001])
 def test_idle_request_threads_must_be_a_whole_number(value: object) -> None:
     with override_settings(DJANGO_SSE={"IDLE_REQUEST_THREADS": value}, MIDDLEWARE=[]):
         (error,) = check_deployment()
     assert error.id == "django_sse.E004"
-    assert f"is {value!r}; it must be a whole number, 0 or more" in error.msg
+    assert f"is {value!r}; it must be a whole number from 0 to 1000" in error.msg
 
 
 @pytest.mark.parametrize("value", [0, 1, 64])
@@ -177,3 +177,43 @@ def test_stream_limits_must_be_whole_numbers() -> None:
 def test_stream_limits_need_their_cache() -> None:
     (error,) = [m for m in check_deployment() if m.id == "django_sse.E010"]
     assert "'shared'" in error.msg
+
+
+REDIS = "channels_redis.core.RedisChannelLayer"
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        "redis://127.0.0.1:6379",
+        {"BACKEND": REDIS, "CONFIG": None},
+        {"BACKEND": REDIS, "CONFIG": "redis://127.0.0.1:6379"},
+        {"BACKEND": REDIS, "CONFIG": {"hosts": "redis://127.0.0.1:6379"}},
+        {"BACKEND": REDIS, "CONFIG": {"hosts": 6379}},
+    ],
+)
+def test_a_redis_layer_channels_redis_refuses_is_left_to_it(layer: object) -> None:
+    """The read-timeout check (W004) reads the hosts; a layer channels_redis cannot be
+    made from gets channels_redis's own error when it is made, not a crash of the
+    checks that stops manage.py from starting at all."""
+    with override_settings(MIDDLEWARE=[], CHANNEL_LAYERS={"default": layer}):
+        assert ids() == []
+
+
+@pytest.mark.parametrize(
+    "hosts",
+    [
+        [],
+        [("127.0.0.1", 6379)],
+        ({"address": "redis://a:6379", "socket_timeout": 10}, "redis://b:6379"),
+    ],
+)
+def test_redis_hosts_as_channels_redis_takes_them_are_checked(hosts: object) -> None:
+    """No hosts (channels_redis's default, one on localhost), a (host, port) pair, or a
+    tuple with one host without a timeout: each has redis-py's default read timeout."""
+    redis = pytest.importorskip("redis")
+    if int(redis.__version__.split(".")[0]) < 8:
+        pytest.skip("The warning is about redis-py 8 and later")
+    layers = {"default": {"BACKEND": REDIS, "CONFIG": {"hosts": hosts}}}
+    with override_settings(MIDDLEWARE=[], CHANNEL_LAYERS=layers):
+        assert ids() == ["django_sse.W004"]

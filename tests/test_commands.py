@@ -17,7 +17,7 @@ from django.db import connection, models
 from django.db.migrations.executor import MigrationExecutor
 from django.db.models import QuerySet, Value
 from django.db.models.functions import Concat
-from django.db.utils import OperationalError
+from django.db.utils import OperationalError, ProgrammingError
 from django.utils import timezone
 
 from django_sse.llm.models import Generation
@@ -264,3 +264,18 @@ def test_another_database_error_is_not_blamed_on_migrations(
     monkeypatch.setattr(QuerySet, "update", locked)
     with pytest.raises(OperationalError, match="database is locked"):
         call_command("sse_close_stale_logs", "--all")
+
+
+@pytest.mark.parametrize(
+    "args", [["sse_close_stale_logs", "--all"], ["sse_prune_logs", "--days", "0"]]
+)
+def test_a_database_error_inside_a_transaction_is_raised_as_it_came(
+    monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    """Run inside a transaction (this test's own, as call_command() in atomic()): the
+    failed query leaves it unusable, on PostgreSQL for any query. Telling the error
+    apart from missing migrations must not query it again and raise that failure
+    instead of the first."""
+    monkeypatch.setattr(StreamLog._meta, "db_table", "django_sse_gone")
+    with pytest.raises((OperationalError, ProgrammingError), match="django_sse_gone"):
+        call_command(*args)

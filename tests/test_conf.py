@@ -109,6 +109,22 @@ BAD_VALUES = [
     ("LLM_MAX_MESSAGES", "5"),
     ("LLM_MAX_MESSAGE_LENGTH", None),
     ("LLM_MAX_CONVERSATION_LENGTH", -1),
+    # Past each whole number's maximum: "no limit" is None, not a huge number.
+    ("RETRY", 2**31),
+    ("IDLE_REQUEST_THREADS", 1001),
+    ("STREAM_LIMIT_PER_USER", 10**30),
+    ("STREAM_LIMIT_PER_ADDRESS", 1001),
+    ("BROADCAST_HISTORY_SIZE", sys.maxsize + 1),
+    ("BROADCAST_QUEUE_SIZE", 10**30),
+    # A bool is an int to Python, never a number to a setting.
+    ("RETRY", True),
+    ("STREAM_LIMIT_PER_USER", True),
+    ("BROADCAST_HISTORY_SIZE", True),
+    ("BROADCAST_QUEUE_SIZE", True),
+    ("LLM_MAX_RETRIES", False),
+    ("LLM_GENERATIONS_PER_ADDRESS", True),
+    ("LLM_GENERATION_MAX_TOKENS", True),
+    ("LLM_MAX_MESSAGES", True),
 ]
 
 
@@ -131,6 +147,13 @@ def test_a_value_a_setting_cannot_have_is_named_on_first_use(name: str, value: o
         ("LLM_GENERATION_TIMEOUT", 10**9),
         ("MAX_DURATION", 0),
         ("RETRY", 0),
+        # Each whole number's maximum.
+        ("RETRY", 2**31 - 1),
+        ("IDLE_REQUEST_THREADS", 1000),
+        ("STREAM_LIMIT_PER_USER", 1000),
+        ("STREAM_LIMIT_PER_ADDRESS", 0),
+        ("BROADCAST_HISTORY_SIZE", 2**63 - 1),
+        ("BROADCAST_QUEUE_SIZE", 1_000_000),
         ("CLIENT_ADDRESS_HEADER", "X-Forwarded-For"),
         ("CLIENT_ADDRESS_HEADER", "x-real-ip"),
         ("CLIENT_ADDRESS_HEADER", "Forwarded"),
@@ -170,3 +193,16 @@ def test_a_client_address_header_given_as_its_meta_key_is_refused(key: str) -> N
         ((name, problem),) = conf.problems()
     assert name == "CLIENT_ADDRESS_HEADER"
     assert 'not a request.META key (such as "HTTP_X_FORWARDED_FOR")' in problem
+
+
+@pytest.mark.parametrize("override", [10**30, 1001, True, -1, "2"])
+def test_a_views_limit_is_held_to_the_settings_range(override: object) -> None:
+    """A view's stream_limit_per_user takes the setting's place: the same values."""
+    with pytest.raises(ImproperlyConfigured, match=r"use None or a whole number from 0 to 1000"):
+        conf.limit("STREAM_LIMIT_PER_USER", override)  # type: ignore[arg-type]
+
+
+def test_a_views_limit_within_the_range_overrides_the_setting() -> None:
+    with override_settings(DJANGO_SSE={"STREAM_LIMIT_PER_USER": 5}):
+        assert conf.limit("STREAM_LIMIT_PER_USER") == 5
+        assert conf.limit("STREAM_LIMIT_PER_USER", 1000) == 1000

@@ -35,6 +35,12 @@ def test_the_configuration_follows_the_setting(tmp_path: Path) -> None:
     assert lines[-1] == "* 127.0.0.1:8000 127.0.0.1:8001"
 
 
+@pytest.mark.parametrize(("issuer", "written"), [(None, "pushpin"), ("edge-1", "edge-1")])
+def test_pushpin_signs_with_the_issuer_the_setting_checks(issuer: str | None, written: str) -> None:
+    with override_settings(DJANGO_SSE={"PUSHPIN": {**PUSHPIN, "SIG_ISS": issuer}}):
+        assert f"sig_iss={written}" in printed().splitlines()
+
+
 @override_settings(DJANGO_SSE={"PUSHPIN": PUSHPIN})
 def test_a_higher_message_rate_raises_the_queue_with_it() -> None:
     lines = printed("--message-rate=100000").splitlines()

@@ -196,6 +196,15 @@ def test_paths_that_try_to_slip_through(path: str, stored: str) -> None:
         (f"refused /feed%3Bsessionid%3D{S}/x", "refused /feed%3Bsessionid%3D***"),
         (f"go to https%3A%2F%2Fa%2Fcb%3Fcode%3D{S}", "go to https%3A%2F%2Fa%2Fcb%3Fcode%3D***"),
         ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln here", "jwt *** here"),
+        # Ruby's and PHP's "=>", and XML elements, with or without attributes.
+        (f"{{:token => {S}}} sent", "{:token => *** sent"),
+        (f"{{'api_key' => '{S}'}}", "{'api_key' => ***}"),
+        (f"token%3D%3E{S} rejected", "token%3D%3E*** rejected"),
+        (f"<token>{S}</token> rejected", "<token>***</token> rejected"),
+        (f'<ApiKey id="1">{S} and more</ApiKey>', '<ApiKey id="1">***</ApiKey>'),
+        (f"<ns:password>{S}</ns:password>", "<ns:password>***</ns:password>"),
+        ("<token></token> and <token/> and </token>", "<token></token> and <token/> and </token>"),
+        ("<channel>news</channel>", "<channel>news</channel>"),
         # Text without a credential's shape is left alone.
         ("secret detail", "secret detail"),
         ("Session expired; log in again", "Session expired; log in again"),
@@ -206,6 +215,20 @@ def test_paths_that_try_to_slip_through(path: str, stored: str) -> None:
 )
 def test_error_messages_that_try_to_slip_through(message: str, stored: str) -> None:
     assert redact_text(message) == stored
+
+
+@pytest.mark.parametrize(
+    ("query", "stored"),
+    [
+        (f"q=%3Ctoken%3E{S}%3C%2Ftoken%3E", "q=%3Ctoken%3E***%3C/token%3E"),
+        (f"q=token%20%3D%3E%20{S}", "q=token%20=%3E%20***"),
+        (f'q={{"token":"{S}"}}', "q=%7B%22token%22:***%7D"),
+        (f"q=%7B%22token%22%3A%20%22{S}%22%7D", "q=%7B%22token%22:%20***%7D"),
+    ],
+)
+def test_secrets_in_a_harmless_parameters_value(query: str, stored: str) -> None:
+    """A value's text is redacted as an error's is: JSON, XML, Ruby hashes in ``?q=``."""
+    assert redact_query(query) == stored
 
 
 def test_over_redaction_is_accepted_as_django_accepts_it() -> None:

@@ -287,6 +287,25 @@ async def test_credentials_in_the_url_are_hidden_in_path_query_and_error() -> No
         assert secret not in f"{row.path} {row.query_string} {row.error}"
 
 
+@pytest.mark.parametrize(
+    ("user_agent", "stored"),
+    [
+        ("MyApp/2.1 (api_key=k-s3cret; build 7)", "MyApp/2.1 (api_key=***; build 7)"),
+        ("sync-client/1.0 token:s3cret", "sync-client/1.0 token:***"),
+        ("bot/1 Bearer s3cret", "bot/1 Bearer ***"),
+        (
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120",
+        ),
+    ],
+)
+async def test_a_user_agent_is_stored_without_credentials(user_agent: str, stored: str) -> None:
+    """Some clients put their key in the User-Agent: it is redacted as an error is."""
+    await stream("/counter/?n=1", headers={"User-Agent": user_agent})
+    row = await StreamLog.objects.aget()
+    assert row.user_agent == stored
+
+
 @override_settings(DJANGO_SSE={"LOG_STREAMS": True, "REDACTED_NAMES": ["otp"]})
 async def test_redacted_names_extend_what_rows_hide() -> None:
     await stream("/counter/?OTP=123456&n=1")

@@ -44,8 +44,9 @@ __all__ = [
 MAX_CHANNELS = 20
 
 
-def signed_by_pushpin(grip_sig: str | None, key: bytes) -> bool:
-    """Whether ``Grip-Sig`` is a JWT that Pushpin signed with ``key`` (HS256), unexpired.
+def signed_by_pushpin(grip_sig: str | None, key: bytes, issuer: str | None = None) -> bool:
+    """Whether ``Grip-Sig`` is a JWT that Pushpin signed with ``key`` (HS256), unexpired,
+    and, when ``issuer`` is given, whose ``iss`` claim is that (Pushpin's sig_iss).
 
     Pushpin removes a Grip-Sig that a client sends itself, so a valid one means the
     request came through Pushpin.
@@ -67,7 +68,9 @@ def signed_by_pushpin(grip_sig: str | None, key: bytes) -> bool:
         claims = json.loads(_unbase64(payload))
     except (ValueError, AttributeError, binascii.Error, RecursionError):
         return False
-    expires = claims.get("exp") if isinstance(claims, dict) else None
+    if not isinstance(claims, dict) or (issuer is not None and claims.get("iss") != issuer):
+        return False
+    expires = claims.get("exp")
     return alg == "HS256" and isinstance(expires, int | float) and expires > time.time()
 
 

@@ -41,7 +41,7 @@ def through_pushpin(request: HttpRequest) -> PushpinSettings | None:
     """The Pushpin settings, if Pushpin mode is on and the request came through Pushpin."""
     pushpin = settings()
     if pushpin is None or not _grip.signed_by_pushpin(
-        request.headers.get("Grip-Sig"), pushpin.sig_key
+        request.headers.get("Grip-Sig"), pushpin.sig_key, pushpin.sig_iss
     ):
         return None
     return pushpin

@@ -17,7 +17,7 @@ from operator import or_
 from typing import Any
 
 from django.db import IntegrityError, connections, router, transaction
-from django.db.models import F, Q
+from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 
 from django_sse import conf
@@ -237,9 +237,23 @@ def prune(
         old = BroadcastEvent.objects.using(using).filter(outside, channel=channel)
         batches = 0
         while max_batches is None or batches < max_batches:
-            batch = list(old.order_by("seq").values_list("pk", flat=True)[:batch_size])
-            if not batch:
+            end = _batch_end(old, batch_size)
+            if end is None:
                 break
-            deleted += BroadcastEvent.objects.using(using).filter(pk__in=batch).delete()[0]
+            deleted += old.filter(seq__lte=end).delete()[0]
             batches += 1
     return deleted
+
+
+def _batch_end(old: QuerySet[BroadcastEvent], batch_size: int) -> int | None:
+    """The sequence number the next batch of ``old`` ends at; None when none is left.
+
+    The DELETE is bounded by it rather than given the batch's keys, whatever the batch
+    size: a query carries at most 32,766 parameters on SQLite (250,000 as Debian builds
+    it), 65,535 with psycopg 3's server-side binding. No event can join the batch
+    meanwhile: a new one's number is higher.
+    """
+    numbers = old.order_by("seq").values_list("seq", flat=True)
+    last: list[int] = list(numbers[batch_size - 1 : batch_size])
+    end: int | None = last[0] if last else old.aggregate(end=Max("seq"))["end"]
+    return end

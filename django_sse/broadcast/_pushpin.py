@@ -34,7 +34,7 @@ __all__ = ["PushpinSettings", "publish_items", "settings"]
 
 logger = logging.getLogger("django_sse")
 
-_KEYS = {"PUBLISH_URL", "SIG_KEY", "CHANNEL_PREFIX", "RECOVER_INTERVAL", "TIMEOUT"}
+_KEYS = {"PUBLISH_URL", "SIG_KEY", "SIG_ISS", "CHANNEL_PREFIX", "RECOVER_INTERVAL", "TIMEOUT"}
 # The prefix goes into GRIP headers (where , ; = " and spaces are syntax, and a line
 # break would end the header) and into the id format of build-id, where % and ( )
 # are: a stream of several channels would end at its first event.
@@ -54,6 +54,9 @@ class PushpinSettings:
     recover_interval: int
     # Seconds a publish may take.
     timeout: float
+    # Pushpin's sig_iss: when set, a Grip-Sig must name it as its issuer, so that a JWT
+    # signed with the same key for another purpose does not pass for Pushpin's.
+    sig_iss: str | None = None
 
 
 # The PUSHPIN dict last read, and what it was read as: settings() runs for each publish
@@ -75,7 +78,9 @@ def settings() -> PushpinSettings | None:
 def _read(value: dict[str, Any]) -> PushpinSettings:
     unknown = set(value) - _KEYS
     if unknown:
-        raise _error(f"has unknown keys {sorted(unknown)}; known: {sorted(_KEYS)}")
+        # repr: a key may be anything hashable, and keys of different types don't sort.
+        named = ", ".join(sorted(map(repr, unknown)))
+        raise _error(f"has unknown keys [{named}]; known: {sorted(_KEYS)}")
     if importlib.util.find_spec("httpx") is None:
         raise ImproperlyConfigured(
             "Pushpin mode publishes with httpx: pip install 'django-sse-kit[pushpin]'"
@@ -96,25 +101,40 @@ def _read(value: dict[str, Any]) -> PushpinSettings:
             "['SIG_KEY'] must be Pushpin's sig_key (its [proxy] setting): without it, "
             "anyone could claim a request came through Pushpin"
         )
-    if "\r" in key or "\n" in key:
-        # sse_pushpin writes it into pushpin.conf, where a line break would end the
-        # setting and begin another.
-        raise _error("['SIG_KEY'] must not contain a line break")
+    _check_conf_value("SIG_KEY", key)
+    issuer = value.get("SIG_ISS")
+    if issuer is not None:
+        if not isinstance(issuer, str) or not issuer:
+            raise _error("['SIG_ISS'] must be None or Pushpin's sig_iss (its [proxy] setting)")
+        _check_conf_value("SIG_ISS", issuer)
     prefix = value.get("CHANNEL_PREFIX", "django_sse.")
     if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
         raise _error("['CHANNEL_PREFIX'] must be a str of ASCII letters, digits and - _ . : / only")
     interval = value.get("RECOVER_INTERVAL", 300)
-    if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
-        raise _error("['RECOVER_INTERVAL'] must be a whole number of seconds, 1 or more")
+    if (
+        isinstance(interval, bool)
+        or not isinstance(interval, int)
+        or not 1 <= interval <= conf.MAX_SECONDS
+    ):
+        raise _error("['RECOVER_INTERVAL'] must be a whole number of seconds from 1 to 1e9")
     timeout = value.get("TIMEOUT", 5.0)
     if (
         isinstance(timeout, bool)
         or not isinstance(timeout, int | float)
         or not math.isfinite(timeout)
-        or timeout <= 0
+        or not 0 < timeout <= conf.MAX_SECONDS
     ):
-        raise _error("['TIMEOUT'] must be a number of seconds above 0")
-    return PushpinSettings(tuple(urls), key.encode(), prefix, interval, float(timeout))
+        raise _error("['TIMEOUT'] must be a number of seconds above 0, at most 1e9")
+    return PushpinSettings(
+        tuple(urls), key.encode(), prefix, interval, float(timeout), sig_iss=issuer
+    )
+
+
+def _check_conf_value(name: str, value: str) -> None:
+    """sse_pushpin writes it into pushpin.conf, where a line break would end the
+    setting and begin another."""
+    if "\r" in value or "\n" in value:
+        raise _error(f"[{name!r}] must not contain a line break")
 
 
 def _check_publish_url(url: str) -> None:

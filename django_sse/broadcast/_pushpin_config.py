@@ -5,7 +5,8 @@ origin through a system zurl at /var/run/zurl, a service that often does not run
 then the origin never answers: "origin error" in pushpin-proxy.log); this one makes
 Pushpin's runner start a zurl of its own. The handler's ports follow the publish port
 of ``DJANGO_SSE["PUSHPIN"]["PUBLISH_URL"]`` (Pushpin numbers them from 5560 plus a
-``port_offset``), and its ``sig_key`` is the setting's ``SIG_KEY``.
+``port_offset``), and its ``sig_key`` and ``sig_iss`` are the setting's ``SIG_KEY`` and
+``SIG_ISS`` (Pushpin's default issuer, "pushpin", without one).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def config_sections(
     publish_port: int,
     sig_key: str,
     directory: Path,
+    sig_iss: str = "pushpin",
     log_level: int = 2,
     max_connections: int = 50_000,
     message_rate: int = 2500,
@@ -75,7 +77,7 @@ def config_sections(
             "accept_pushpin_route": "false",
             "log_from": "false",
             "log_user_agent": "false",
-            "sig_iss": "pushpin",
+            "sig_iss": sig_iss,
             "sig_key": sig_key,
             "upstream_key": "",
             "updates_check": "off",

@@ -79,6 +79,25 @@ def test_a_forged_or_stale_signature_is_refused(grip_sig: str | None) -> None:
     assert not _grip.signed_by_pushpin(grip_sig, KEY)
 
 
+@pytest.mark.parametrize(
+    ("claims", "issuer", "accepted"),
+    [
+        ({"iss": "pushpin"}, "pushpin", True),
+        ({"iss": "another service"}, "pushpin", False),
+        ({}, "pushpin", False),
+        ({"iss": ["pushpin"]}, "pushpin", False),
+        # Without a configured issuer, any (Pushpin's sig_iss is its own to choose).
+        ({"iss": "another service"}, None, True),
+        ({}, None, True),
+    ],
+)
+def test_a_configured_issuer_must_be_the_signatures(
+    claims: dict[str, Any], issuer: str | None, accepted: bool
+) -> None:
+    grip_sig = token({**claims, "exp": int(time.time()) + 3600})
+    assert _grip.signed_by_pushpin(grip_sig, KEY, issuer) is accepted
+
+
 def test_grip_last_gives_our_channels_positions() -> None:
     header = "p.chat; last-id=12, p.news;last-id=5, other.x; last-id=3, p.bad; last-id=x"
     assert _grip.last_ids(header, "p.") == {"chat": 12, "news": 5}

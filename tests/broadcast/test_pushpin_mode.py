@@ -27,6 +27,11 @@ def pushpin_mode() -> Iterator[None]:
         yield
 
 
+def with_keys(*extra: tuple[object, object]) -> dict[object, object]:
+    """PUSHPIN with more keys, of any type."""
+    return dict([*PUSHPIN.items(), *extra])
+
+
 def signed() -> dict[str, str]:
     return {"Grip-Sig": token({"iss": "pushpin", "exp": int(time.time()) + 60})}
 
@@ -36,6 +41,9 @@ def signed() -> dict[str, str]:
     [
         ([], "must be None or a dict"),
         ({**PUSHPIN, "PUBLISH_URLS": []}, "unknown keys ['PUBLISH_URLS']"),
+        # Keys that do not sort together (a constant's value for a name).
+        (with_keys((1, "x"), ("SIGKEY", "k")), "unknown keys ['SIGKEY', 1]"),
+        (with_keys((("SIG_KEY",), "k"), ("X", 1)), "unknown keys ['X', ('SIG_KEY',)]"),
         ({**PUSHPIN, "PUBLISH_URL": "127.0.0.1:5561"}, "['PUBLISH_URL']"),
         ({**PUSHPIN, "PUBLISH_URL": []}, "['PUBLISH_URL']"),
         # URLs httpx cannot send to: the publisher thread would fail on each event.
@@ -65,6 +73,12 @@ def signed() -> dict[str, str]:
         ({**PUSHPIN, "RECOVER_INTERVAL": True}, "['RECOVER_INTERVAL']"),
         ({**PUSHPIN, "RECOVER_INTERVAL": float("inf")}, "['RECOVER_INTERVAL']"),
         ({**PUSHPIN, "RECOVER_INTERVAL": float("nan")}, "['RECOVER_INTERVAL']"),
+        # Past what Pushpin's timeout and a thread's wait hold, like every other setting.
+        ({**PUSHPIN, "RECOVER_INTERVAL": 10**30}, "['RECOVER_INTERVAL']"),
+        ({**PUSHPIN, "TIMEOUT": 1e300}, "['TIMEOUT']"),
+        ({**PUSHPIN, "SIG_ISS": ""}, "['SIG_ISS']"),
+        ({**PUSHPIN, "SIG_ISS": 5}, "['SIG_ISS']"),
+        ({**PUSHPIN, "SIG_ISS": "pushpin\n[proxy]"}, "['SIG_ISS']"),
         ({**PUSHPIN, "TIMEOUT": -1}, "['TIMEOUT']"),
         ({**PUSHPIN, "TIMEOUT": float("inf")}, "['TIMEOUT']"),
         ({**PUSHPIN, "TIMEOUT": float("nan")}, "['TIMEOUT']"),
@@ -85,6 +99,7 @@ def test_several_pushpin_instances_and_defaults() -> None:
     with override_settings(DJANGO_SSE={"PUSHPIN": {"PUBLISH_URL": urls, "SIG_KEY": "k"}}):
         settings = _pushpin.settings()
     assert settings == _pushpin.PushpinSettings(tuple(urls), b"k", "django_sse.", 300, 5.0)
+    assert settings.sig_iss is None
 
 
 @pytest.mark.urls("tests.broadcast.urls")
@@ -168,3 +183,23 @@ async def test_a_request_not_through_pushpin_is_streamed_by_django() -> None:
     assert not response.has_header("Grip-Hold")
     assert response["Content-Type"] == "text/event-stream; charset=utf-8"
     await response.streaming_content.aclose()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("issuer", "held"), [("pushpin", True), ("another service", False), (None, False)]
+)
+async def test_with_sig_iss_only_a_signature_naming_it_is_pushpins(
+    issuer: str | None, held: bool
+) -> None:
+    """A JWT signed with Pushpin's key for another purpose (the key reused elsewhere)
+    is no Grip-Sig: its issuer is not Pushpin's."""
+    claims: dict[str, Any] = {"exp": int(time.time()) + 60}
+    if issuer is not None:
+        claims["iss"] = issuer
+    pushpin = {**PUSHPIN, "SIG_ISS": "pushpin"}
+    with override_settings(DJANGO_SSE={"PUSHPIN": pushpin, "BROADCAST_POLL_INTERVAL": None}):
+        response = await AsyncClient().get(
+            "/broadcast/rooms/lobby/", headers={"Grip-Sig": token(claims)}
+        )
+        assert response.has_header("Grip-Hold") is held
+        await response.streaming_content.aclose()  # type: ignore[attr-defined]

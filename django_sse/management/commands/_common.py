@@ -22,13 +22,17 @@ def migrated(model: type[models.Model]) -> Iterator[None]:
     """Runs a command's queries. Where they fail because django_sse's migrations are not
     all applied to ``model``'s database (a table or a column is missing), a
     CommandError says what to run instead of the database's traceback."""
+    # Told apart from any other failure (a lost connection, a lock) by the plan: only
+    # unapplied migrations are worth a "run migrate". Planned before the command's
+    # queries, not once one has failed: in an outer transaction (call_command() inside
+    # atomic()) a failed query leaves the transaction unusable until it is rolled back,
+    # so the plan's own queries would fail too, and their error would replace the first.
+    executor = MigrationExecutor(connections[router.db_for_write(model)])
+    unapplied = executor.migration_plan(executor.loader.graph.leaf_nodes("django_sse"))
     try:
         yield
     except (OperationalError, ProgrammingError) as error:
-        # Told apart from any other failure (a lost connection, a lock) by the plan:
-        # only unapplied migrations are worth a "run migrate".
-        executor = MigrationExecutor(connections[router.db_for_write(model)])
-        if not executor.migration_plan(executor.loader.graph.leaf_nodes("django_sse")):
+        if not unapplied:
             raise
         raise CommandError(
             "django_sse's migrations are not applied to this database: "

@@ -80,6 +80,7 @@ class Command(BaseCommand):
                 http_port=f"{options['host']}:{options['port']}",
                 publish_port=publish_port,
                 sig_key=pushpin.sig_key.decode(),
+                sig_iss=pushpin.sig_iss or "pushpin",
                 directory=directory,
                 message_rate=rate,
                 message_hwm=10 * rate,
