@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.cache import BaseCache, caches
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 
 from django_sse import conf
@@ -73,8 +74,15 @@ def allow(setting: str, limit: int | None) -> None:
 
     Views declare their limits as they are defined and routed, before any request, so
     that every process that runs the same code counts the same slots."""
-    # Anything but a whole number is refused where it is used (conf.limit).
-    if isinstance(limit, int) and limit > _largest.get(setting, 0):
+    if limit is None:
+        return
+    try:
+        conf.limit(setting, limit)
+    except ImproperlyConfigured:
+        # Refused, with its message, where it is used; counted nowhere meanwhile, so
+        # that one view's mistake cannot make every other view count too many slots.
+        return
+    if limit > _largest.get(setting, 0):
         _largest[setting] = limit
 
 

@@ -14,6 +14,7 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from django.core.cache import caches
 from django.core.cache.backends.locmem import LocMemCache
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 from django.test import AsyncClient, AsyncRequestFactory, override_settings
 
@@ -249,6 +250,31 @@ async def test_streams_starting_together_for_the_last_place_let_one_in(
     monkeypatch.setattr(LocMemCache, "aadd", add_together)
     racing = await asyncio.wait_for(asyncio.gather(*(held.call(Pair) for _ in range(3))), WAIT)
     assert sorted(response.status_code for response in racing) == [200, 429, 429]
+
+
+async def test_a_limit_out_of_range_counts_nowhere(
+    held: Held, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A view's limit beyond the setting's maximum is refused where it is used, and
+    must not make every other view count its streams among that many slots."""
+    over = 1001  # STREAM_LIMIT_PER_ADDRESS may be 1000 at most
+
+    class Oversized(GateView):
+        stream_limit_per_address = over
+
+    with pytest.raises(ImproperlyConfigured, match="from 0 to 1000"):
+        await call(Oversized)
+    asked: list[int] = []
+    get_many = LocMemCache.aget_many
+
+    async def counting(cache: LocMemCache, keys: Any, *args: Any, **kwargs: Any) -> Any:
+        asked.append(len(keys))
+        return await get_many(cache, keys, *args, **kwargs)
+
+    monkeypatch.setattr(LocMemCache, "aget_many", counting)
+    assert (await held.call(Pair)).status_code == 200
+    assert asked
+    assert max(asked) < over
 
 
 @pytest.mark.parametrize(("view", "error"), [(SyncStream, TypeError), (BadRetry, ValueError)])
