@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import django
 import pytest
-from playwright.sync_api import Page
+from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import page_url, seen, wait_closed
 from tests.browser.test_helper_fixes import WAIT, fixes_page, server_requests
@@ -94,6 +94,34 @@ def test_post_streams_send_the_rendered_token_when_no_cookie_can_be_read(
     assert [event["detail"] for event in seen(page, "error")] == []
     assert page.text_content("#element-echo") == "from the element"
     assert page.text_content("#echo") == "from the form"
+
+
+SWAP_IN_FRAGMENT = """async (url) => {
+    document.getElementById("slot").innerHTML = await (await fetch(url)).text();
+}"""
+
+
+def test_post_streams_read_the_token_field_of_their_form_or_the_newest_one(
+    page: Page, unreadable_token_server: LiveServer
+) -> None:
+    """No cookie and no data-sse-csrf-token: the token comes from a csrfmiddlewaretoken
+    field. After a login the page's first field (the login form's) is stale; a form
+    swapped in since sends its own, and an element the newest field on the page."""
+    server = unreadable_token_server
+    page.goto(page_url(server, "csrf_fields"))
+    wait_closed(page, "element")
+    assert page.text_content("#element-echo") == "from the element"
+    log_in_without_reload(page, server)
+    page.evaluate(SWAP_IN_FRAGMENT, f"{server.url}/browser/page/csrf_fields_fragment/")
+    expect(page.locator("#chat")).to_have_attribute("data-sse-state", "idle")
+
+    page.click("#send")
+    wait_closed(page, "chat")
+    page.evaluate("DjangoSSE.start(document.getElementById('element'))")
+    page.wait_for_function("window.seen.filter((e) => e.name === 'close').length === 3")
+    assert [event["detail"] for event in seen(page, "error")] == []
+    assert page.text_content("#echo") == "from the form"
+    assert [event["detail"]["reason"] for event in seen(page, "close")] == ["close-event"] * 3
 
 
 # 2. Header names that differ only in case.

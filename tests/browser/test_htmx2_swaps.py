@@ -1,7 +1,7 @@
-"""The helper's elements under real htmx 2 swaps (django-htmx's htmx-2.js), checked on
-the server: an element swapped out (outerHTML on it, innerHTML around it) ends its
-stream, one swapped in opens exactly one, and one that hx-preserve keeps keeps its
-stream as it was."""
+"""The helper's elements under real htmx 2 and 4 swaps (django-htmx's htmx-2.js and
+htmx-4.js), checked on the server: an element swapped out (outerHTML on it, innerHTML
+around it) ends its stream, one swapped in opens exactly one, and one that hx-preserve
+keeps keeps its stream as it was."""
 
 from __future__ import annotations
 
@@ -17,7 +17,11 @@ from tests.browser.test_helper_fixes import server_requests, stream_path
 from tests.browser.test_helper_regressions import add_sentinel
 from tests.servers import LiveServer
 
-pytest.importorskip("django_htmx", reason="htmx 2 comes from django-htmx's static files")
+pytest.importorskip("django_htmx", reason="htmx comes from django-htmx's static files")
+
+# Each test runs with htmx 2 and with htmx 4, which moves a preserved element with
+# moveBefore() and names its events differently.
+pytestmark = pytest.mark.parametrize("htmx", ["2", "4"])
 
 
 @pytest.fixture
@@ -29,10 +33,10 @@ def key() -> str:
 @pytest.mark.parametrize("transport", ["eventsource", "fetch"])
 @pytest.mark.parametrize("button", ["outer", "inner"])
 def test_an_element_htmx_2_swaps_out_ends_its_stream_on_the_server(
-    page: Page, server: LiveServer, button: str, transport: str
+    page: Page, server: LiveServer, button: str, transport: str, htmx: str
 ) -> None:
     token = uuid.uuid4().hex
-    query = {"stream": f"/idle/?probe={token}"}
+    query = {"stream": f"/idle/?probe={token}", "htmx": htmx}
     if transport == "fetch":
         query["transport"] = "fetch"
     page.goto(page_url(server, "htmx2_swaps", **query))
@@ -45,11 +49,15 @@ def test_an_element_htmx_2_swaps_out_ends_its_stream_on_the_server(
 
 
 def test_an_element_htmx_2_swaps_in_opens_exactly_one_stream(
-    page: Page, server: LiveServer, key: str
+    page: Page, server: LiveServer, key: str, htmx: str
 ) -> None:
     page.goto(
         page_url(
-            server, "htmx2_swaps", stream=stream_path(key, "idle"), next=stream_path(key, "plain")
+            server,
+            "htmx2_swaps",
+            stream=stream_path(key, "idle"),
+            next=stream_path(key, "plain"),
+            htmx=htmx,
         )
     )
     expect(page.locator("#conn")).to_have_attribute("data-sse-state", "open")
@@ -67,9 +75,9 @@ def test_an_element_htmx_2_swaps_in_opens_exactly_one_stream(
 
 @pytest.mark.parametrize("transport", ["eventsource", "fetch"])
 def test_an_element_htmx_2_preserves_keeps_its_stream(
-    page: Page, server: LiveServer, key: str, transport: str
+    page: Page, server: LiveServer, key: str, transport: str, htmx: str
 ) -> None:
-    query = {"stream": stream_path(key, "late")}
+    query = {"stream": stream_path(key, "late"), "htmx": htmx}
     if transport == "fetch":
         query["transport"] = "fetch"
     page.goto(page_url(server, "htmx2_swaps", **query))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -158,11 +159,12 @@ urlpatterns = [
 class Reply:
     """What one request to a scripted stream gets: ``chunks`` (a body, or events), then
     ``after_release`` once the test opens the key's gate, then the end of the response
-    unless ``hold``."""
+    unless ``hold``; ``lasts`` seconds after the chunks, if given, it ends."""
 
     chunks: tuple[str, ...] = ()
     after_release: tuple[str, ...] | None = None
     hold: bool = False
+    lasts: float = 0.0
     status: int = 200
     content_type: str = "text/event-stream"
     retry_after: str | None = None
@@ -232,6 +234,47 @@ SCRIPTS: dict[str, Callable[[int], Reply]] = {
     ),
 }
 
+
+def _refused_once(retry_after: Callable[[], str]) -> Callable[[int], Reply]:
+    """A 503 with the Retry-After that ``retry_after()`` gives at the time, then "done"."""
+
+    def reply(attempt: int) -> Reply:
+        if attempt > 1:
+            return Reply(("event: done\ndata: x\n\n",))
+        return Reply(("busy",), status=503, content_type="text/plain", retry_after=retry_after())
+
+    return reply
+
+
+def _in_two_seconds(form: str) -> Callable[[], str]:
+    """An HTTP-date two seconds from now, in one of its three forms (RFC 9110, 5.6.7)."""
+    return lambda: time.strftime(form, time.gmtime(time.time() + 2))
+
+
+SCRIPTS.update(
+    {
+        # "Reconnect at once", and the stream ends before any event: again and again.
+        "empty-retry-0": _always(Reply(("retry: 0\n\n",))),
+        # A quiet stream that a proxy or max_duration ends after a while: no event, ever.
+        "quiet-while": _always(Reply(("retry: 50\n\n", ": quiet\n\n"), lasts=1.2)),
+        "retry-after-0": _refused_once(lambda: "0"),
+        "retry-after-imf-date": _refused_once(_in_two_seconds("%a, %d %b %Y %H:%M:%S GMT")),
+        "retry-after-rfc850-date": _refused_once(_in_two_seconds("%A, %d-%b-%y %H:%M:%S GMT")),
+        # No zone: GMT, whatever the browser's own.
+        "retry-after-asctime-date": _refused_once(_in_two_seconds("%a %b %e %H:%M:%S %Y")),
+        # What no server means as a delay or a date.
+        "retry-after-fraction": _refused_once(lambda: "1.5"),
+        "retry-after-negative": _refused_once(lambda: "-1"),
+        # Two Retry-After headers, as the browser joins them.
+        "retry-after-twice": _refused_once(lambda: "5, 6"),
+        # An event; then, asked again, 204: the server says the stream is over.
+        "then-no-content": lambda attempt: (
+            Reply(("retry: 50\n\n", "data: one\n\n")) if attempt == 1 else Reply(status=204)
+        ),
+    }
+)
+
+
 _fixes_log: dict[str, list[dict[str, Any]]] = {}
 _fixes_logged: dict[str, asyncio.Condition] = {}
 _fixes_gates: dict[str, asyncio.Event] = {}
@@ -278,6 +321,8 @@ async def scripted_stream(request: HttpRequest, key: str, script: str) -> HttpRe
                 await _fixes_gates.setdefault(key, asyncio.Event()).wait()
                 for chunk in reply.after_release:
                     yield chunk.encode()
+            if reply.lasts:
+                await asyncio.sleep(reply.lasts)
             if reply.hold:
                 await asyncio.Event().wait()
         finally:
@@ -339,3 +384,41 @@ urlpatterns += [
     path("fixes/<slug:key>/<slug:script>/", scripted_stream, name="fixes-stream"),
     path("page/fixes/<slug:name>/", fixes_page, name="fixes-page"),
 ]
+
+
+# --- Raw byte streams for tests/browser/test_helper_edges.py ---------------------------
+#
+# Bytes no SSEView writes, each chunk flushed on its own: both transports must read them
+# alike, as the HTML standard says (UTF-8 whatever the charset, a BOM dropped, CR, LF and
+# CRLF line ends). The last event is "done", which the page closes on.
+
+RAW: dict[str, tuple[bytes, ...]] = {
+    "bytes": (
+        b"\xef\xbb\xbfdata: after a BOM\n\n",
+        b"data: caf\xe9 and \xff\xfe in no UTF-8\n\n",
+        # A character split between chunks, and a CRLF too.
+        b"data: \xe6\x97",
+        b"\xa5\r",
+        b"\n\r\n",
+        b"data: a\rdata: b\r\ndata: c\n\r",
+        b"data\n\ndata: \x00nul\n\n",
+        b"event: done\ndata: x\n\n",
+    ),
+}
+
+
+async def raw_stream(request: HttpRequest, name: str) -> StreamingHttpResponse:
+    async def body() -> AsyncIterator[bytes]:
+        for chunk in RAW[name]:
+            yield chunk
+            # A turn of the event loop: the server writes each chunk on its own.
+            await asyncio.sleep(0)
+
+    # A charset the stream does not have: the standard decodes UTF-8 regardless.
+    response = StreamingHttpResponse(body(), content_type="text/event-stream; charset=iso-8859-1")
+    response["Cache-Control"] = "no-cache"
+    response["Content-Encoding"] = "identity"
+    return response
+
+
+urlpatterns += [path("raw/<slug:name>/", raw_stream, name="raw-stream")]

@@ -12,6 +12,9 @@
   var SWAPS = ["text", "append", "html", "append-html"];
   var MIN_BACKOFF = 100;
   var MAX_BACKOFF = 30000;
+  // A stream open this long worked: a server that ends each stream after that, with no
+  // event, is asked again at most about once a second.
+  var STEADY = 1000;
   var ERROR_TEXT = 200; // characters of an error response's body that sse:error shows
   // An id a Last-Event-ID header can carry. From a page, a header can carry only Latin-1,
   // which the server reads as UTF-8 (what EventSource sends), and fetch() trims its
@@ -147,23 +150,47 @@
     return attr(element, "csrf-token") === null ? "csrftoken" : "";
   }
 
+  var TOKEN_FIELD = "input[name=csrfmiddlewaretoken]";
+  var latestField = null; // the token field that came into the page last (scan)
+
+  /* The {% csrf_token %} field whose token element's request sends, when nothing better
+   * has one: the element's own form's, else the field the page gained last. After a
+   * rotation, only a field rendered since (a form htmx swapped in) holds the current
+   * token; the page's first may be from before it. */
+  function tokenField(element) {
+    var form = element.closest("form");
+    var own = form && form.querySelector(TOKEN_FIELD);
+    if (own) return own;
+    if (latestField && latestField.isConnected) return latestField;
+    var fields = document.querySelectorAll(TOKEN_FIELD);
+    return fields[fields.length - 1] || null;
+  }
+
   function csrfToken(element) {
     var name = csrfCookieName(element);
     var current = name ? cookie(name, document.cookie) : null;
     if (current && current !== cookie(name, loadedCookies)) return current;
-    var field = document.querySelector("input[name=csrfmiddlewaretoken]");
+    var field = tokenField(element);
     return attr(element, "csrf-token") || current || (field && field.value);
   }
 
   var HTML_ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
 
-  /* Milliseconds a response's Retry-After asks for (seconds or an HTTP date, at most an
-   * hour), or null when it has none that can be read. */
+  // The three forms of an HTTP-date (RFC 9110, 5.6.7): IMF-fixdate, the obsolete RFC 850
+  // date and asctime(). Date.parse() alone reads almost anything ("1.5", "-1", "5, 6"
+  // from two headers) as some date in 2001, a past one: "retry now".
+  var HTTP_DATE = /^[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT$|^[A-Z][a-z]{5,8}, \d\d-[A-Z][a-z]{2}-\d\d \d\d:\d\d:\d\d GMT$|^[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}$/;
+
+  /* Milliseconds a response's Retry-After asks for (delay-seconds, 0 meaning now, or an
+   * HTTP-date; at most an hour), or null when it has none that can be read, which counts
+   * as no Retry-After at all. */
   function waitFor(response) {
-    var value = (response.headers.get("Retry-After") || "").trim();
-    var ms = /^[0-9]+$/.test(value) ? parseInt(value, 10) * 1000 : Date.parse(value) - Date.now();
-    if (!value || isNaN(ms)) return null;
-    return Math.min(Math.max(ms, 0), 3600000);
+    var value = response.headers.get("Retry-After") || "";
+    var ms = NaN;
+    if (/^[0-9]+$/.test(value)) ms = parseInt(value, 10) * 1000;
+    // asctime() has no zone: it is GMT too, not the browser's local time.
+    else if (HTTP_DATE.test(value)) ms = Date.parse(/GMT$/.test(value) ? value : value + " GMT") - Date.now();
+    return isNaN(ms) ? null : Math.min(Math.max(ms, 0), 3600000);
   }
 
   /* The first ERROR_TEXT characters of an error response's body, for sse:error. Only those
@@ -287,6 +314,7 @@
     this.body = undefined; // a form's fields, sent again when the server asks for a retry
     this.lastEventId = "";
     this.failures = 0;
+    this.openedAt = 0;
     this.transport = null; // the EventSource or AbortController of the connection in flight
     this.timer = null;
     this.state = "";
@@ -330,6 +358,7 @@
   Connection.prototype.close = function (reason) {
     if (this.state === "closed") return;
     this.disconnect();
+    this.failures = 0; // a later start() or submit is a first attempt
     this.setState("closed");
     this.emit("close", { reason: reason });
   };
@@ -357,12 +386,15 @@
   };
 
   Connection.prototype.opened = function () {
-    this.failures = 0;
+    this.openedAt = Date.now();
     this.setState("open");
     this.emit("open", { url: this.url, transport: this.useFetch ? "fetch" : "eventsource" });
   };
 
   Connection.prototype.receive = function (message) {
+    // An event, not the open response, is what proves the stream works: one that ends
+    // before its first event is a failure, and is retried with backoff (scheduleReconnect).
+    this.failures = 0;
     // An empty id too: the server reset it, and a reconnect must not send the old one.
     this.lastEventId = message.lastEventId;
     var readable = true;
@@ -393,18 +425,30 @@
 
   /* After a failure: the server's retry, doubled per further failure (from at least
    * MIN_BACKOFF, so that a retry of 0 cannot loop) up to 30 s, with equal jitter so that
-   * clients dropped together do not come back together. */
+   * clients dropped together do not come back together. A stream that was open (it ended,
+   * or broke) waits at least MIN_BACKOFF too: with retry: 0, a server that ends each
+   * stream at once would otherwise be asked again hundreds of times a second. */
   Connection.prototype.scheduleReconnect = function (message, status, retryAfter) {
+    if (this.lasted()) this.failures = 0;
     var base = this.failures ? Math.max(this.retry, MIN_BACKOFF) : this.retry;
     var delay = Math.min(MAX_BACKOFF, base * Math.pow(2, this.failures));
     if (this.failures) delay = delay / 2 + Math.random() * (delay / 2);
-    // A server that said when to come back (429 or 503 with Retry-After) is believed.
-    if (retryAfter) delay = retryAfter;
+    if (this.state === "open") delay = Math.max(delay, MIN_BACKOFF);
+    // A server that said when to come back (429 or 503 with Retry-After) is believed; one
+    // that keeps saying "now" (0) gets the backoff from its second refusal on.
+    if (typeof retryAfter === "number" && (retryAfter > 0 || !this.failures)) delay = retryAfter;
     this.failures += 1;
     this.disconnect();
     this.setState("reconnecting");
     this.emit("error", { message: message, status: status, willRetry: true, delay: Math.round(delay) });
     this.timer = setTimeout(this.connect.bind(this), delay);
+  };
+
+  /* Whether the stream now ending was open for STEADY ms. Then it worked, events or not
+   * (a quiet stream that a proxy or max_duration ends), and the next one is a first
+   * attempt again; one that ends sooner is one more failure. */
+  Connection.prototype.lasted = function () {
+    return this.state === "open" && Date.now() - this.openedAt >= STEADY;
   };
 
   Connection.prototype.fail = function (message, status, reason) {
@@ -435,8 +479,10 @@
     });
   };
 
-  /* The browser reconnects by itself once, honouring the server's retry and sending
-   * Last-Event-ID. If that attempt fails too, this takes over with backoff; a new
+  /* After a stream that delivered an event, the browser reconnects by itself once,
+   * honouring the server's retry and sending Last-Event-ID. If that attempt fails too, or
+   * the stream ended before its first event, this takes over with backoff: the browser
+   * would wait only the server's retry, which may be 0, and ask again and again. A new
    * EventSource cannot send the header, so the id travels as ?lastEventId=. */
   Connection.prototype.eventSource = function () {
     var url = this.streamURL();
@@ -444,16 +490,19 @@
     var self = this;
     var source = new EventSource(url, { withCredentials: flag(this.element, "with-credentials") });
     var erred = false;
+    var delivered = false; // an event since the last open
     this.transport = source;
     source.onopen = function () {
-      erred = false;
+      erred = delivered = false;
       self.opened();
     };
     var onMessage = function (event) {
       // A stream's event named "open" shares its name with EventSource's own open event,
       // which has no data and is not one.
       if (!(event instanceof MessageEvent)) return;
-      if (self.transport === source) self.receive({ type: event.type, data: event.data, lastEventId: event.lastEventId });
+      if (self.transport !== source) return;
+      delivered = true;
+      self.receive({ type: event.type, data: event.data, lastEventId: event.lastEventId });
     };
     this.heard = [];
     this.onMessage = onMessage;
@@ -468,6 +517,10 @@
         // so can tell "not now" (429, 503 with Retry-After) from "never".
         self.useFetch = true;
         return self.fetchStream();
+      }
+      if (!delivered && !self.lasted()) {
+        var opened = self.state === "open";
+        return self.scheduleReconnect(opened ? "the stream ended before its first event" : "connection failed");
       }
       if (!erred) {
         erred = true;
@@ -562,10 +615,8 @@
         self.opened();
         return self.read(response.body.getReader(), current).then(function () {
           if (!current()) return;
-          if (canReconnect) {
-            self.failures = 0;
-            self.scheduleReconnect("the server ended the stream");
-          } else self.close("completed");
+          if (canReconnect) self.scheduleReconnect("the server ended the stream");
+          else self.close("completed");
         });
       })
       .catch(function (error) {
@@ -658,6 +709,8 @@
   function scan(root) {
     // Not an element that came and went before this ran: a POST would send its body.
     if (root.nodeType !== 1 || !root.isConnected) return;
+    var fields = root.querySelectorAll(TOKEN_FIELD);
+    if (fields.length || root.matches(TOKEN_FIELD)) latestField = fields[fields.length - 1] || root;
     if (root.hasAttribute("data-sse-url")) adopt(root);
     root.querySelectorAll("[data-sse-url]").forEach(adopt);
   }
