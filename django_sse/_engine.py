@@ -224,34 +224,37 @@ class Engine:
         return waiter
 
     def offer(self, event: Event) -> bool:
-        if self._closing or self._finished:
+        """Send ``event`` from the caller if the stream is idle, else buffer it; False
+        once the stream takes no more (closing, or its buffer full)."""
+        if self._closing or self._finished or len(self._buffer) >= _BUFFER_ITEMS:
             return False
-        chunk = event.encode()
-        send = self._idle_send()
-        if send is not None:
-            self._send_now(send, chunk, event)
-        elif len(self._buffer) < _BUFFER_ITEMS:
-            self._take(chunk, event)
-        else:
-            return False
+        self._put(event.encode(), event, self._send)
         return True
 
-    def _idle_send(self) -> Send | None:
-        """The request's ASGI send, if the engine waits with nothing to send.
+    def _put(self, chunk: bytes, item: Any, send: Send | None) -> bool:
+        """Write ``chunk`` to ``send`` now if the engine waits with nothing to send, else
+        buffer it for the engine's task; whether it was written.
 
-        Then Django's handler waits for the engine, between two sends of its own, and a
-        write from outside the engine's task cannot overtake anything.
+        Only then may a write come from outside the engine's task: Django's handler
+        waits for the engine, between two sends of its own, and nothing can be
+        overtaken. A broadcast runs this for every subscriber of a channel in one go,
+        so it is one frame, and reads no object it does not need: every call and
+        every cache miss saved here is saved ten thousand times an event.
         """
+        stats = self._stats
+        stats.events += 1
+        if isinstance(item, Event) and item.id is not None:
+            stats.last_event_id = item.id
         waiter = self._waiter
-        if waiter is None or waiter.done() or self._buffer or self._sending is not None:
-            return None
-        return self._send
-
-    def _send_now(self, send: Send, chunk: bytes, item: Any) -> None:
-        self._count(item)
-        self._stats.bytes += len(chunk)
+        idle = waiter is not None and not waiter.done() and self._sending is None
+        if send is None or not idle or self._buffer:
+            self._buffer.append(chunk)
+            self._wake()
+            return False
+        stats.bytes += len(chunk)
         self._last_sent = self._loop.time()
         self._write(send, chunk)
+        return True
 
     def _write(self, send: Send, chunk: bytes) -> None:
         """Write now; the engine sends nothing else until a write that waits is done."""
@@ -278,17 +281,6 @@ class Engine:
         logger.warning("Writing an event to the client failed", exc_info=exc)
         self.conclude(Outcome.ERROR, exc)
         self.stop(Outcome.ERROR)
-
-    def _take(self, chunk: bytes, item: Any) -> None:
-        self._buffer.append(chunk)
-        self._count(item)
-        self._wake()
-
-    def _count(self, item: Any) -> None:
-        """Count an event the stream took, sent now or buffered."""
-        self._stats.events += 1
-        if isinstance(item, Event) and item.id is not None:
-            self._stats.last_event_id = item.id
 
     def _arm(self, when: float) -> None:
         """Make sure the timer fires by ``when``.
@@ -357,16 +349,11 @@ class Engine:
     async def _fill(self) -> None:
         try:
             async for item in self._source:
-                chunk = encode(item)
-                send = None if self._pump_wrote else self._idle_send()
-                if send is None:
-                    self._take(chunk, item)
-                else:
+                if self._put(encode(item), item, None if self._pump_wrote else self._send):
                     # Whatever else the source yields in this turn waits for the
                     # engine's task, and leaves with the rest in one batch.
                     self._pump_wrote = True
                     self._loop.call_soon(self._next_turn)
-                    self._send_now(send, chunk, item)
                 if self._closing:
                     return
                 if len(self._buffer) >= _BUFFER_ITEMS:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, cast
 
@@ -95,6 +95,11 @@ class Lifecycle:
 
     def offer(self, event: Event) -> bool:
         return self._stream is not None and self._stream.offer(event)
+
+    def offerer(self) -> Callable[[Event], bool]:
+        """``offer``, or once the stream has started the engine's own: a broadcast
+        subscription offers to it for every event, and this is one call less each."""
+        return self.offer if self._stream is None else self._stream.offer
 
     async def serve(self, receive: Receive, send: Send, disconnected: bool) -> None:
         """The stream taken over from Django's handler (django_sse._handover): what

@@ -165,8 +165,17 @@ class Subscription:
     def push(self, stored: StoredEvent) -> bool:
         if self._ended is not None:
             return False
-        if self._waiter is not None and not self._queue and self._hand_over(stored):
-            return True
+        offer = self._offer
+        if offer is not None and self._waiter is not None and not self._queue:
+            # The next event in order, while the iterator waits: straight to the stream.
+            # Inline, not a method: a fan-out runs this for every subscriber.
+            positions, channel = self._positions, stored.channel
+            position = positions[channel]
+            if stored.seq == position + 1:
+                positions[channel] = stored.seq
+                if offer(self._event(stored)):
+                    return True
+                positions[channel] = position
         if self._queue is None:
             self._queue = deque()
         if len(self._queue) >= self._capacity:
@@ -184,18 +193,6 @@ class Subscription:
         self._wake()
         if self.on_end is not None:
             self.on_end(outcome)
-
-    def _hand_over(self, stored: StoredEvent) -> bool:
-        """Offer the next event in order straight to the stream, while it waits."""
-        channel = stored.channel
-        position = self._positions[channel]
-        if self._offer is None or stored.seq != position + 1:
-            return False
-        self._positions[channel] = stored.seq
-        if self._offer(self._event(stored)):
-            return True
-        self._positions[channel] = position
-        return False
 
     # The stream's side.
 

@@ -194,7 +194,7 @@ class ChannelView(SSEView):
         # event must go through it.
         if self._life is None or type(self).stream is not ChannelView.stream:
             return None
-        return self._life.offer
+        return self._life.offerer()
 
     def _end(self, outcome: Outcome) -> None:
         if self._life is not None:
