@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import os
 import statistics
@@ -114,7 +115,8 @@ def _scope(port: int) -> dict[str, Any]:
 
 
 async def _measure(count: int, events: int) -> dict[str, float]:
-    from bench.broadcastsite import application
+    # By the name the servers of fanout.py import it under; it configures Django.
+    application = importlib.import_module("bench.broadcastsite").application
     from django_sse.broadcast import apublish
     from django_sse.broadcast._history import StoredEvent
     from django_sse.broadcast._hub import get_hub
