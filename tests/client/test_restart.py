@@ -129,12 +129,7 @@ async def test_a_call_from_another_task_cuts_a_wait_for_the_response_headers(
 ) -> None:
     # A server that took the request and does not answer: the async client waited for
     # the headers until read_timeout, whatever another task asked of it meanwhile.
-    asked = Gate()
-    server.play(
-        Reply(None, body=(Signal(asked), Hold(timeout=SILENCE))),
-        event_stream(b"retry: 1\ndata: b\n\n"),
-        no_content(),
-    )
+    asked = answer_nothing_then_b(server)
     seen: list[str] = []
     async with aconnect(server.url(), read_timeout=SILENCE) as source:
 
@@ -148,12 +143,7 @@ async def test_a_call_from_another_task_cuts_a_wait_for_the_response_headers(
         if inspect.isawaitable(called):
             await called
         await asyncio.wait_for(iteration, BOUND)
-    if call == "restart":
-        assert seen == ["b"]
-        assert server.connections == 3
-    else:
-        assert seen == []
-        assert server.connections == 1
+    assert_cut(call, seen, server)
 
 
 @pytest.mark.parametrize("call", ["close", "shutdown", "restart"])
@@ -162,12 +152,7 @@ async def test_a_call_from_another_thread_cuts_a_wait_for_the_response_headers(
 ) -> None:
     # The sync client waited for the headers until read_timeout: it had no response to
     # cut yet, whatever another thread asked of it meanwhile.
-    asked = Gate()
-    server.play(
-        Reply(None, body=(Signal(asked), Hold(timeout=SILENCE))),
-        event_stream(b"retry: 1\ndata: b\n\n"),
-        no_content(),
-    )
+    asked = answer_nothing_then_b(server)
     seen: list[str] = []
     with connect(server.url(), read_timeout=SILENCE) as source:
 
@@ -187,6 +172,23 @@ async def test_a_call_from_another_thread_cuts_a_wait_for_the_response_headers(
 
     await asyncio.to_thread(join_sends)
     assert not any(thread.is_alive() for thread in sends)
+    assert_cut(call, seen, server)
+
+
+def answer_nothing_then_b(server: ScriptedServer) -> Gate:
+    """A first request left without an answer (the Gate opens once it is in), then an
+    event "b", then 204: the stream's end."""
+    asked = Gate()
+    server.play(
+        Reply(None, body=(Signal(asked), Hold(timeout=SILENCE))),
+        event_stream(b"retry: 1\ndata: b\n\n"),
+        no_content(),
+    )
+    return asked
+
+
+def assert_cut(call: str, seen: list[str], server: ScriptedServer) -> None:
+    """A restart reconnected at once and read "b"; a close ended with nothing."""
     if call == "restart":
         assert seen == ["b"]
         assert server.connections == 3
