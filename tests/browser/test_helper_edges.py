@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import django
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
@@ -212,7 +213,8 @@ def test_elements_sharing_a_url_stream_on_their_own_and_leave_nothing_open(
     assert [(request["script"], request["method"]) for request in requests] == [
         ("plain", method.upper())
     ] * 3
-    assert all(request["ended"] for request in requests), "a removed element's stream is open"
+    if django.VERSION >= (5, 0):  # Django 4.2 does not see a client leave a response
+        assert all(request["ended"] for request in requests), "a removed element's stream is open"
 
 
 @pytest.mark.parametrize("transport", ["eventsource", "fetch"])
@@ -225,7 +227,8 @@ def test_an_element_put_back_after_it_left_opens_one_new_stream(
     page.evaluate("window.removed = document.getElementById('conn'); window.removed.remove()")
     page.wait_for_function("window.removed.dataset.sseState === 'closed'")
     [first] = ended_requests(server, key, 1)
-    assert first["ended"], "the removed element's stream is still open"
+    if django.VERSION >= (5, 0):  # Django 4.2 does not see a client leave a response
+        assert first["ended"], "the removed element's stream is still open"
     page.evaluate("document.body.prepend(window.removed)")
     expect(page.locator("#conn")).to_have_attribute("data-sse-state", "open")
     assert len(server_requests(server, key, 2)) == 2
